@@ -1,0 +1,14 @@
+package queue
+
+import "errors"
+
+var (
+	// ErrFull is returned by TryAsync when a queue made WithLimit already holds its limit of
+	// pending blocks.
+	ErrFull = errors.New("queue: full")
+	// ErrClosed is returned when a block is submitted to a queue after Close.
+	ErrClosed = errors.New("queue: closed")
+	// ErrWouldDeadlock is returned by SyncContext (and is the panic value's cause in Sync) when
+	// the queue it would wait for is busy running the caller itself.
+	ErrWouldDeadlock = errors.New("queue: Sync would deadlock")
+)

@@ -1,0 +1,180 @@
+package queue
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dispatchkit/dispatchkit/internal/goid"
+)
+
+// maxWorkers caps the goroutines the executor runs at once, counting the extra ones it starts
+// while workers are blocked in Sync.
+const maxWorkers = 4096
+
+// executor runs the Global root queues on worker goroutines. Workers exist only while there
+// is work: one is started when a root gets an item and fewer than GOMAXPROCS are running, and
+// it exits when every root is empty. A worker always takes the highest-QoS item first.
+type executor struct {
+	mu      sync.Mutex
+	roots   [numQoS]*Queue
+	items   [numQoS]deque
+	workers int32 // running worker goroutines
+	blocked int32 // of those, waiting in a Sync (they do not count against GOMAXPROCS)
+	list    []*worker
+	cpus    atomic.Int32 // GOMAXPROCS as last read; re-read whenever a worker starts
+}
+
+type worker struct {
+	g    uintptr
+	root *Queue // the root whose item the worker runs now
+}
+
+var exec = newExecutor()
+
+func newExecutor() *executor {
+	e := &executor{}
+	for i := range e.roots {
+		qos := QoS(i)
+		e.roots[i] = &Queue{label: "global." + qos.String(), kind: rootKind, qos: qos}
+	}
+	e.cpus.Store(int32(runtime.GOMAXPROCS(0)))
+	return e
+}
+
+// Global returns the shared root concurrent queue of a QoS class. Its width is GOMAXPROCS,
+// and all roots share one pool of that many workers, the higher classes served first. Queues
+// created without WithTarget run on Global(their QoS).
+func Global(qos QoS) *Queue {
+	if !qos.valid() {
+		panic("queue: Global of an invalid QoS " + qos.String())
+	}
+	return exec.roots[qos]
+}
+
+func (e *executor) procs() int32 { return e.cpus.Load() }
+
+// push adds an item to a root queue and starts a worker if one may run.
+func (e *executor) push(root *Queue, it item) {
+	e.mu.Lock()
+	e.items[root.qos].pushBack(it)
+	if it.child == nil {
+		root.accepted++
+	}
+	spawn := e.workers-e.blocked < e.procs() && e.workers < maxWorkers
+	if spawn {
+		e.workers++
+	}
+	e.mu.Unlock()
+	if spawn {
+		go e.work()
+	}
+}
+
+// popLocked takes the next item, highest QoS first.
+func (e *executor) popLocked() (*Queue, item, bool) {
+	for i := numQoS - 1; i >= 0; i-- {
+		if e.items[i].n > 0 {
+			return e.roots[i], e.items[i].popFront(), true
+		}
+	}
+	return nil, item{}, false
+}
+
+func (e *executor) work() {
+	w := &worker{g: goid.G()}
+	e.cpus.Store(int32(runtime.GOMAXPROCS(0)))
+	e.mu.Lock()
+	e.list = append(e.list, w)
+	for e.workers-e.blocked <= e.procs() {
+		root, it, ok := e.popLocked()
+		if !ok {
+			break
+		}
+		w.root = root
+		e.mu.Unlock()
+		root.runBlock(it, w.g)
+		e.mu.Lock()
+		w.root = nil
+	}
+	for i, v := range e.list {
+		if v == w {
+			e.list[i] = e.list[len(e.list)-1]
+			e.list[len(e.list)-1] = nil
+			e.list = e.list[:len(e.list)-1]
+			break
+		}
+	}
+	e.workers--
+	e.mu.Unlock()
+}
+
+// blockEnter tells the executor that goroutine g is about to wait in a Sync. If g is a
+// worker, another worker may start in its place, so waiting for a queue can never use up the
+// executor. It reports whether g is a worker (and so must call blockExit).
+func (e *executor) blockEnter(g uintptr) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.isWorkerLocked(g) {
+		return false
+	}
+	e.blocked++
+	if e.workers-e.blocked < e.procs() && e.workers < maxWorkers && e.hasItemsLocked() {
+		e.workers++
+		go e.work()
+	}
+	return true
+}
+
+func (e *executor) blockExit() {
+	e.mu.Lock()
+	e.blocked--
+	e.mu.Unlock()
+}
+
+func (e *executor) isWorkerLocked(g uintptr) bool {
+	for _, w := range e.list {
+		if w.g == g {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *executor) hasItemsLocked() bool {
+	for i := range e.items {
+		if e.items[i].n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// runningOn reports whether goroutine g is a worker running an item of root.
+func (e *executor) runningOn(g uintptr, root *Queue) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, w := range e.list {
+		if w.g == g {
+			return w.root == root
+		}
+	}
+	return false
+}
+
+func (e *executor) rootLoad(root *Queue) (pending, running int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, w := range e.list {
+		if w.root == root {
+			running++
+		}
+	}
+	return e.items[root.qos].n, running
+}
+
+func (e *executor) rootAccepted(root *Queue) uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return root.accepted
+}

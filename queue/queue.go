@@ -1,0 +1,574 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type kind uint8
+
+const (
+	serialKind kind = iota
+	concurrentKind
+	rootKind
+)
+
+// batchSize is how many blocks a drainer runs before it yields its target to the queues
+// beside it (fairness); it is also the serial drainer's batch, taken under one lock.
+const batchSize = 32
+
+// flags read without the lock by drainers between blocks and by finishing blocks.
+const (
+	flagStopped uint32 = 1 << iota // suspended or inactive
+	flagClosed
+)
+
+// config holds what most queues do not set, so that a queue without it pays one nil check.
+type config struct {
+	panics func(recovered any, stack []byte)
+	obs    Observer
+}
+
+// extra holds state that only some queues ever need, allocated on first use under mu.
+type extra struct {
+	holders    []uintptr     // concurrent: goroutines running a block of the queue
+	roomWait   chan struct{} // closed when a limited queue gets room (or closes)
+	closeDone  chan struct{} // closed when a closed queue has run every accepted block
+	closeFired bool
+	rejected   uint64
+	cancelled  uint64
+}
+
+// A Queue runs blocks (funcs): a serial queue one at a time in FIFO order, a concurrent queue
+// up to its width at once, started in FIFO order. Queues are cheap: an idle queue holds no
+// goroutine, only a few words of memory; goroutines come from a shared executor while a queue
+// has work. Create queues with NewSerial and NewConcurrent, or use the Global roots.
+type Queue struct {
+	label  string
+	target *Queue
+	cfg    *config
+	kind   kind
+	qos    QoS
+	width  int32 // own width; 0 means not limited by itself
+	limit  int32
+
+	mu       sync.Mutex
+	items    deque
+	active   int32 // drainers scheduled or running, plus Sync callers holding a slot
+	inflight int32 // concurrent: blocks running now, Sync callers included
+	suspend  int32
+	inactive bool
+	closed   bool
+	excl     bool    // concurrent: a barrier holds the queue
+	owner    uintptr // goroutine running the queue alone: serial drainer, Sync caller, barrier
+	accepted uint64  // blocks accepted directly (not the drains of queues targeting this one)
+	ext      *extra
+
+	flags   atomic.Uint32
+	live    atomic.Int64 // accepted and not finished
+	pending atomic.Int64 // limited queues only: accepted and not started
+	waiters atomic.Int32 // limited queues only: Async calls waiting for room
+}
+
+// NewSerial returns a serial queue: its blocks run one at a time, in the order they were
+// submitted, each seeing the effects of the ones before it.
+func NewSerial(label string, opts ...Option) *Queue {
+	return newQueue(serialKind, label, opts)
+}
+
+// NewConcurrent returns a concurrent queue: its blocks start in submission order and run up
+// to the queue's width at once (WithWidth; by default only its target chain limits it).
+func NewConcurrent(label string, opts ...Option) *Queue {
+	return newQueue(concurrentKind, label, opts)
+}
+
+func newQueue(k kind, label string, opts []Option) *Queue {
+	s := settings{label: label, qos: Default}
+	for _, o := range opts {
+		o(&s)
+	}
+	if !s.qos.valid() {
+		panic(fmt.Sprintf("queue: invalid QoS %d for %q", int(s.qos), s.label))
+	}
+	if s.width < 0 {
+		panic(fmt.Sprintf("queue: WithWidth(%d) for %q: the width must be at least 1", s.width, s.label))
+	}
+	q := &Queue{label: s.label, kind: k, qos: s.qos, target: s.target, limit: clamp32(s.limit)}
+	if q.target == nil {
+		q.target = Global(s.qos)
+	} else if !s.qosSet {
+		q.qos = q.target.qos
+	}
+	if k == serialKind {
+		q.width = 1
+	} else {
+		q.width = clamp32(s.width)
+	}
+	// Inherit what the target has unless this queue sets its own.
+	var inherited config
+	if q.target.cfg != nil {
+		inherited = *q.target.cfg
+	}
+	if s.panics != nil {
+		inherited.panics = s.panics
+	}
+	if s.obs != nil {
+		inherited.obs = s.obs
+	}
+	if inherited.panics != nil || inherited.obs != nil {
+		q.cfg = &inherited
+	}
+	if s.inactive {
+		q.inactive = true
+		q.flags.Store(flagStopped)
+	}
+	if q.cfg != nil && q.cfg.obs != nil {
+		q.cfg.obs.QueueCreated(q)
+	}
+	return q
+}
+
+func clamp32(n int) int32 {
+	if n <= 0 {
+		return 0
+	}
+	if n > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int32(n)
+}
+
+// Label returns the label the queue was created with.
+func (q *Queue) Label() string { return q.label }
+
+// Target returns the queue this one runs its blocks on; nil for the Global roots.
+func (q *Queue) Target() *Queue {
+	if q.kind == rootKind {
+		return nil
+	}
+	return q.target
+}
+
+// QoS returns the queue's quality-of-service class.
+func (q *Queue) QoS() QoS { return q.qos }
+
+// IsSerial reports whether the queue runs one block at a time.
+func (q *Queue) IsSerial() bool { return q.kind == serialKind }
+
+// Width returns how many blocks of the queue can run at once: the smallest width along its
+// target chain, where a serial queue counts 1 and a Global root the current GOMAXPROCS.
+func (q *Queue) Width() int { return int(q.effWidth()) }
+
+func (q *Queue) effWidth() int32 {
+	w := int32(math.MaxInt32)
+	for x := q; x != nil; x = x.target {
+		switch x.kind {
+		case serialKind:
+			return 1
+		case rootKind:
+			return min(w, exec.procs())
+		}
+		if x.width > 0 {
+			w = min(w, x.width)
+		}
+	}
+	return w
+}
+
+// Closed reports whether Close was called.
+func (q *Queue) Closed() bool { return q.flags.Load()&flagClosed != 0 }
+
+func (q *Queue) extLocked() *extra {
+	if q.ext == nil {
+		q.ext = &extra{}
+	}
+	return q.ext
+}
+
+func (q *Queue) runnableLocked() bool { return q.suspend == 0 && !q.inactive }
+
+func (q *Queue) String() string { return fmt.Sprintf("queue %q", q.label) }
+
+// Async submits fn to run on the queue and returns at once. On a queue made WithLimit it
+// waits while the queue is full. It panics if the queue is closed, like a send on a closed
+// channel: closing is the owner's decision, and work submitted after it is a bug.
+func (q *Queue) Async(fn func()) {
+	if fn == nil {
+		nilFunc("Async", q.label)
+	}
+	if err := q.submit(nil, item{fn: fn}, BlockAsync, waitForRoom); err != nil {
+		panic(fmt.Sprintf("queue: Async on %q: %v (submit before Close, or use TryAsync)", q.label, err))
+	}
+}
+
+// AsyncContext submits fn to run on the queue with ctx. If ctx has ended by the time fn would
+// start, fn is skipped (and counted in Stats.Cancelled). ctx also carries tracing across the
+// hop: an Observer sees it at enqueue. On a full limited queue it waits for room or for ctx.
+func (q *Queue) AsyncContext(ctx context.Context, fn func(context.Context)) {
+	if fn == nil {
+		nilFunc("AsyncContext", q.label)
+	}
+	err := q.submit(ctx, item{x: &ext{kind: BlockAsync, ctx: ctx, cfn: fn}}, BlockAsync, waitForRoom)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrClosed):
+		panic(fmt.Sprintf("queue: AsyncContext on %q: %v (submit before Close, or use TryAsync)", q.label, err))
+	default: // ctx ended while waiting for room: the block was never accepted
+		q.countCancelled()
+	}
+}
+
+// TryAsync submits fn without waiting: it returns ErrFull if the queue is at its limit and
+// ErrClosed if it is closed.
+func (q *Queue) TryAsync(fn func()) error {
+	if fn == nil {
+		nilFunc("TryAsync", q.label)
+	}
+	return q.submit(nil, item{fn: fn}, BlockAsync, failWhenFull)
+}
+
+// BarrierAsync submits fn as a barrier: on a concurrent queue it starts once every block
+// submitted before it has finished, runs alone, and the blocks after it wait for it. On a
+// serial queue it is an ordinary block; on a Global root it is an ordinary Async, as in GCD.
+func (q *Queue) BarrierAsync(fn func()) {
+	if fn == nil {
+		nilFunc("BarrierAsync", q.label)
+	}
+	it := item{fn: fn}
+	if q.kind == concurrentKind {
+		it = item{x: &ext{kind: BlockBarrier, fn: fn}}
+	}
+	if err := q.submit(nil, it, BlockBarrier, waitForRoom); err != nil {
+		panic(fmt.Sprintf("queue: BarrierAsync on %q: %v", q.label, err))
+	}
+}
+
+func nilFunc(what, label string) {
+	panic(fmt.Sprintf("queue: %s on %q with a nil func", what, label))
+}
+
+type submitMode uint8
+
+const (
+	waitForRoom submitMode = iota
+	failWhenFull
+)
+
+func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMode) error {
+	if q.cfg != nil && q.cfg.obs != nil {
+		it = q.observeEnqueue(ctx, it, k)
+	}
+	if q.kind == rootKind {
+		q.live.Add(1)
+		exec.push(q, it)
+		return nil
+	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return q.reject(ErrClosed, mode)
+	}
+	if q.limit > 0 && q.pending.Load() >= int64(q.limit) {
+		if mode == failWhenFull {
+			q.mu.Unlock()
+			return q.reject(ErrFull, mode)
+		}
+		if err := q.waitRoomLocked(ctx); err != nil {
+			q.mu.Unlock()
+			return err
+		}
+	}
+	q.items.pushBack(it)
+	q.accepted++
+	q.live.Add(1)
+	if q.limit > 0 {
+		q.pending.Add(1)
+	}
+	n := q.wantLocked()
+	q.active += n
+	q.mu.Unlock()
+	q.startDrainers(n)
+	return nil
+}
+
+func (q *Queue) reject(err error, mode submitMode) error {
+	if mode == failWhenFull {
+		q.mu.Lock()
+		q.extLocked().rejected++
+		q.mu.Unlock()
+		if q.cfg != nil && q.cfg.obs != nil {
+			q.cfg.obs.Rejected(q, err)
+		}
+	}
+	return err
+}
+
+// waitRoomLocked waits, with q.mu held on entry and exit, until a limited queue has room, it
+// closes (ErrClosed) or ctx ends.
+func (q *Queue) waitRoomLocked(ctx context.Context) error {
+	var done <-chan struct{}
+	if ctx != nil {
+		done = ctx.Done()
+	}
+	for q.pending.Load() >= int64(q.limit) {
+		if q.closed {
+			return ErrClosed
+		}
+		x := q.extLocked()
+		if x.roomWait == nil {
+			x.roomWait = make(chan struct{})
+		}
+		ch := x.roomWait
+		q.waiters.Add(1)
+		q.mu.Unlock()
+		var err error
+		select {
+		case <-ch:
+		case <-done:
+			err = ctx.Err()
+		}
+		q.waiters.Add(-1)
+		q.mu.Lock()
+		if err != nil {
+			return err
+		}
+	}
+	if q.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// wakeRoomLocked releases every Async waiting for room; they check again.
+func (q *Queue) wakeRoomLocked() {
+	if q.ext != nil && q.ext.roomWait != nil {
+		close(q.ext.roomWait)
+		q.ext.roomWait = nil
+	}
+}
+
+// wantLocked says how many new drainers the queue needs now; the caller adds them to active
+// and starts them after unlocking.
+func (q *Queue) wantLocked() int32 {
+	if q.items.n == 0 || !q.runnableLocked() {
+		return 0
+	}
+	if q.kind == serialKind {
+		if q.active == 0 {
+			return 1
+		}
+		return 0
+	}
+	if q.excl {
+		return 0
+	}
+	if q.items.peek().exclusive() {
+		if q.active == 0 && q.inflight == 0 {
+			return 1
+		}
+		return 0
+	}
+	free := q.effWidth() - q.active
+	if free <= 0 {
+		return 0
+	}
+	return min(free, int32(min(q.items.n, math.MaxInt32)))
+}
+
+func (q *Queue) startDrainers(n int32) {
+	for ; n > 0; n-- {
+		q.target.submitChild(q)
+	}
+}
+
+// submitChild queues a drain of child on q: the child's blocks run as one block of q.
+// A closed queue still takes them: closing refuses only blocks submitted to it directly.
+func (q *Queue) submitChild(child *Queue) {
+	it := item{child: child}
+	if q.kind == rootKind {
+		exec.push(q, it)
+		return
+	}
+	q.mu.Lock()
+	q.items.pushBack(it)
+	n := q.wantLocked()
+	q.active += n
+	q.mu.Unlock()
+	q.startDrainers(n)
+}
+
+// Suspend stops the queue's blocks from starting until a matching Resume; a running block
+// finishes. Suspensions count: n Suspends need n Resumes. Suspend of a Global root does
+// nothing, as in GCD.
+func (q *Queue) Suspend() {
+	if q.kind == rootKind {
+		return
+	}
+	q.mu.Lock()
+	q.suspend++
+	q.flags.Or(flagStopped)
+	q.mu.Unlock()
+}
+
+// Resume undoes one Suspend. It panics if the queue is not suspended (an Inactive queue is
+// started with Activate, not Resume), as GCD does: an unbalanced Resume is a bug.
+func (q *Queue) Resume() {
+	if q.kind == rootKind {
+		return
+	}
+	q.mu.Lock()
+	if q.suspend == 0 {
+		q.mu.Unlock()
+		panic(fmt.Sprintf("queue: Resume of %q, which is not suspended (unbalanced Resume; use Activate for an Inactive queue)", q.label))
+	}
+	q.suspend--
+	q.restartLocked()
+}
+
+// Activate starts a queue created Inactive. Activating an active queue does nothing.
+func (q *Queue) Activate() {
+	if q.kind == rootKind {
+		return
+	}
+	q.mu.Lock()
+	q.inactive = false
+	q.restartLocked()
+}
+
+// restartLocked clears the stopped flag if the queue may run again, starts drainers, and
+// unlocks.
+func (q *Queue) restartLocked() {
+	if q.runnableLocked() {
+		q.flags.And(^flagStopped)
+	}
+	n := q.wantLocked()
+	q.active += n
+	q.mu.Unlock()
+	q.startDrainers(n)
+}
+
+var errCloseGlobal = errors.New("queue: a Global queue cannot be closed")
+
+// Close refuses new blocks (Async panics, TryAsync returns ErrClosed), lets every accepted
+// block run, and returns when they have, or with ctx's error when ctx ends first (the blocks
+// still run). Blocks of queues targeting this one still run on it. Close of a suspended queue
+// waits for Resume. Calling Close again waits again.
+func (q *Queue) Close(ctx context.Context) error {
+	if q.kind == rootKind {
+		return errCloseGlobal
+	}
+	q.mu.Lock()
+	first := !q.closed
+	q.closed = true
+	q.flags.Or(flagClosed)
+	x := q.extLocked()
+	if x.closeDone == nil {
+		x.closeDone = make(chan struct{})
+	}
+	if q.live.Load() == 0 {
+		q.fireCloseLocked()
+	}
+	q.wakeRoomLocked()
+	done := x.closeDone
+	q.mu.Unlock()
+	if first && q.cfg != nil && q.cfg.obs != nil {
+		q.cfg.obs.QueueClosed(q)
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("queue: Close of %q: %w", q.label, ctx.Err())
+	}
+}
+
+func (q *Queue) fireCloseLocked() {
+	if x := q.ext; x != nil && x.closeDone != nil && !x.closeFired {
+		x.closeFired = true
+		close(x.closeDone)
+	}
+}
+
+// finished does the accounting of a block that returned (or panicked into a handler).
+func (q *Queue) finished() {
+	if q.live.Add(-1) == 0 && q.flags.Load()&flagClosed != 0 {
+		q.mu.Lock()
+		if q.live.Load() == 0 {
+			q.fireCloseLocked()
+		}
+		q.mu.Unlock()
+	}
+}
+
+// started does the accounting of a limited queue's block that is about to run.
+func (q *Queue) started() {
+	q.pending.Add(-1)
+	if q.waiters.Load() > 0 {
+		q.mu.Lock()
+		q.wakeRoomLocked()
+		q.mu.Unlock()
+	}
+}
+
+func (q *Queue) countCancelled() {
+	q.mu.Lock()
+	q.extLocked().cancelled++
+	q.mu.Unlock()
+}
+
+// Stats is a snapshot of a queue's state and counters.
+type Stats struct {
+	Label     string
+	Serial    bool
+	Global    bool
+	Width     int // as Width()
+	QoS       QoS
+	Pending   int    // accepted, not started
+	Running   int    // running now (Sync callers included)
+	Executed  uint64 // finished (returned or panicked)
+	Rejected  uint64 // TryAsync refusals
+	Cancelled uint64 // AsyncContext blocks skipped because their ctx ended
+	Suspended bool
+	Inactive  bool
+	Closed    bool
+}
+
+// Stats returns a snapshot of the queue's counters. It takes the queue's lock briefly.
+func (q *Queue) Stats() Stats {
+	s := Stats{Label: q.label, Serial: q.kind == serialKind, Width: q.Width(), QoS: q.qos}
+	if q.kind == rootKind {
+		s.Global = true
+		s.Pending, s.Running = exec.rootLoad(q)
+		live := q.live.Load()
+		s.Executed = exec.rootAccepted(q) - uint64(live)
+		return s
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	live := q.live.Load()
+	s.Executed = q.accepted - uint64(live)
+	switch {
+	case q.kind == concurrentKind:
+		s.Running = int(q.inflight)
+	case q.owner != 0:
+		s.Running = 1
+	}
+	if q.limit > 0 {
+		s.Pending = int(q.pending.Load())
+	} else {
+		s.Pending = max(int(live)-s.Running, 0)
+	}
+	if q.ext != nil {
+		s.Rejected, s.Cancelled = q.ext.rejected, q.ext.cancelled
+	}
+	s.Suspended, s.Inactive, s.Closed = q.suspend > 0, q.inactive, q.closed
+	return s
+}
+
+// now is the clock for observers, a variable so that tests can see its use.
+var now = time.Now

@@ -1,0 +1,106 @@
+package queue
+
+import (
+	"context"
+	"runtime/debug"
+	"time"
+)
+
+// runBlock runs one item of q on goroutine g: the drain of a queue targeting q, or an
+// accepted block, with its accounting.
+func (q *Queue) runBlock(it item, g uintptr) {
+	if it.child != nil {
+		it.child.drain(g)
+		return
+	}
+	if q.limit > 0 {
+		q.started()
+	}
+	if it.x == nil && q.cfg == nil {
+		// The hot path: no observer, no handler, no context. A panic here crashes the
+		// program with the block's own stack, as a panicking goroutine does.
+		it.fn()
+		q.finished()
+		return
+	}
+	q.runSlow(it)
+}
+
+// runSlow runs a block that has a context, an observer or a panic handler.
+func (q *Queue) runSlow(it item) {
+	x := it.x
+	if x == nil {
+		x = &ext{fn: it.fn}
+	}
+	if x.cfn != nil && x.ctx != nil && x.ctx.Err() != nil {
+		q.countCancelled() // AsyncContext whose ctx ended before it started: skipped
+		q.finished()
+		return
+	}
+	var obs Observer
+	var panics func(any, []byte)
+	if q.cfg != nil {
+		obs, panics = q.cfg.obs, q.cfg.panics
+	}
+	ctx := x.ctx
+	var info BlockInfo
+	var start time.Time
+	if obs != nil {
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		start = now()
+		info = BlockInfo{Kind: x.kind, Enqueued: x.enq, Wait: start.Sub(x.enq)}
+		ctx = obs.Started(q, ctx, info)
+	}
+	var restore func()
+	if ctx != nil {
+		restore = setCurrent(ctx)
+	}
+	catch := panics != nil || obs != nil
+	returned := false
+	defer func() {
+		var r any
+		if !returned && catch {
+			r = recover()
+		}
+		var stack []byte
+		if r != nil && panics != nil {
+			stack = debug.Stack()
+		}
+		if restore != nil {
+			restore()
+		}
+		if obs != nil {
+			info.Run, info.Panic = now().Sub(start), r
+			obs.Finished(q, ctx, info)
+		}
+		q.finished()
+		if r != nil {
+			if panics == nil {
+				panic(r) // no handler: crash, after the observer has seen it
+			}
+			panics(r, stack)
+		}
+	}()
+	if x.cfn != nil {
+		x.cfn(ctx)
+	} else {
+		x.fn()
+	}
+	returned = true
+}
+
+// observeEnqueue tells the observer about a block being submitted and keeps what it returns.
+func (q *Queue) observeEnqueue(ctx context.Context, it item, k BlockKind) item {
+	if ctx == nil {
+		ctx = CurrentContext()
+	}
+	if it.x == nil {
+		it.x = &ext{fn: it.fn, kind: k}
+		it.fn = nil
+	}
+	it.x.enq = now()
+	it.x.ctx = q.cfg.obs.Enqueued(q, ctx, k)
+	return it
+}

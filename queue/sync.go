@@ -1,0 +1,228 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/dispatchkit/dispatchkit/internal/goid"
+)
+
+// Sync runs fn on the queue and returns when it has finished. As in GCD, fn runs on the
+// caller's goroutine: Sync waits until the queue (and every serial queue up its target chain)
+// is the caller's, runs fn, and gives them back. It never takes a Global worker, and on an
+// idle queue it does not switch goroutines at all. A panic in fn reaches the caller.
+//
+// Sync panics if the queue is closed, or if waiting would deadlock because the queue, or a
+// serial queue it needs, is running the caller (a Sync onto the caller's own queue).
+func (q *Queue) Sync(fn func()) {
+	if fn == nil {
+		nilFunc("Sync", q.label)
+	}
+	if err := q.syncRun(context.Background(), false, fn, nil); err != nil {
+		panic(fmt.Sprintf("%v (use Async, or SyncContext to get an error)", err))
+	}
+}
+
+// SyncContext is Sync with a context: if ctx ends before fn starts, fn never runs and ctx's
+// error is returned; once fn has started it runs to the end with ctx. It returns ErrClosed on
+// a closed queue and an error wrapping ErrWouldDeadlock where Sync would panic.
+func (q *Queue) SyncContext(ctx context.Context, fn func(context.Context)) error {
+	if fn == nil {
+		nilFunc("SyncContext", q.label)
+	}
+	return q.syncRun(ctx, false, nil, fn)
+}
+
+// BarrierSync is Sync as a barrier: on a concurrent queue fn runs once every block submitted
+// before it has finished, alone, and later blocks wait for it.
+func (q *Queue) BarrierSync(fn func()) {
+	if fn == nil {
+		nilFunc("BarrierSync", q.label)
+	}
+	if err := q.syncRun(context.Background(), true, fn, nil); err != nil {
+		panic(fmt.Sprintf("%v (use BarrierAsync)", err))
+	}
+}
+
+// IsCurrent reports whether the caller is running on q: inside a block of q or of a queue
+// that targets q (at any depth), or inside a Sync onto one of them.
+func (q *Queue) IsCurrent() bool {
+	me := goid.G()
+	if q.kind == rootKind {
+		return exec.runningOn(me, q)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.holdsLocked(me)
+}
+
+// syncRun acquires every queue from q up to (not including) its root, runs fn or cfn on the
+// calling goroutine, and releases them.
+func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(context.Context)) error {
+	if q.kind == rootKind {
+		return q.syncCall(ctx, fn, cfn)
+	}
+	if q.Closed() {
+		return fmt.Errorf("queue: Sync on %q: %w", q.label, ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	me := goid.G()
+	if err := q.checkDeadlock(me, barrier); err != nil {
+		return err
+	}
+	var held [8]*Queue
+	chain := held[:0]
+	release := func() {
+		for i := len(chain) - 1; i >= 0; i-- {
+			chain[i].releaseSync(me)
+		}
+	}
+	for x := q; x.kind != rootKind; x = x.target {
+		if err := x.acquireSync(ctx, me, x == q && barrier); err != nil {
+			release()
+			return err
+		}
+		chain = append(chain, x)
+	}
+	defer release()
+	if err := ctx.Err(); err != nil {
+		return err // ctx ended before fn started: fn never runs
+	}
+	return q.syncCall(ctx, fn, cfn)
+}
+
+// syncCall runs a Sync block on the calling goroutine, telling the observer.
+func (q *Queue) syncCall(ctx context.Context, fn func(), cfn func(context.Context)) error {
+	obs := Observer(nil)
+	if q.cfg != nil {
+		obs = q.cfg.obs
+	}
+	if obs == nil && cfn == nil {
+		fn()
+		return nil
+	}
+	var info BlockInfo
+	if obs != nil {
+		info.Kind, info.Enqueued = BlockSync, now()
+		ctx = obs.Enqueued(q, ctx, BlockSync)
+		start := now()
+		info.Wait = start.Sub(info.Enqueued)
+		ctx = obs.Started(q, ctx, info)
+		returned := false
+		defer func() {
+			info.Run = now().Sub(start)
+			if !returned {
+				info.Panic = recover()
+			}
+			obs.Finished(q, ctx, info)
+			if info.Panic != nil {
+				panic(info.Panic)
+			}
+		}()
+		defer setCurrent(ctx)()
+		call(ctx, fn, cfn)
+		returned = true
+		return nil
+	}
+	defer setCurrent(ctx)()
+	call(ctx, fn, cfn)
+	return nil
+}
+
+func call(ctx context.Context, fn func(), cfn func(context.Context)) {
+	if cfn != nil {
+		cfn(ctx)
+	} else {
+		fn()
+	}
+}
+
+// checkDeadlock fails if a queue that Sync onto q must hold is being run by the caller: the
+// caller would wait for itself.
+func (q *Queue) checkDeadlock(me uintptr, barrier bool) error {
+	for x := q; x.kind != rootKind; x = x.target {
+		excl := x.kind == serialKind || (x == q && barrier)
+		x.mu.Lock()
+		held := x.owner == me || (excl && x.holdsLocked(me))
+		x.mu.Unlock()
+		if held {
+			if x == q {
+				return fmt.Errorf("%w: Sync on %q from a block running on %q", ErrWouldDeadlock, q.label, q.label)
+			}
+			return fmt.Errorf("%w: Sync on %q needs %q (its target), which is running the caller", ErrWouldDeadlock, q.label, x.label)
+		}
+	}
+	return nil
+}
+
+// acquireSync makes the queue the caller's (excl) or gives it a slot of it, waiting behind the
+// blocks submitted before.
+func (q *Queue) acquireSync(ctx context.Context, me uintptr, barrier bool) error {
+	excl := q.kind == serialKind || barrier
+	q.mu.Lock()
+	if q.items.n == 0 && q.runnableLocked() {
+		switch {
+		case q.kind == serialKind && q.active == 0:
+			q.active, q.owner = 1, me
+			q.mu.Unlock()
+			return nil
+		case q.kind == concurrentKind && barrier && q.active == 0 && q.inflight == 0:
+			q.active, q.inflight, q.excl, q.owner = 1, 1, true, me
+			q.mu.Unlock()
+			return nil
+		case q.kind == concurrentKind && !barrier && !q.excl && q.active < q.effWidth():
+			q.active++
+			q.inflight++
+			q.addHolderLocked(me)
+			q.mu.Unlock()
+			return nil
+		}
+	}
+	// Busy: wait in line. The drainer that reaches us hands us the queue or a slot.
+	w := &syncWaiter{g: me, excl: excl, ch: make(chan struct{})}
+	q.items.pushBack(item{x: &ext{kind: BlockSync, waiter: w}})
+	n := q.wantLocked()
+	q.active += n
+	q.mu.Unlock()
+	q.startDrainers(n)
+
+	isWorker := exec.blockEnter(me)
+	var err error
+	select {
+	case <-w.ch:
+	case <-ctx.Done():
+		if w.state.CompareAndSwap(waiting, gaveUp) {
+			err = ctx.Err() // the drainer will skip our entry
+		} else {
+			<-w.ch // granted meanwhile: we hold it; the caller releases it
+		}
+	}
+	if isWorker {
+		exec.blockExit()
+	}
+	return err
+}
+
+// releaseSync gives back what acquireSync took and restarts the queue's drainers.
+func (q *Queue) releaseSync(me uintptr) {
+	q.mu.Lock()
+	switch {
+	case q.kind == serialKind:
+		q.owner = 0
+		q.active--
+	case q.excl && q.owner == me:
+		q.excl, q.owner = false, 0
+		q.inflight--
+		q.active--
+	default:
+		q.removeHolderLocked(me)
+		q.inflight--
+		q.active--
+	}
+	n := q.wantLocked()
+	q.active += n
+	q.mu.Unlock()
+	q.startDrainers(n)
+}
