@@ -1,91 +1,110 @@
 package queue
 
-// deque is a growable ring buffer of items: push at the back, pop at the front, and put a
-// run of items back at the front (what a drainer does when it stops part-way through a batch).
+import "sync"
+
+// chunkSize is the number of items in one chunk of a deque.
+const chunkSize = 32
+
+// chunk is a fixed block of a deque's storage; chunks are linked and recycled through a pool.
+type chunk struct {
+	items [chunkSize]item
+	next  *chunk
+}
+
+var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
+
+func getChunk() *chunk { return chunkPool.Get().(*chunk) }
+
+func putChunk(c *chunk) {
+	c.next = nil
+	chunkPool.Put(c)
+}
+
+// deque is a FIFO of items in linked chunks: push at the back, pop at the front, and put
+// items back at the front (what a drainer does when it stops part-way). It never copies what
+// it holds to grow, so a queue that floods costs a chunk per 32 blocks and no large
+// allocations, and an empty deque holds no chunk at all.
 type deque struct {
-	buf  []item
-	head int
-	n    int
+	head, tail *chunk
+	hi, ti     int // next item to pop in head; next free slot in tail
+	n          int
 }
 
 func (d *deque) len() int { return d.n }
 
-func (d *deque) grow(need int) {
-	c := 2 * len(d.buf)
-	if c < 4 {
-		c = 4
-	}
-	for c < need {
-		c *= 2
-	}
-	nb := make([]item, c)
-	if d.n > 0 {
-		if d.head+d.n <= len(d.buf) {
-			copy(nb, d.buf[d.head:d.head+d.n])
-		} else {
-			k := copy(nb, d.buf[d.head:])
-			copy(nb[k:], d.buf[:d.n-k])
-		}
-	}
-	d.buf, d.head = nb, 0
-}
-
 func (d *deque) pushBack(it item) {
-	if d.n == len(d.buf) {
-		d.grow(d.n + 1)
+	if d.tail == nil {
+		c := getChunk()
+		d.head, d.tail, d.hi, d.ti = c, c, 0, 0
+	} else if d.ti == chunkSize {
+		c := getChunk()
+		d.tail.next = c
+		d.tail, d.ti = c, 0
 	}
-	i := d.head + d.n
-	if i >= len(d.buf) {
-		i -= len(d.buf)
-	}
-	d.buf[i] = it
+	d.tail.items[d.ti] = it
+	d.ti++
 	d.n++
 }
 
-func (d *deque) peek() *item { return &d.buf[d.head] }
+func (d *deque) peek() *item { return &d.head.items[d.hi] }
 
 func (d *deque) popFront() item {
-	it := d.buf[d.head]
-	d.buf[d.head] = item{}
-	d.head++
-	if d.head == len(d.buf) {
-		d.head = 0
-	}
+	c := d.head
+	it := c.items[d.hi]
+	c.items[d.hi] = item{}
+	d.hi++
 	d.n--
+	if d.n == 0 {
+		d.release()
+	} else if d.hi == chunkSize {
+		d.head, d.hi = c.next, 0
+		putChunk(c)
+	}
 	return it
 }
 
-// popInto moves up to len(dst) items from the front into dst and returns how many.
-func (d *deque) popInto(dst []item) int {
-	k := 0
-	for k < len(dst) && d.n > 0 {
-		dst[k] = d.popFront()
-		k++
+func (d *deque) popBack() item {
+	d.ti--
+	it := d.tail.items[d.ti]
+	d.tail.items[d.ti] = item{}
+	d.n--
+	if d.n == 0 {
+		d.release()
+	} else if d.ti == 0 {
+		// Walk to the chunk before the tail; popBack is rare (putting a batch back).
+		p := d.head
+		for p.next != d.tail {
+			p = p.next
+		}
+		putChunk(d.tail)
+		p.next = nil
+		d.tail, d.ti = p, chunkSize
 	}
-	return k
+	return it
 }
 
-// pushFront puts items back at the front, keeping their order.
-func (d *deque) pushFront(items []item) {
-	if len(items) == 0 {
+func (d *deque) pushFrontOne(it item) {
+	if d.head == nil {
+		d.pushBack(it)
 		return
 	}
-	if d.n+len(items) > len(d.buf) {
-		d.grow(d.n + len(items))
+	if d.hi == 0 {
+		c := getChunk()
+		c.next = d.head
+		d.head, d.hi = c, chunkSize
 	}
-	for i := len(items) - 1; i >= 0; i-- {
-		d.head--
-		if d.head < 0 {
-			d.head = len(d.buf) - 1
-		}
-		d.buf[d.head] = items[i]
-		d.n++
-	}
+	d.hi--
+	d.head.items[d.hi] = it
+	d.n++
 }
 
-// shrink drops a large buffer once the deque is empty, so an idle queue costs bytes.
-func (d *deque) shrink() {
-	if d.n == 0 && len(d.buf) > 16 {
-		d.buf, d.head = nil, 0
+// release returns the chunks of an empty deque to the pool.
+func (d *deque) release() {
+	for c := d.head; c != nil; {
+		next := c.next
+		clear(c.items[:])
+		putChunk(c)
+		c = next
 	}
+	*d = deque{}
 }

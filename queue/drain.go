@@ -1,5 +1,7 @@
 package queue
 
+import "runtime"
+
 // drain runs a batch of q's blocks on goroutine g. It is itself a block of q's target (or a
 // root worker's item): this is how a queue's blocks run on its target.
 func (q *Queue) drain(g uintptr) {
@@ -10,59 +12,135 @@ func (q *Queue) drain(g uintptr) {
 	}
 }
 
-// drainSerial takes up to batchSize blocks under one lock and runs them in order. It stops
-// early for a Sync caller (which it hands the queue to), or when the queue is suspended; after
-// a full batch with more to do it yields: it queues itself again at the back of its target.
+// drainSerial runs the queue's blocks in order. It takes everything pending under one lock
+// (so producers and the drainer rarely meet on the lock), runs up to batchSize of them, and
+// then yields: it queues itself again at the back of its target, keeping what is left in its
+// private batch. It stops early for a Sync caller (which it hands the queue to) or when the
+// queue is suspended; then it puts what it took back in front of the pending blocks.
 func (q *Queue) drainSerial(g uintptr) {
-	var batch [batchSize]item
 	q.mu.Lock()
+	q.owner = g
+	ran, total := 0, 0
 	for {
-		if q.items.n == 0 || !q.runnableLocked() {
-			q.active = 0
-			q.owner = 0
-			q.items.shrink()
-			q.mu.Unlock()
+		if !q.runnableLocked() {
+			q.releaseSerialLocked()
 			return
 		}
-		n := q.items.popInto(batch[:])
-		q.owner = g
+		if q.batch.n == 0 {
+			switch {
+			case q.items.n == 0:
+				if total < 2 || !q.lingerLocked() {
+					q.releaseSerialLocked()
+					return
+				}
+			case q.items.n < batchSize && total >= batchSize:
+				// A stream that this drainer outpaces: let a batch build up before taking
+				// it, rather than meeting the submitters on the lock for every few blocks.
+				q.pauseLocked()
+				if !q.runnableLocked() {
+					continue
+				}
+			}
+			q.items, q.batch = q.batch, q.items
+		}
 		q.mu.Unlock()
-		stopped := false
-		for i := 0; i < n; i++ {
-			it := batch[i]
-			batch[i] = item{}
+		var counted uint64
+		for q.batch.n > 0 && ran < batchSize {
+			if q.flags.Load()&flagStopped != 0 {
+				break
+			}
+			it := q.batch.popFront()
 			if w := it.waiter(); w != nil {
+				q.finished(counted)
+				counted = 0
 				q.mu.Lock()
-				q.items.pushFront(batch[i+1 : n])
-				clear(batch[i+1 : n])
 				if w.claim() {
+					q.putBackLocked()
 					q.owner = w.g // active stays 1: the Sync caller holds the queue now
 					q.mu.Unlock()
 					w.wake()
 					return
 				}
-				stopped = true // the caller gave up; take a fresh batch
-				break
+				q.mu.Unlock()
+				continue // the caller gave up
 			}
-			if q.flags.Load()&flagStopped != 0 {
-				q.mu.Lock()
-				q.items.pushFront(batch[i:n])
-				clear(batch[i:n])
-				stopped = true
-				break
+			ran++
+			total++
+			if q.runBlock(it, g) {
+				counted++
 			}
-			q.runBlock(it, g)
 		}
-		if !stopped {
-			q.mu.Lock()
-		}
-		if !stopped && q.items.n > 0 && q.runnableLocked() {
+		q.finished(counted)
+		q.mu.Lock()
+		if ran >= batchSize && (q.batch.n > 0 || q.items.n > 0) && q.runnableLocked() {
+			if !q.target.contended() {
+				ran = 0 // nobody else wants the target: go on without a hand-off
+				continue
+			}
 			q.owner = 0
 			q.mu.Unlock()
-			q.target.submitChild(q) // yield; the queue keeps its drainer slot
+			q.target.submitChild(q) // yield; the queue keeps its drainer slot and batch
 			return
 		}
 	}
+}
+
+// putBackLocked returns the drainer's private batch to the front of the pending blocks, for
+// whoever holds the queue next.
+func (q *Queue) putBackLocked() {
+	for q.batch.n > 0 {
+		q.items.pushFrontOne(q.batch.popBack())
+	}
+}
+
+func (q *Queue) releaseSerialLocked() {
+	q.putBackLocked()
+	q.active = 0
+	q.owner = 0
+	q.mu.Unlock()
+}
+
+// lingerRounds is how many times the drainer of a streaming serial queue yields
+// (runtime.Gosched) before it looks for more blocks, and lingerTries how many such looks it
+// takes before it gives the queue back. Not touching the queue while it waits keeps the
+// submitters' cache lines theirs; looking after a while finds a batch worth taking.
+const (
+	lingerRounds = 4
+	lingerTries  = 2
+)
+
+// pauseLocked lets the submitters of a streaming queue work undisturbed for a moment, unless
+// other queues wait for the target. q.mu is held on entry and exit.
+func (q *Queue) pauseLocked() {
+	if q.target.contended() {
+		return
+	}
+	q.mu.Unlock()
+	for i := 0; i < lingerRounds; i++ {
+		runtime.Gosched()
+	}
+	q.mu.Lock()
+}
+
+// lingerLocked is called by the drainer of a serial queue that ran more than one block and
+// found the queue empty: blocks are arriving while it drains. It waits a little for more,
+// so that a stream of Asyncs is drained in batches instead of paying a hand-off to the target
+// for each block. q.mu is held on entry and exit; it reports whether work came.
+func (q *Queue) lingerLocked() bool {
+	if q.target.contended() {
+		return false
+	}
+	for try := 0; try < lingerTries; try++ {
+		q.mu.Unlock()
+		for i := 0; i < lingerRounds; i++ {
+			runtime.Gosched()
+		}
+		q.mu.Lock()
+		if q.items.n > 0 || !q.runnableLocked() {
+			return q.items.n > 0 && q.runnableLocked()
+		}
+	}
+	return false
 }
 
 // drainConcurrent runs q's blocks one at a time as they come, alongside up to width-1 other
@@ -101,7 +179,9 @@ func (q *Queue) drainConcurrent(g uintptr) {
 			q.addHolderLocked(g)
 		}
 		q.mu.Unlock()
-		q.runBlock(it, g)
+		if q.runBlock(it, g) {
+			q.finished(1)
+		}
 		q.mu.Lock()
 		q.inflight--
 		if excl {
@@ -117,6 +197,10 @@ func (q *Queue) drainConcurrent(g uintptr) {
 			q.removeHolderLocked(g)
 		}
 		if budget--; budget == 0 && q.items.n > 0 {
+			if !q.target.contended() {
+				budget = batchSize
+				continue
+			}
 			q.mu.Unlock()
 			q.target.submitChild(q) // yield; keep the slot
 			return
@@ -130,6 +214,16 @@ func (q *Queue) drainConcurrent(g uintptr) {
 		return
 	}
 	q.mu.Unlock()
+}
+
+// contended reports whether other work waits for q, so a queue draining on it should yield.
+func (q *Queue) contended() bool {
+	if q.kind == rootKind {
+		return exec.queued.Load() > 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.items.n > 0
 }
 
 func (q *Queue) addHolderLocked(g uintptr) {

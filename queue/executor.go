@@ -23,7 +23,14 @@ type executor struct {
 	blocked int32 // of those, waiting in a Sync (they do not count against GOMAXPROCS)
 	list    []*worker
 	cpus    atomic.Int32 // GOMAXPROCS as last read; re-read whenever a worker starts
+	queued  atomic.Int32 // items in all roots, for the spinning worker to watch
+	spinner bool         // a worker is briefly waiting for work before it exits
 }
+
+// spinRounds is how many times an idle worker yields (runtime.Gosched) while watching for new
+// work before it exits. A few microseconds of it saves a goroutine start per burst; yielding
+// rather than busy-waiting gives the core to any goroutine that has something to do.
+const spinRounds = 16
 
 type worker struct {
 	g    uintptr
@@ -58,10 +65,11 @@ func (e *executor) procs() int32 { return e.cpus.Load() }
 func (e *executor) push(root *Queue, it item) {
 	e.mu.Lock()
 	e.items[root.qos].pushBack(it)
+	e.queued.Add(1)
 	if it.child == nil {
-		root.accepted++
+		root.acc++
 	}
-	spawn := e.workers-e.blocked < e.procs() && e.workers < maxWorkers
+	spawn := !e.spinner && e.workers-e.blocked < e.procs() && e.workers < maxWorkers
 	if spawn {
 		e.workers++
 	}
@@ -75,6 +83,7 @@ func (e *executor) push(root *Queue, it item) {
 func (e *executor) popLocked() (*Queue, item, bool) {
 	for i := numQoS - 1; i >= 0; i-- {
 		if e.items[i].n > 0 {
+			e.queued.Add(-1)
 			return e.roots[i], e.items[i].popFront(), true
 		}
 	}
@@ -89,11 +98,16 @@ func (e *executor) work() {
 	for e.workers-e.blocked <= e.procs() {
 		root, it, ok := e.popLocked()
 		if !ok {
-			break
+			if e.spinner || !e.spinLocked() {
+				break
+			}
+			continue
 		}
 		w.root = root
 		e.mu.Unlock()
-		root.runBlock(it, w.g)
+		if root.runBlock(it, w.g) {
+			root.finished(1)
+		}
 		e.mu.Lock()
 		w.root = nil
 	}
@@ -107,6 +121,19 @@ func (e *executor) work() {
 	}
 	e.workers--
 	e.mu.Unlock()
+}
+
+// spinLocked waits a little for new work, as the one spinning worker; e.mu is held on entry
+// and exit. It reports whether work arrived.
+func (e *executor) spinLocked() bool {
+	e.spinner = true
+	e.mu.Unlock()
+	for i := 0; i < spinRounds && e.queued.Load() == 0; i++ {
+		runtime.Gosched()
+	}
+	e.mu.Lock()
+	e.spinner = false
+	return e.hasItemsLocked()
 }
 
 // blockEnter tells the executor that goroutine g is about to wait in a Sync. If g is a
@@ -171,10 +198,4 @@ func (e *executor) rootLoad(root *Queue) (pending, running int) {
 		}
 	}
 	return e.items[root.qos].n, running
-}
-
-func (e *executor) rootAccepted(root *Queue) uint64 {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return root.accepted
 }

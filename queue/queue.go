@@ -58,7 +58,8 @@ type Queue struct {
 	limit  int32
 
 	mu       sync.Mutex
-	items    deque
+	items    deque // accepted blocks not yet taken by a drainer
+	batch    deque // serial: blocks the drainer took; only the queue's holder touches it
 	active   int32 // drainers scheduled or running, plus Sync callers holding a slot
 	inflight int32 // concurrent: blocks running now, Sync callers included
 	suspend  int32
@@ -66,14 +67,20 @@ type Queue struct {
 	closed   bool
 	excl     bool    // concurrent: a barrier holds the queue
 	owner    uintptr // goroutine running the queue alone: serial drainer, Sync caller, barrier
-	accepted uint64  // blocks accepted directly (not the drains of queues targeting this one)
 	ext      *extra
 
+	// acc counts blocks accepted directly (not drains of queues targeting this one), under mu
+	// (exec.mu for a root); done counts those finished, written by drainers a batch at a time.
+	// Keeping acc under the lock submitters hold anyway spares them an atomic operation.
+	acc     uint64
 	flags   atomic.Uint32
-	live    atomic.Int64 // accepted and not finished
 	pending atomic.Int64 // limited queues only: accepted and not started
 	waiters atomic.Int32 // limited queues only: Async calls waiting for room
+	done    atomic.Uint64
 }
+
+// live is the number of accepted blocks that have not finished; q.mu must be held.
+func (q *Queue) live() uint64 { return q.acc - q.done.Load() }
 
 // NewSerial returns a serial queue: its blocks run one at a time, in the order they were
 // submitted, each seeing the effects of the ones before it.
@@ -264,7 +271,6 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 		it = q.observeEnqueue(ctx, it, k)
 	}
 	if q.kind == rootKind {
-		q.live.Add(1)
 		exec.push(q, it)
 		return nil
 	}
@@ -284,8 +290,7 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 		}
 	}
 	q.items.pushBack(it)
-	q.accepted++
-	q.live.Add(1)
+	q.acc++
 	if q.limit > 0 {
 		q.pending.Add(1)
 	}
@@ -470,7 +475,7 @@ func (q *Queue) Close(ctx context.Context) error {
 	if x.closeDone == nil {
 		x.closeDone = make(chan struct{})
 	}
-	if q.live.Load() == 0 {
+	if q.live() == 0 {
 		q.fireCloseLocked()
 	}
 	q.wakeRoomLocked()
@@ -494,11 +499,12 @@ func (q *Queue) fireCloseLocked() {
 	}
 }
 
-// finished does the accounting of a block that returned (or panicked into a handler).
-func (q *Queue) finished() {
-	if q.live.Add(-1) == 0 && q.flags.Load()&flagClosed != 0 {
+// finished does the accounting of n blocks that returned (or panicked into a handler).
+func (q *Queue) finished(n uint64) {
+	q.done.Add(n)
+	if q.flags.Load()&flagClosed != 0 {
 		q.mu.Lock()
-		if q.live.Load() == 0 {
+		if q.live() == 0 {
 			q.fireCloseLocked()
 		}
 		q.mu.Unlock()
@@ -544,14 +550,13 @@ func (q *Queue) Stats() Stats {
 	if q.kind == rootKind {
 		s.Global = true
 		s.Pending, s.Running = exec.rootLoad(q)
-		live := q.live.Load()
-		s.Executed = exec.rootAccepted(q) - uint64(live)
+		s.Executed = q.done.Load()
 		return s
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	live := q.live.Load()
-	s.Executed = q.accepted - uint64(live)
+	live := q.live()
+	s.Executed = q.done.Load()
 	switch {
 	case q.kind == concurrentKind:
 		s.Running = int(q.inflight)

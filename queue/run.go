@@ -7,11 +7,12 @@ import (
 )
 
 // runBlock runs one item of q on goroutine g: the drain of a queue targeting q, or an
-// accepted block, with its accounting.
-func (q *Queue) runBlock(it item, g uintptr) {
+// accepted block. It reports whether it was an accepted block, which the caller then counts
+// as finished (drainers count a batch at a time).
+func (q *Queue) runBlock(it item, g uintptr) bool {
 	if it.child != nil {
 		it.child.drain(g)
-		return
+		return false
 	}
 	if q.limit > 0 {
 		q.started()
@@ -20,10 +21,10 @@ func (q *Queue) runBlock(it item, g uintptr) {
 		// The hot path: no observer, no handler, no context. A panic here crashes the
 		// program with the block's own stack, as a panicking goroutine does.
 		it.fn()
-		q.finished()
-		return
+		return true
 	}
 	q.runSlow(it)
+	return true
 }
 
 // runSlow runs a block that has a context, an observer or a panic handler.
@@ -34,7 +35,6 @@ func (q *Queue) runSlow(it item) {
 	}
 	if x.cfn != nil && x.ctx != nil && x.ctx.Err() != nil {
 		q.countCancelled() // AsyncContext whose ctx ended before it started: skipped
-		q.finished()
 		return
 	}
 	var obs Observer
@@ -75,7 +75,6 @@ func (q *Queue) runSlow(it item) {
 			info.Run, info.Panic = now().Sub(start), r
 			obs.Finished(q, ctx, info)
 		}
-		q.finished()
 		if r != nil {
 			if panics == nil {
 				panic(r) // no handler: crash, after the observer has seen it
