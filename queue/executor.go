@@ -25,6 +25,7 @@ type executor struct {
 	cpus    atomic.Int32 // GOMAXPROCS as last read; re-read whenever a worker starts
 	queued  atomic.Int32 // items in all roots, for the spinning worker to watch
 	spinner bool         // a worker is briefly waiting for work before it exits
+	refused uint32       // spawns refused by the CPU cap, to pace re-reading GOMAXPROCS
 }
 
 // spinRounds is how many times an idle worker yields (runtime.Gosched) while watching for new
@@ -59,7 +60,11 @@ func Global(qos QoS) *Queue {
 	return exec.roots[qos]
 }
 
+// procs is GOMAXPROCS as last read. Reading it costs a lock in the runtime, so the hot paths
+// use this copy, which is read again whenever a worker starts or exits and by Width.
 func (e *executor) procs() int32 { return e.cpus.Load() }
+
+func (e *executor) refreshProcs() { e.cpus.Store(int32(runtime.GOMAXPROCS(0))) }
 
 // push adds an item to a root queue and starts a worker if one may run.
 func (e *executor) push(root *Queue, it item) {
@@ -69,9 +74,20 @@ func (e *executor) push(root *Queue, it item) {
 	if it.child == nil {
 		root.acc++
 	}
-	spawn := !e.spinner && e.workers-e.blocked < e.procs() && e.workers < maxWorkers
+	// The spinning worker, if any, will take one item; start another for anything more.
+	covered := e.spinner && e.queued.Load() <= 1
+	spawn := !covered && e.workers-e.blocked < e.procs() && e.workers < maxWorkers
+	if !spawn && !covered && e.workers < maxWorkers {
+		// Refused by the CPU cap: GOMAXPROCS may have grown since we last looked. Look again
+		// now and then, not on every submission to a saturated executor.
+		if e.refused++; e.refused%64 == 1 {
+			e.refreshProcs()
+			spawn = e.workers-e.blocked < e.procs()
+		}
+	}
 	if spawn {
 		e.workers++
+		e.refreshProcs() // a goroutine start costs far more than this look
 	}
 	e.mu.Unlock()
 	if spawn {
@@ -92,7 +108,6 @@ func (e *executor) popLocked() (*Queue, item, bool) {
 
 func (e *executor) work() {
 	w := &worker{g: goid.G()}
-	e.cpus.Store(int32(runtime.GOMAXPROCS(0)))
 	e.mu.Lock()
 	e.list = append(e.list, w)
 	for e.workers-e.blocked <= e.procs() {
@@ -121,6 +136,7 @@ func (e *executor) work() {
 	}
 	e.workers--
 	e.mu.Unlock()
+	e.refreshProcs()
 }
 
 // spinLocked waits a little for new work, as the one spinning worker; e.mu is held on entry

@@ -169,7 +169,10 @@ func (q *Queue) IsSerial() bool { return q.kind == serialKind }
 
 // Width returns how many blocks of the queue can run at once: the smallest width along its
 // target chain, where a serial queue counts 1 and a Global root the current GOMAXPROCS.
-func (q *Queue) Width() int { return int(q.effWidth()) }
+func (q *Queue) Width() int {
+	exec.refreshProcs()
+	return int(q.effWidth())
+}
 
 func (q *Queue) effWidth() int32 {
 	w := int32(math.MaxInt32)

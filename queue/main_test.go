@@ -1,0 +1,78 @@
+package queue
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// waitTimeout bounds every wait in these tests; a wait that runs out fails loudly.
+const waitTimeout = 10 * time.Second
+
+func recv[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
+		panic("unreachable")
+	}
+}
+
+// notYet fails if ch is ready now. It proves only "not yet", which is all the tests use it
+// for: an event that must wait for another the test has not caused.
+func notYet[T any](t testing.TB, ch <-chan T, what string) {
+	t.Helper()
+	runtime.Gosched()
+	select {
+	case <-ch:
+		t.Fatalf("%s happened too early", what)
+	default:
+	}
+}
+
+// gate is a block that reports it started and waits to be released.
+type gate struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func newGate() *gate {
+	return &gate{started: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (g *gate) block() {
+	g.started <- struct{}{}
+	<-g.release
+}
+
+func (g *gate) open() { close(g.release) }
+
+// syncDone waits until every block submitted to q before it has run.
+func syncDone(t testing.TB, q *Queue) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		q.BarrierSync(func() {})
+		close(done)
+	}()
+	recv(t, done, fmt.Sprintf("queue %q to drain", q.Label()))
+}
+
+func withProcs(t *testing.T, n int) {
+	t.Helper()
+	old := runtime.GOMAXPROCS(n)
+	Global(Default).Width() // let the executor see it now
+	t.Cleanup(func() {
+		runtime.GOMAXPROCS(old)
+		Global(Default).Width()
+	})
+}
