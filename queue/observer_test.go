@@ -1,0 +1,99 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+type ctxKey string
+
+// recorder is an Observer that writes down what it is told.
+type recorder struct {
+	mu     sync.Mutex
+	events []string
+	infos  []BlockInfo
+}
+
+func (r *recorder) add(format string, args ...any) {
+	r.mu.Lock()
+	r.events = append(r.events, fmt.Sprintf(format, args...))
+	r.mu.Unlock()
+}
+
+func (r *recorder) QueueCreated(q *Queue) { r.add("created %s", q.Label()) }
+
+func (r *recorder) Enqueued(q *Queue, ctx context.Context, k BlockKind) context.Context {
+	r.add("enqueued %s %s parent=%v", q.Label(), k, ctx.Value(ctxKey("span")))
+	return context.WithValue(ctx, ctxKey("enq"), q.Label())
+}
+
+func (r *recorder) Started(q *Queue, ctx context.Context, b BlockInfo) context.Context {
+	r.add("started %s %s enq=%v", q.Label(), b.Kind, ctx.Value(ctxKey("enq")))
+	return context.WithValue(ctx, ctxKey("span"), "span-"+q.Label())
+}
+
+func (r *recorder) Finished(q *Queue, ctx context.Context, b BlockInfo) {
+	r.add("finished %s %s span=%v panic=%v", q.Label(), b.Kind, ctx.Value(ctxKey("span")), b.Panic)
+	r.mu.Lock()
+	r.infos = append(r.infos, b)
+	r.mu.Unlock()
+}
+
+func (r *recorder) Rejected(q *Queue, err error) { r.add("rejected %s %v", q.Label(), err) }
+func (r *recorder) QueueClosed(q *Queue)         { r.add("closed %s", q.Label()) }
+
+func (r *recorder) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.events...)
+}
+
+func TestObserverSeesEveryStepOfABlock(t *testing.T) {
+	r := &recorder{}
+	q := NewSerial("obs", WithObserver(r), WithLimit(1), WithPanicHandler(func(any, []byte) {}))
+	child := NewSerial("child", WithTarget(q)) // inherits the observer
+	inner := make(chan any, 1)
+	q.AsyncContext(context.Background(), func(ctx context.Context) {
+		inner <- ctx.Value(ctxKey("span"))
+		// An Async made inside an observed block has that block for parent.
+		child.Async(func() {})
+	})
+	require.Equal(t, "span-obs", recv(t, inner, "the block's ctx"))
+	syncDone(t, child)
+	q.Sync(func() {})
+	q.Async(func() { panic("p") })
+	syncDone(t, q)
+	g := newGate()
+	q.Async(g.block)
+	recv(t, g.started, "blocking block")
+	q.Async(func() {})
+	require.ErrorIs(t, q.TryAsync(func() {}), ErrFull)
+	g.open()
+	require.NoError(t, q.Close(context.Background()))
+
+	got := r.list()
+	require.Equal(t, []string{
+		"created obs",
+		"created child",
+		"enqueued obs async parent=<nil>",
+		"started obs async enq=obs",
+		"enqueued child async parent=span-obs",
+		"finished obs async span=span-obs panic=<nil>",
+		"started child async enq=child",
+		"finished child async span=span-child panic=<nil>",
+	}, got[:8])
+	require.Contains(t, got, "finished obs sync span=span-obs panic=<nil>")
+	require.Contains(t, got, "finished obs async span=span-obs panic=p")
+	require.Contains(t, got, "rejected obs queue: full")
+	require.Contains(t, got, "closed obs") // told when Close is called, not when it returns
+	for _, b := range r.infos {
+		require.False(t, b.Enqueued.IsZero())
+		require.GreaterOrEqual(t, b.Wait, time.Duration(0))
+		require.GreaterOrEqual(t, b.Run, time.Duration(0))
+	}
+}

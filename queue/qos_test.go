@@ -1,0 +1,65 @@
+package queue
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestHigherQoSStartsFirstWhenWorkersAreScarce(t *testing.T) {
+	withProcs(t, 1)
+	g := newGate()
+	Global(Background).Async(g.block) // the only worker is now busy
+	recv(t, g.started, "the blocking block")
+	order := make(chan string, 4)
+	low := NewSerial("low", WithQoS(Background))
+	util := NewSerial("util", WithQoS(Utility))
+	high := NewSerial("high", WithQoS(UserInteractive))
+	low.Async(func() { order <- "low" })
+	util.Async(func() { order <- "utility" })
+	high.Async(func() { order <- "high" })
+	Global(UserInitiated).Async(func() { order <- "initiated" })
+	g.open()
+	var got []string
+	for range 4 {
+		got = append(got, recv(t, order, "a queued block"))
+	}
+	require.Equal(t, []string{"high", "initiated", "utility", "low"}, got)
+	require.Equal(t, UserInteractive, high.QoS())
+	require.Equal(t, Global(UserInteractive), high.Target())
+}
+
+func TestQoSIsInheritedFromTheTargetAndValidated(t *testing.T) {
+	parent := NewSerial("p", WithQoS(Utility))
+	require.Equal(t, Utility, NewSerial("c", WithTarget(parent)).QoS())
+	require.Panics(t, func() { NewSerial("bad", WithQoS(QoS(42))) })
+	require.Panics(t, func() { Global(QoS(-1)) })
+	require.Equal(t, "user-interactive", UserInteractive.String())
+}
+
+func TestIdleQueuesHoldNoGoroutineAndFewBytes(t *testing.T) {
+	const n = 100_000
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	goroutines := runtime.NumGoroutine()
+	qs := make([]*Queue, n)
+	for i := range qs {
+		qs[i] = NewSerial("conn")
+	}
+	// Used once, then idle again: still no goroutine, and the buffers went back to the pool.
+	for _, q := range qs[:1000] {
+		q.Async(func() {})
+	}
+	for _, q := range qs[:1000] {
+		q.Sync(func() {})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perQueue := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("%.0f bytes per idle serial queue", perQueue)
+	require.LessOrEqual(t, perQueue, 256.0)
+	require.LessOrEqual(t, runtime.NumGoroutine(), goroutines+1, "idle queues must not hold goroutines")
+	runtime.KeepAlive(qs)
+}
