@@ -11,9 +11,8 @@ import (
 
 // tracker records how many blocks run at once.
 type tracker struct {
-	mu          sync.Mutex
-	now, most   int
-	overlapping bool
+	mu        sync.Mutex
+	now, most int
 }
 
 func (k *tracker) enter() {

@@ -30,8 +30,6 @@ type deque struct {
 	n          int
 }
 
-func (d *deque) len() int { return d.n }
-
 func (d *deque) pushBack(it item) {
 	if d.tail == nil {
 		c := getChunk()

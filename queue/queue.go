@@ -211,7 +211,7 @@ func (q *Queue) Async(fn func()) {
 	if fn == nil {
 		nilFunc("Async", q.label)
 	}
-	if err := q.submit(nil, item{fn: fn}, BlockAsync, waitForRoom); err != nil {
+	if err := q.submit(context.Background(), item{fn: fn}, BlockAsync, waitForRoom); err != nil {
 		panic(fmt.Sprintf("queue: Async on %q: %v (submit before Close, or use TryAsync)", q.label, err))
 	}
 }
@@ -239,7 +239,7 @@ func (q *Queue) TryAsync(fn func()) error {
 	if fn == nil {
 		nilFunc("TryAsync", q.label)
 	}
-	return q.submit(nil, item{fn: fn}, BlockAsync, failWhenFull)
+	return q.submit(context.Background(), item{fn: fn}, BlockAsync, failWhenFull)
 }
 
 // BarrierAsync submits fn as a barrier: on a concurrent queue it starts once every block
@@ -253,7 +253,7 @@ func (q *Queue) BarrierAsync(fn func()) {
 	if q.kind == concurrentKind {
 		it = item{x: &ext{kind: BlockBarrier, fn: fn}}
 	}
-	if err := q.submit(nil, it, BlockBarrier, waitForRoom); err != nil {
+	if err := q.submit(context.Background(), it, BlockBarrier, waitForRoom); err != nil {
 		panic(fmt.Sprintf("queue: BarrierAsync on %q: %v", q.label, err))
 	}
 }
@@ -271,7 +271,7 @@ const (
 
 func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMode) error {
 	if q.cfg != nil && q.cfg.obs != nil {
-		it = q.observeEnqueue(ctx, it, k)
+		it = q.observeEnqueue(it, k)
 	}
 	if q.kind == rootKind {
 		exec.push(q, it)
@@ -319,10 +319,7 @@ func (q *Queue) reject(err error, mode submitMode) error {
 // waitRoomLocked waits, with q.mu held on entry and exit, until a limited queue has room, it
 // closes (ErrClosed) or ctx ends.
 func (q *Queue) waitRoomLocked(ctx context.Context) error {
-	var done <-chan struct{}
-	if ctx != nil {
-		done = ctx.Done()
-	}
+	done := ctx.Done()
 	for q.pending.Load() >= int64(q.limit) {
 		if q.closed {
 			return ErrClosed

@@ -91,9 +91,12 @@ func (q *Queue) runSlow(it item) {
 }
 
 // observeEnqueue tells the observer about a block being submitted and keeps what it returns.
-func (q *Queue) observeEnqueue(ctx context.Context, it item, k BlockKind) item {
-	if ctx == nil {
-		ctx = CurrentContext()
+// A block without a context of its own (Async) takes the submitter's current one, so a trace
+// follows work that blocks hand on to other queues.
+func (q *Queue) observeEnqueue(it item, k BlockKind) item {
+	ctx := CurrentContext()
+	if it.x != nil && it.x.ctx != nil {
+		ctx = it.x.ctx
 	}
 	if it.x == nil {
 		it.x = &ext{fn: it.fn, kind: k}
