@@ -45,42 +45,56 @@ func (q *Queue) drainSerial(g uintptr) {
 		}
 		q.mu.Unlock()
 		var counted uint64
-		for q.batch.n > 0 && ran < batchSize {
-			if q.flags.Load()&flagStopped != 0 {
+		for {
+			for q.batch.n > 0 && ran < batchSize {
+				if q.flags.Load()&flagStopped != 0 {
+					break
+				}
+				it := q.batch.popFront()
+				if w := it.waiter(); w != nil {
+					q.finished(counted)
+					counted = 0
+					q.mu.Lock()
+					if w.claim() {
+						q.putBackLocked()
+						q.owner = w.g // active stays 1: the Sync caller holds the queue now
+						q.mu.Unlock()
+						w.wake()
+						return
+					}
+					q.mu.Unlock()
+					continue // the caller gave up
+				}
+				ran++
+				total++
+				if q.runBlock(it, g) {
+					counted++
+				}
+			}
+			if ran < batchSize || q.batch.n == 0 || q.flags.Load()&flagStopped != 0 {
 				break
 			}
-			it := q.batch.popFront()
-			if w := it.waiter(); w != nil {
+			// A full batch ran and more is in hand: yield only if others wait for the target.
+			if q.target.contended() {
 				q.finished(counted)
-				counted = 0
 				q.mu.Lock()
-				if w.claim() {
-					q.putBackLocked()
-					q.owner = w.g // active stays 1: the Sync caller holds the queue now
-					q.mu.Unlock()
-					w.wake()
-					return
-				}
+				q.owner = 0
 				q.mu.Unlock()
-				continue // the caller gave up
+				q.target.submitChild(q) // the queue keeps its drainer slot and batch
+				return
 			}
-			ran++
-			total++
-			if q.runBlock(it, g) {
-				counted++
-			}
+			ran = 0
 		}
 		q.finished(counted)
 		q.mu.Lock()
-		if ran >= batchSize && (q.batch.n > 0 || q.items.n > 0) && q.runnableLocked() {
-			if !q.target.contended() {
-				ran = 0 // nobody else wants the target: go on without a hand-off
-				continue
-			}
+		if ran >= batchSize && q.items.n > 0 && q.runnableLocked() && q.target.contended() {
 			q.owner = 0
 			q.mu.Unlock()
-			q.target.submitChild(q) // yield; the queue keeps its drainer slot and batch
+			q.target.submitChild(q)
 			return
+		}
+		if ran >= batchSize {
+			ran = 0
 		}
 	}
 }
