@@ -5,6 +5,8 @@ import "runtime"
 // drain runs a batch of q's blocks on goroutine g. It is itself a block of q's target (or a
 // root worker's item): this is how a queue's blocks run on its target.
 func (q *Queue) drain(g uintptr) {
+	prev, had, on := enterRunning(q, g)
+	defer leaveRunning(g, prev, had, on)
 	if q.kind == serialKind {
 		q.drainSerial(g)
 	} else {

@@ -120,6 +120,17 @@ func (e *executor) work() {
 		}
 		w.root = root
 		e.mu.Unlock()
+		if it.child == nil {
+			if prev, had, on := enterRunning(root, w.g); on {
+				if root.runBlock(it, w.g) {
+					root.finished(1)
+				}
+				leaveRunning(w.g, prev, had, on)
+				e.mu.Lock()
+				w.root = nil
+				continue
+			}
+		}
 		if root.runBlock(it, w.g) {
 			root.finished(1)
 		}

@@ -90,6 +90,8 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 	if err := ctx.Err(); err != nil {
 		return err // ctx ended before fn started: fn never runs
 	}
+	prev, had, on := enterRunning(q, me)
+	defer leaveRunning(me, prev, had, on)
 	return q.syncCall(ctx, fn, cfn)
 }
 

@@ -1,0 +1,41 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrTargetCycle is returned by SetTarget when the new target runs on the queue itself.
+	ErrTargetCycle = errors.New("queue: target cycle")
+	// ErrActive is returned by SetTarget on a queue that is not Inactive.
+	ErrActive = errors.New("queue: target can be changed only while the queue is inactive")
+)
+
+// SetTarget makes q run its blocks on t from now on (nil: Global of q's QoS). As in GCD it may
+// be called only on a queue created Inactive and not yet activated (ErrActive otherwise), so
+// that no block is running on the old target meanwhile. A target whose chain leads back to q
+// is refused with ErrTargetCycle. The queue keeps its observer and panic handler.
+func (q *Queue) SetTarget(t *Queue) error {
+	if q.kind == rootKind {
+		return fmt.Errorf("queue: SetTarget on %q: a Global queue has no target", q.label)
+	}
+	if t == nil {
+		t = Global(q.qos)
+	}
+	for x := t; x != nil; x = x.target {
+		if x == q {
+			return fmt.Errorf("%w: %q would run on itself through %q", ErrTargetCycle, q.label, t.label)
+		}
+		if x.kind == rootKind {
+			break
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.inactive || q.active != 0 {
+		return fmt.Errorf("queue: SetTarget on %q: %w", q.label, ErrActive)
+	}
+	q.target = t
+	return nil
+}
