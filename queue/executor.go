@@ -26,6 +26,12 @@ type executor struct {
 	queued  atomic.Int32 // items in all roots, for the spinning worker to watch
 	spinner bool         // a worker is briefly waiting for work before it exits
 	refused uint32       // spawns refused by the CPU cap, to pace re-reading GOMAXPROCS
+
+	// The monitor lends workers when every worker is stuck (see monitor.go).
+	extra      int32  // workers lent beyond GOMAXPROCS because the others were stuck
+	extraTotal uint64 // workers ever lent
+	started    uint64 // root items taken by workers: progress, as the monitor sees it
+	monitoring bool   // the monitor goroutine is running
 }
 
 // spinRounds is how many times an idle worker yields (runtime.Gosched) while watching for new
@@ -76,20 +82,25 @@ func (e *executor) push(root *Queue, it item) {
 	}
 	// The spinning worker, if any, will take one item; start another for anything more.
 	covered := e.spinner && e.queued.Load() <= 1
-	spawn := !covered && e.workers-e.blocked < e.procs() && e.workers < maxWorkers
+	spawn := !covered && e.workers-e.blocked < e.capLocked() && e.workers < maxWorkers
 	if !spawn && !covered && e.workers < maxWorkers {
 		// Refused by the CPU cap: GOMAXPROCS may have grown since we last looked. Look again
 		// now and then, not on every submission to a saturated executor.
 		if e.refused++; e.refused%64 == 1 {
 			e.refreshProcs()
-			spawn = e.workers-e.blocked < e.procs()
+			spawn = e.workers-e.blocked < e.capLocked()
 		}
 	}
 	if spawn {
 		e.workers++
 		e.refreshProcs() // a goroutine start costs far more than this look
 	}
+	startMonitor := !e.monitoring
+	e.monitoring = true
 	e.mu.Unlock()
+	if startMonitor {
+		go e.monitor()
+	}
 	if spawn {
 		go e.work()
 	}
@@ -100,6 +111,7 @@ func (e *executor) popLocked() (*Queue, item, bool) {
 	for i := numQoS - 1; i >= 0; i-- {
 		if e.items[i].n > 0 {
 			e.queued.Add(-1)
+			e.started++
 			return e.roots[i], e.items[i].popFront(), true
 		}
 	}
@@ -110,7 +122,7 @@ func (e *executor) work() {
 	w := &worker{g: goid.G()}
 	e.mu.Lock()
 	e.list = append(e.list, w)
-	for e.workers-e.blocked <= e.procs() {
+	for e.workers-e.blocked <= e.capLocked() {
 		root, it, ok := e.popLocked()
 		if !ok {
 			if e.spinner || !e.spinLocked() {
@@ -173,7 +185,7 @@ func (e *executor) blockEnter(g uintptr) bool {
 		return false
 	}
 	e.blocked++
-	if e.workers-e.blocked < e.procs() && e.workers < maxWorkers && e.hasItemsLocked() {
+	if e.workers-e.blocked < e.capLocked() && e.workers < maxWorkers && e.hasItemsLocked() {
 		e.workers++
 		go e.work()
 	}

@@ -63,3 +63,22 @@ func TestIdleQueuesHoldNoGoroutineAndFewBytes(t *testing.T) {
 	require.LessOrEqual(t, runtime.NumGoroutine(), goroutines+1, "idle queues must not hold goroutines")
 	runtime.KeepAlive(qs)
 }
+
+func TestQueuesProgressWhileEveryWorkerIsBlocked(t *testing.T) {
+	withProcs(t, 2)
+	stuck := NewConcurrent("stuck")
+	release := make(chan struct{})
+	started := make(chan struct{}, 2)
+	for range 2 {
+		stuck.Async(func() { started <- struct{}{}; <-release })
+	}
+	recv(t, started, "a blocking block")
+	recv(t, started, "a blocking block")
+	// Both workers are held; the monitor must lend one for this queue.
+	done := make(chan struct{})
+	NewSerial("other").Async(func() { close(done) })
+	recv(t, done, "a block of another queue while every worker is blocked")
+	require.GreaterOrEqual(t, Executor().LentTotal, uint64(1))
+	close(release)
+	syncDone(t, stuck)
+}
