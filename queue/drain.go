@@ -7,6 +7,7 @@ import "runtime"
 func (q *Queue) drain(g uintptr) {
 	prev, had, on := enterRunning(q, g)
 	defer leaveRunning(g, prev, had, on)
+	q.setLabels()
 	if q.kind == serialKind {
 		q.drainSerial(g)
 	} else {

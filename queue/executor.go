@@ -133,6 +133,7 @@ func (e *executor) work() {
 		w.root = root
 		e.mu.Unlock()
 		if it.child == nil {
+			root.setLabels()
 			if prev, had, on := enterRunning(root, w.g); on {
 				if root.runBlock(it, w.g) {
 					root.finished(1)

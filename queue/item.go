@@ -22,6 +22,7 @@ type ext struct {
 	enq    time.Time
 	kind   BlockKind
 	waiter *syncWaiter
+	site   string // where the block was submitted, with WithCallSites
 }
 
 // exclusive reports whether the item must run alone on a concurrent queue.

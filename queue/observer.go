@@ -33,6 +33,7 @@ type BlockInfo struct {
 	Wait     time.Duration // from accepted to started; set from Started on
 	Run      time.Duration // from started to finished; set in Finished
 	Panic    any           // in Finished: the recovered panic value, nil if none
+	Site     string        // where the block was submitted, with WithCallSites ("" otherwise)
 }
 
 // An Observer is told what a queue does; the tracing package implements it. Hooks run inline

@@ -14,6 +14,44 @@ type settings struct {
 	panics   func(recovered any, stack []byte)
 	obs      Observer
 	inactive bool
+	debug    debugFlags
+	debugSet debugFlags
+}
+
+type debugFlags uint8
+
+const (
+	noProfileLabels debugFlags = 1 << iota
+	recordCallSites
+)
+
+// WithProfileLabels(false) stops the queue from running its blocks under a runtime/pprof
+// label naming it (on by default, so that a CPU profile says which queue burned the time; it
+// costs a label switch per batch of blocks). Queues that target this one inherit the setting.
+func WithProfileLabels(on bool) Option {
+	return func(s *settings) {
+		s.debugSet |= noProfileLabels
+		if on {
+			s.debug &^= noProfileLabels
+		} else {
+			s.debug |= noProfileLabels
+		}
+	}
+}
+
+// WithCallSites records where each block was submitted (off by default: it costs a
+// runtime.Caller per block). The site appears in BlockInfo.Site for observers and the
+// inspector, and in the message a panic handler's stack starts with. Queues that target this
+// one inherit the setting.
+func WithCallSites(on bool) Option {
+	return func(s *settings) {
+		s.debugSet |= recordCallSites
+		if on {
+			s.debug |= recordCallSites
+		} else {
+			s.debug &^= recordCallSites
+		}
+	}
 }
 
 // WithTarget runs the queue's blocks on t, GCD's target queue: serial queues that target one

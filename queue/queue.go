@@ -53,6 +53,7 @@ type Queue struct {
 	target *Queue
 	cfg    *config
 	kind   kind
+	debug  debugFlags // profiler labels off, call sites on
 	qos    QoS
 	width  int32 // own width; 0 means not limited by itself
 	limit  int32
@@ -68,6 +69,7 @@ type Queue struct {
 	excl     bool    // concurrent: a barrier holds the queue
 	owner    uintptr // goroutine running the queue alone: serial drainer, Sync caller, barrier
 	ext      *extra
+	labels   atomic.Pointer[context.Context] // pprof labels, made on first drain
 
 	// acc counts blocks accepted directly (not drains of queues targeting this one), under mu
 	// (exec.mu for a root); done counts those finished, written by drainers a batch at a time.
@@ -111,6 +113,7 @@ func newQueue(k kind, label string, opts []Option) *Queue {
 	} else if !s.qosSet {
 		q.qos = q.target.qos
 	}
+	q.debug = q.target.debug&^s.debugSet | s.debug&s.debugSet
 	if k == serialKind {
 		q.width = 1
 	} else {
@@ -270,6 +273,12 @@ const (
 )
 
 func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMode) error {
+	if q.debug&recordCallSites != 0 {
+		if it.x == nil {
+			it = item{x: &ext{fn: it.fn, kind: k}}
+		}
+		it.x.site = callSite(2)
+	}
 	if q.cfg != nil && q.cfg.obs != nil {
 		it = q.observeEnqueue(it, k)
 	}

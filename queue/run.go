@@ -12,6 +12,7 @@ import (
 func (q *Queue) runBlock(it item, g uintptr) bool {
 	if it.child != nil {
 		it.child.drain(g)
+		q.setLabels() // back to this queue's name after the child's batch
 		return false
 	}
 	if q.limit > 0 {
@@ -50,7 +51,7 @@ func (q *Queue) runSlow(it item) {
 			ctx = context.Background()
 		}
 		start = now()
-		info = BlockInfo{Kind: x.kind, Enqueued: x.enq, Wait: start.Sub(x.enq)}
+		info = BlockInfo{Kind: x.kind, Enqueued: x.enq, Wait: start.Sub(x.enq), Site: x.site}
 		ctx = obs.Started(q, ctx, info)
 	}
 	var restore func()
@@ -67,6 +68,9 @@ func (q *Queue) runSlow(it item) {
 		var stack []byte
 		if r != nil && panics != nil {
 			stack = debug.Stack()
+			if x.site != "" {
+				stack = append([]byte("block submitted at "+x.site+"\n"), stack...)
+			}
 		}
 		if restore != nil {
 			restore()

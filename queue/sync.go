@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/dispatchkit/dispatchkit/internal/goid"
 )
@@ -190,21 +191,51 @@ func (q *Queue) acquireSync(ctx context.Context, me uintptr, barrier bool) error
 	q.mu.Unlock()
 	q.startDrainers(n)
 
+	end, err := beginWait(me, q, syncSite())
+	if err != nil {
+		q.giveUp(w, me)
+		return err
+	}
+	defer end()
 	isWorker := exec.blockEnter(me)
-	var err error
 	select {
 	case <-w.ch:
 	case <-ctx.Done():
-		if w.state.CompareAndSwap(waiting, gaveUp) {
-			err = ctx.Err() // the drainer will skip our entry
-		} else {
-			<-w.ch // granted meanwhile: we hold it; the caller releases it
-		}
+		err = ctx.Err()
+		q.giveUp(w, me)
 	}
 	if isWorker {
 		exec.blockExit()
 	}
 	return err
+}
+
+// giveUp withdraws a waiting Sync: the drainer will skip its entry, or, if the queue was
+// handed to it meanwhile, it gives the queue straight back.
+func (q *Queue) giveUp(w *syncWaiter, me uintptr) {
+	if w.state.CompareAndSwap(waiting, gaveUp) {
+		return
+	}
+	<-w.ch
+	q.releaseSync(me)
+}
+
+// syncSite is the call site of the Sync that is waiting, for deadlock reports; it is looked
+// up only while detection is on.
+func syncSite() string {
+	detectMu.Lock()
+	on := detectOn
+	detectMu.Unlock()
+	if !on {
+		return ""
+	}
+	for skip := 3; skip < 12; skip++ {
+		s := callSite(skip)
+		if s == "" || !strings.Contains(s, "/queue/sync.go") {
+			return s
+		}
+	}
+	return ""
 }
 
 // releaseSync gives back what acquireSync took and restarts the queue's drainers.

@@ -1,0 +1,106 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"runtime/pprof"
+	"strings"
+	"sync"
+)
+
+// ProfileLabel is the runtime/pprof label key under which blocks run: its value is the
+// queue's label, so `go tool pprof -tagfocus queue=...` shows one queue's CPU time.
+const ProfileLabel = "queue"
+
+// setLabels makes the goroutine's profiler labels name q, unless q opted out. It costs a
+// label switch per drain, not per block.
+func (q *Queue) setLabels() {
+	if q.debug&noProfileLabels != 0 {
+		return
+	}
+	p := q.labels.Load()
+	if p == nil {
+		ctx := pprof.WithLabels(context.Background(), pprof.Labels(ProfileLabel, q.label))
+		q.labels.CompareAndSwap(nil, &ctx)
+		p = q.labels.Load()
+	}
+	pprof.SetGoroutineLabels(*p)
+}
+
+// callSite returns "file:line (func)" of the code that called the API function that called
+// it, skip frames up.
+func callSite(skip int) string {
+	pc, file, line, ok := runtime.Caller(skip + 1)
+	if !ok {
+		return ""
+	}
+	name := ""
+	if f := runtime.FuncForPC(pc); f != nil {
+		name = f.Name()
+		if i := strings.LastIndexByte(name, '/'); i >= 0 {
+			name = name[i+1:]
+		}
+	}
+	return fmt.Sprintf("%s:%d (%s)", file, line, name)
+}
+
+// deadlock detection across queues: with it on, a Sync caller about to wait for a queue
+// records what it waits for, and refuses to wait if that closes a cycle: the queue's holder
+// (transitively) waits for a queue the caller holds.
+var (
+	detectMu   sync.Mutex
+	detectOn   bool
+	waitingFor = map[uintptr]waitEdge{} // goroutine -> what it waits for; guarded by detectMu
+)
+
+type waitEdge struct {
+	q    *Queue
+	site string
+}
+
+// DetectDeadlocks turns on (or off) the detection of Sync cycles across queues: a Sync from
+// a block of A onto B, while a block of B waits in Sync for A, returns ErrWouldDeadlock (Sync
+// panics) naming both queues and both Sync call sites, instead of hanging. Off, it costs
+// nothing; on, it costs a global lock and a runtime.Caller on every Sync that has to wait.
+// The self-deadlock of a Sync onto the caller's own queue is always caught.
+func DetectDeadlocks(on bool) {
+	detectMu.Lock()
+	detectOn = on
+	detectMu.Unlock()
+}
+
+// beginWait records that goroutine me waits for x, or reports the cycle that waiting would
+// close. end must be called once the wait is over.
+func beginWait(me uintptr, x *Queue, site string) (end func(), err error) {
+	detectMu.Lock()
+	defer detectMu.Unlock()
+	if !detectOn {
+		return func() {}, nil
+	}
+	path := []string{fmt.Sprintf("%q (Sync at %s)", x.label, site)}
+	cur := x
+	for range 64 {
+		cur.mu.Lock()
+		holder := cur.owner
+		cur.mu.Unlock()
+		if holder == 0 {
+			break
+		}
+		if holder == me {
+			return nil, fmt.Errorf("%w: a cycle of Syncs across queues: the caller waits for %s", ErrWouldDeadlock, strings.Join(path, ", which is held by a goroutine waiting for "))
+		}
+		edge, ok := waitingFor[holder]
+		if !ok {
+			break
+		}
+		path = append(path, fmt.Sprintf("%q (Sync at %s)", edge.q.label, edge.site))
+		cur = edge.q
+	}
+	waitingFor[me] = waitEdge{x, site}
+	return func() {
+		detectMu.Lock()
+		delete(waitingFor, me)
+		detectMu.Unlock()
+	}, nil
+}

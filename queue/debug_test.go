@@ -1,0 +1,76 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"runtime/pprof"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestBlocksRunUnderAProfilerLabelNamingTheirQueue(t *testing.T) {
+	labelled := NewSerial("labelled-queue")
+	quiet := NewSerial("quiet-queue", WithProfileLabels(false))
+	g1, g2 := newGate(), newGate()
+	labelled.Async(g1.block)
+	quiet.Async(g2.block)
+	recv(t, g1.started, "labelled block")
+	recv(t, g2.started, "unlabelled block")
+	var buf bytes.Buffer
+	require.NoError(t, pprof.Lookup("goroutine").WriteTo(&buf, 1))
+	g1.open()
+	g2.open()
+	require.Contains(t, buf.String(), `"queue":"labelled-queue"`)
+	require.NotContains(t, buf.String(), `"queue":"quiet-queue"`)
+	syncDone(t, labelled)
+	syncDone(t, quiet)
+}
+
+func TestCallSitesReachObserversAndPanicHandlers(t *testing.T) {
+	r := &recorder{}
+	stacks := make(chan []byte, 1)
+	q := NewSerial("sited", WithCallSites(true), WithObserver(r),
+		WithPanicHandler(func(_ any, stack []byte) { stacks <- stack }))
+	q.Async(func() {}) // this line is the site
+	q.Async(func() { panic("x") })
+	stack := recv(t, stacks, "the panic handler")
+	require.Contains(t, string(stack), "block submitted at ")
+	require.Contains(t, string(stack), "debug_test.go")
+	syncDone(t, q)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	require.Contains(t, r.infos[0].Site, "debug_test.go")
+	require.Contains(t, r.infos[0].Site, "TestCallSitesReachObserversAndPanicHandlers")
+}
+
+func TestDeadlockDetectionCatchesASyncCycleAcrossQueues(t *testing.T) {
+	DetectDeadlocks(true)
+	t.Cleanup(func() { DetectDeadlocks(false) })
+	a, b := NewSerial("A"), NewSerial("B")
+	aIn, bIn := newGate(), newGate()
+	errA, errB := make(chan error, 1), make(chan error, 1)
+	a.Async(func() {
+		aIn.block()
+		errA <- b.SyncContext(context.Background(), func(context.Context) {})
+	})
+	b.Async(func() {
+		bIn.block()
+		errB <- a.SyncContext(context.Background(), func(context.Context) {})
+	})
+	recv(t, aIn.started, "A's block")
+	recv(t, bIn.started, "B's block")
+	bIn.open() // B's block now waits in Sync for A
+	require.Eventually(t, func() bool {
+		detectMu.Lock()
+		defer detectMu.Unlock()
+		return len(waitingFor) == 1
+	}, waitTimeout, 100_000)
+	aIn.open() // A's block Syncs onto B, whose holder waits for A: a cycle
+	err := recv(t, errA, "A's Sync onto B")
+	require.ErrorIs(t, err, ErrWouldDeadlock)
+	require.Contains(t, err.Error(), `"B"`)
+	require.Contains(t, err.Error(), `"A"`)
+	require.Contains(t, err.Error(), "debug_test.go")
+	require.NoError(t, recv(t, errB, "B's Sync onto A, once A's block gave up"))
+}
