@@ -75,7 +75,12 @@ func (e *executor) refreshProcs() { e.cpus.Store(int32(runtime.GOMAXPROCS(0))) }
 // push adds an item to a root queue and starts a worker if one may run.
 func (e *executor) push(root *Queue, it item) {
 	e.mu.Lock()
-	e.items[root.qos].pushBack(it)
+	qos := root.qos
+	if c := it.child; c != nil {
+		qos = max(qos, QoS(c.override))
+		c.slot = int8(qos)
+	}
+	e.items[qos].pushBack(it)
 	e.queued.Add(1)
 	if it.child == nil {
 		root.acc++
@@ -109,10 +114,17 @@ func (e *executor) push(root *Queue, it item) {
 // popLocked takes the next item, highest QoS first.
 func (e *executor) popLocked() (*Queue, item, bool) {
 	for i := numQoS - 1; i >= 0; i-- {
-		if e.items[i].n > 0 {
+		for e.items[i].n > 0 {
 			e.queued.Add(-1)
+			it := e.items[i].popFront()
+			if it.fn == nil && it.child == nil && it.x == nil {
+				continue // a drain moved to a higher QoS
+			}
 			e.started++
-			return e.roots[i], e.items[i].popFront(), true
+			if it.child != nil {
+				it.child.slot = -1
+			}
+			return e.roots[i], it, true
 		}
 	}
 	return nil, item{}, false

@@ -67,6 +67,16 @@ func syncDone(t testing.TB, q *Queue) {
 	recv(t, done, fmt.Sprintf("queue %q to drain", q.Label()))
 }
 
+// scarceWorkers keeps the executor from lending workers while the test runs, so that a
+// blocked worker stays blocked.
+func scarceWorkers(t *testing.T) {
+	noLending.Store(true)
+	exec.mu.Lock()
+	exec.extra = 0 // workers lent for an earlier test
+	exec.mu.Unlock()
+	t.Cleanup(func() { noLending.Store(false) })
+}
+
 func withProcs(t *testing.T, n int) {
 	t.Helper()
 	old := runtime.GOMAXPROCS(n)

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,9 @@ const (
 // capLocked is the number of workers that may run blocks now.
 func (e *executor) capLocked() int32 { return e.procs() + e.extra }
 
+// noLending holds the monitor back; tests that need workers to stay scarce set it.
+var noLending atomic.Bool
+
 func (e *executor) monitor() {
 	t := time.NewTimer(stallThreshold)
 	defer t.Stop()
@@ -40,7 +44,7 @@ func (e *executor) monitor() {
 				return
 			}
 			e.extra = 0 // nothing waits: no need for lent workers
-		} else if e.started == last && e.workers-e.blocked >= e.capLocked() && e.extra < maxExtraWorkers && e.workers < maxWorkers {
+		} else if e.started == last && !noLending.Load() && e.workers-e.blocked >= e.capLocked() && e.extra < maxExtraWorkers && e.workers < maxWorkers {
 			e.extra++
 			e.extraTotal++
 			e.workers++

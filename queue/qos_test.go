@@ -2,13 +2,16 @@ package queue
 
 import (
 	"runtime"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
 func TestHigherQoSStartsFirstWhenWorkersAreScarce(t *testing.T) {
 	withProcs(t, 1)
+	scarceWorkers(t)
 	g := newGate()
 	Global(Background).Async(g.block) // the only worker is now busy
 	recv(t, g.started, "the blocking block")
@@ -81,4 +84,49 @@ func TestQueuesProgressWhileEveryWorkerIsBlocked(t *testing.T) {
 	require.GreaterOrEqual(t, Executor().LentTotal, uint64(1))
 	close(release)
 	syncDone(t, stuck)
+}
+
+func TestASyncWaiterOverridesTheQoSOfTheQueueItWaitsFor(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		syncWait bool
+		ahead    int32 // background blocks that ran before the low queue's block
+	}{
+		{"without a waiter the low queue waits its turn", false, 50},
+		{"a Default-QoS Sync waiter lifts it past the background backlog", true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			withProcs(t, 1)
+			scarceWorkers(t)
+			g := newGate()
+			Global(Background).Async(g.block) // the only worker is busy
+			recv(t, g.started, "the blocking block")
+			const n = 50
+			var others atomic.Int32
+			for range n {
+				NewSerial("other", WithQoS(Background)).Async(func() { others.Add(1) })
+			}
+			low := NewSerial("low", WithQoS(Background))
+			seen := make(chan int32, 1)
+			low.Async(func() { seen <- others.Load() })
+			synced := make(chan struct{})
+			if tc.syncWait {
+				go func() {
+					low.Sync(func() {})
+					close(synced)
+				}()
+				require.Eventually(t, func() bool { // the block and the Sync caller wait in line
+					low.mu.Lock()
+					defer low.mu.Unlock()
+					return low.items.n == 2
+				}, waitTimeout, time.Millisecond)
+			} else {
+				close(synced)
+			}
+			g.open()
+			require.Equal(t, tc.ahead, recv(t, seen, "the low queue's block"))
+			recv(t, synced, "the Sync")
+			require.Eventually(t, func() bool { return others.Load() == n }, waitTimeout, time.Millisecond)
+		})
+	}
 }

@@ -54,6 +54,10 @@ type Queue struct {
 	cfg    *config
 	kind   kind
 	debug  debugFlags // profiler labels off, call sites on
+	// For a queue that targets a root, guarded by exec.mu: the QoS its waiting drain was
+	// queued at (-1: none waiting), and the QoS a waiter raised it to (override).
+	slot     int8
+	override int8
 	qos    QoS
 	width  int32 // own width; 0 means not limited by itself
 	limit  int32
@@ -107,7 +111,7 @@ func newQueue(k kind, label string, opts []Option) *Queue {
 	if s.width < 0 {
 		panic(fmt.Sprintf("queue: WithWidth(%d) for %q: the width must be at least 1", s.width, s.label))
 	}
-	q := &Queue{label: s.label, kind: k, qos: s.qos, target: s.target, limit: clamp32(s.limit)}
+	q := &Queue{label: s.label, kind: k, qos: s.qos, target: s.target, limit: clamp32(s.limit), slot: -1}
 	if q.target == nil {
 		q.target = Global(s.qos)
 	} else if !s.qosSet {

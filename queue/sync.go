@@ -197,6 +197,9 @@ func (q *Queue) acquireSync(ctx context.Context, me uintptr, barrier bool) error
 		return err
 	}
 	defer end()
+	if exec.boost(q, callerQoS(me)) {
+		defer exec.unboost(q)
+	}
 	isWorker := exec.blockEnter(me)
 	select {
 	case <-w.ch:
