@@ -58,9 +58,9 @@ type Queue struct {
 	// queued at (-1: none waiting), and the QoS a waiter raised it to (override).
 	slot     int8
 	override int8
-	qos    QoS
-	width  int32 // own width; 0 means not limited by itself
-	limit  int32
+	qos      QoS
+	width    int32 // own width; 0 means not limited by itself
+	limit    int32
 
 	mu       sync.Mutex
 	items    deque // accepted blocks not yet taken by a drainer
