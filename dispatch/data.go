@@ -1,0 +1,60 @@
+package dispatch
+
+import (
+	"sync/atomic"
+
+	"github.com/dispatchkit/dispatchkit/queue"
+)
+
+// A DataSource coalesces values merged into it from any goroutine and hands their
+// combination to a handler on a queue (GCD's DISPATCH_SOURCE_TYPE_DATA_ADD, _OR and
+// _REPLACE). Merges made while the handler is pending or running, or while the source is
+// suspended, are combined into its next call: a burst of a thousand Merge(1) may reach the
+// handler as one call with 1000. None is lost. It is created suspended: call Resume.
+type DataSource struct {
+	source
+	data  atomic.Uint64
+	merge func(*atomic.Uint64, uint64)
+}
+
+// NewDataAdd returns a data source whose handler gets the sum of what was merged since its
+// last call.
+func NewDataAdd(q *queue.Queue, fn func(uint64)) *DataSource {
+	return newData(q, fn, func(d *atomic.Uint64, n uint64) { d.Add(n) })
+}
+
+// NewDataOr returns a data source whose handler gets the bitwise OR of what was merged since
+// its last call: a set of flags.
+func NewDataOr(q *queue.Queue, fn func(uint64)) *DataSource {
+	return newData(q, fn, func(d *atomic.Uint64, n uint64) { d.Or(n) })
+}
+
+// NewDataReplace returns a data source whose handler gets the last value merged since its
+// last call: the newest state wins.
+func NewDataReplace(q *queue.Queue, fn func(uint64)) *DataSource {
+	return newData(q, fn, func(d *atomic.Uint64, n uint64) { d.Store(n) })
+}
+
+func newData(q *queue.Queue, fn func(uint64), merge func(*atomic.Uint64, uint64)) *DataSource {
+	d := &DataSource{merge: merge}
+	d.init(q,
+		func() bool { return d.data.Load() != 0 },
+		func() {
+			if v := d.data.Swap(0); v != 0 {
+				fn(v)
+			}
+		},
+		nil, nil,
+	)
+	return d
+}
+
+// Merge combines n into the source's pending value and makes sure the handler will run. A
+// Merge of 0 does nothing, as in GCD. Merges after Cancel are dropped.
+func (d *DataSource) Merge(n uint64) {
+	if n == 0 {
+		return
+	}
+	d.merge(&d.data, n)
+	d.fire()
+}

@@ -1,0 +1,35 @@
+// Package dispatch has the rest of Grand Central Dispatch's toolbox, built on package queue:
+// groups, semaphores, parallel Apply, After and work items, and event sources.
+//
+// Each GCD call and its name here:
+//
+//	dispatch_group_create / _async / _enter / _leave     Group (zero value) / Async / Enter / Leave
+//	dispatch_group_wait / _notify                        Group.Wait(ctx) / Group.Notify(q, fn)
+//	dispatch_semaphore_create / _wait / _signal          NewSemaphore / Wait(ctx) / Signal
+//	dispatch_apply                                       Apply(q, n, fn)
+//	dispatch_after                                       After(d, q, fn), which returns a *WorkItem
+//	dispatch_block_create / _perform                     NewWorkItem / WorkItem.Run
+//	dispatch_block_cancel / _testcancel                  WorkItem.Cancel / Cancelled
+//	dispatch_block_wait / _notify                        WorkItem.Wait(ctx) / Notify(q, fn)
+//	dispatch_source_create(TIMER)                        NewTimer(q, interval, leeway, fn)
+//	dispatch_source_create(SIGNAL)                       NewSignal(q, fn, sigs...)
+//	dispatch_source_create(DATA_ADD / _OR / _REPLACE)    NewDataAdd / NewDataOr / NewDataReplace
+//	dispatch_source_merge_data                           DataSource.Merge
+//	dispatch_resume / _suspend / dispatch_source_cancel  Resume / Suspend / Cancel
+//	dispatch_source_set_cancel_handler                   SetCancelHandler
+//
+// Left out, because Go already has them: dispatch_once (sync.Once), dispatch I/O and the
+// read/write/vnode/proc sources (package os, net and friends), dispatch_time and dispatch
+// walltime (package time), dispatch_main (a Go program's main does not need one).
+//
+// Waits take a context, as Go's blocking calls do. A wait inside a block holds the block's
+// worker for as long as it waits: prefer Notify, which waits without holding anything.
+//
+// Sources start suspended, as in GCD: set them up, then Resume. Their events are coalesced:
+// everything that happens while the handler is pending, running or suspended reaches it in
+// its next call, so a burst costs one handler run. Between events a timer holds only a
+// runtime timer and a data source nothing; a signal source holds the goroutine os/signal
+// needs while it runs.
+//
+// See ExampleGroup, ExampleApply, ExampleAfter, ExampleNewTimer and ExampleNewDataAdd.
+package dispatch
