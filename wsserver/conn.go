@@ -1,0 +1,243 @@
+package wsserver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/dispatchkit/dispatchkit/queue"
+)
+
+// Connection states, kept in Conn.state (written under Conn.mu, read without it).
+const (
+	stateOpen    uint32 = iota
+	stateClosing        // a close was decided: Send refuses, received messages are dropped
+	stateEnded          // the reader has stopped: the connection is gone
+)
+
+// A Conn is one WebSocket connection. Its callbacks run on its own serial queue (Queue), so
+// what only they touch needs no lock. Send, SendText, SendJSON and Close never block and may
+// be called from any goroutine.
+type Conn struct {
+	id   uint64
+	s    *Server
+	ws   *websocket.Conn
+	nc   net.Conn
+	bw   *batchWriter
+	q    *queue.Queue
+	req  *requestInfo
+	root context.Context // the Observer's per-connection context; nil without an Observer
+
+	opened  time.Time
+	backlog atomic.Int32                   // messages read and not yet handled
+	resume  atomic.Pointer[chan struct{}]  // made the first time the reader has to wait
+	seen    atomic.Uint32                  // keepalive epoch of the last message or pong
+	heard   atomic.Uint32                  // keepalive epoch of the last message
+	pinging atomic.Bool                    // a ping is in flight
+	state   atomic.Uint32                  // stateOpen, stateClosing, stateEnded
+	tokens  float64                        // rate limit bucket, reader only
+	refill  time.Time                      // when tokens was last topped up, reader only
+
+	mu       sync.Mutex // guards what follows
+	out      []outMsg   // outbound buffer; nil while empty
+	outBytes int
+	writing  bool        // a writer goroutine is running
+	closeReq *closeReq   // a close frame to send once out is written
+	cause    *CloseError // why the server ended the connection; nil if it did not
+	reason   string      // the Observer's reason for cause
+	rooms    []*Room
+	ctx      context.Context // made by Context on first use
+	cancel   context.CancelFunc
+}
+
+// requestInfo is what a Conn keeps of its upgrade request.
+type requestInfo struct {
+	remoteAddr string
+	header     http.Header
+	url        *url.URL
+	auth       any
+}
+
+type closeReq struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+// ID returns the connection's id, unique within the process.
+func (c *Conn) ID() uint64 { return c.id }
+
+// Queue returns the connection's serial queue, the one its callbacks run on. Blocks
+// submitted to it run in order with the callbacks: use it to touch the connection's state
+// from elsewhere.
+func (c *Conn) Queue() *queue.Queue { return c.q }
+
+// RemoteAddr returns the client's address as the request had it.
+func (c *Conn) RemoteAddr() string { return c.req.remoteAddr }
+
+// Header returns the upgrade request's header. Do not modify it.
+func (c *Conn) Header() http.Header { return c.req.header }
+
+// URL returns the upgrade request's URL (path and query).
+func (c *Conn) URL() *url.URL { return c.req.url }
+
+// Auth returns what Options.Authenticate returned for this connection (nil without it).
+func (c *Conn) Auth() any { return c.req.auth }
+
+// Subprotocol returns the negotiated subprotocol ("" for none).
+func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
+
+// Context returns a context that ends when the connection ends. With an Observer it carries
+// the connection's trace.
+func (c *Conn) Context() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil {
+		parent := c.root
+		if parent == nil {
+			parent = context.Background()
+		}
+		c.ctx, c.cancel = context.WithCancel(parent)
+		if c.state.Load() == stateEnded {
+			c.cancel()
+		}
+	}
+	return c.ctx
+}
+
+// String identifies the connection in logs.
+func (c *Conn) String() string { return fmt.Sprintf("ws conn %d (%s)", c.id, c.req.remoteAddr) }
+
+// Send queues m for the connection and returns at once; a writer goroutine, started while
+// there is something to write, sends it. It returns ErrClosed if the connection is closed or
+// closing, and ErrSlowConsumer if the outbound buffer is full (then the SlowConsumer policy
+// applies). m.Data must not be modified afterwards.
+func (c *Conn) Send(m Message) error {
+	var ctx context.Context
+	if c.s.obs != nil {
+		ctx = queue.CurrentContext()
+	}
+	return c.enqueue(ctx, m)
+}
+
+// SendText sends s as a text message.
+func (c *Conn) SendText(s string) error { return c.Send(Text(s)) }
+
+// SendJSON sends v encoded as JSON in a text message.
+func (c *Conn) SendJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("wsserver: encode JSON: %w", err)
+	}
+	return c.Send(Message{Type: websocket.MessageText, Data: b})
+}
+
+// Close starts closing the connection: what is already queued is written, then a close
+// frame with code and reason (at most 123 bytes), and OnClose follows once the peer has
+// answered (or after a few seconds). It returns at once; ErrClosed if a close was already
+// under way.
+func (c *Conn) Close(code websocket.StatusCode, reason string) error {
+	var cause error = ErrClosed
+	why := ReasonServerClose
+	if code == websocket.StatusNormalClosure {
+		why = ReasonNormal
+	}
+	if !c.closeWith(code, reason, cause, why, true) {
+		return ErrClosed
+	}
+	return nil
+}
+
+// closeWith decides to close the connection for cause (the first decision wins) and has the
+// writer send the close frame, after the queued messages if flush is set. It reports whether
+// this call made the decision.
+func (c *Conn) closeWith(code websocket.StatusCode, reason string, cause error, why string, flush bool) bool {
+	c.mu.Lock()
+	if c.state.Load() != stateOpen {
+		c.mu.Unlock()
+		return false
+	}
+	c.setCauseLocked(code, reason, cause, why)
+	if !flush {
+		c.discardLocked()
+	}
+	c.closeReq = &closeReq{code: code, reason: reason}
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
+}
+
+// abort ends the connection at once, without a close frame: the peer is gone or stuck.
+func (c *Conn) abort(code websocket.StatusCode, cause error, why string) {
+	c.mu.Lock()
+	if c.state.Load() == stateOpen {
+		c.setCauseLocked(code, "", cause, why)
+	}
+	if c.state.Load() != stateEnded {
+		c.state.Store(stateClosing)
+	}
+	c.discardLocked()
+	c.mu.Unlock()
+	_ = c.nc.Close() // the reader wakes up with an error and finishes the connection
+}
+
+func (c *Conn) setCauseLocked(code websocket.StatusCode, reason string, cause error, why string) {
+	if c.cause == nil {
+		c.cause = &CloseError{Code: code, Reason: reason, Cause: cause}
+		c.reason = why
+	}
+	c.state.Store(stateClosing)
+}
+
+// discardLocked drops the outbound buffer (counted as dropped).
+func (c *Conn) discardLocked() {
+	if n := len(c.out); n > 0 {
+		c.s.stats.dropped.Add(uint64(n))
+		if obs := c.s.obs; obs != nil {
+			for _, e := range c.out {
+				obs.Written(e.ctx, c, e.m, ErrClosed)
+			}
+		}
+		putOut(c.out)
+		c.out, c.outBytes = nil, 0
+	}
+}
+
+// rooms bookkeeping, so that a connection leaves its rooms when it ends.
+
+func (c *Conn) addRoom(r *Room) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state.Load() == stateEnded {
+		return false
+	}
+	c.rooms = append(c.rooms, r)
+	return true
+}
+
+func (c *Conn) removeRoom(r *Room) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, x := range c.rooms {
+		if x == r {
+			last := len(c.rooms) - 1
+			c.rooms[i], c.rooms[last] = c.rooms[last], nil
+			c.rooms = c.rooms[:last]
+			if last == 0 {
+				c.rooms = nil
+			}
+			return
+		}
+	}
+}

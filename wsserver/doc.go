@@ -1,0 +1,30 @@
+// Package wsserver is a WebSocket server whose connections run on dispatch queues.
+//
+// Each connection gets its own serial queue: its callbacks (OnOpen, OnMessage, OnClose) run
+// one at a time, in the order the events happened, so state that belongs to one connection
+// needs no lock. Every connection queue targets one shared concurrent queue, "ws.handlers",
+// of width GOMAXPROCS: callbacks of different connections run in parallel on every core,
+// and never more at once than there are cores.
+//
+// A message's way through the server:
+//
+//	reader goroutine (one per connection, blocked in Read while idle)
+//	  -> the connection's serial queue
+//	  -> OnMessage on a worker of the shared handler queue
+//	  -> Conn.Send / Room.Broadcast append to each recipient's bounded outbound buffer
+//	  -> that connection's writer goroutine, started only while there is something to write
+//	  -> the network, one system call per burst, bounded by WriteTimeout
+//
+// Sending never blocks: a slow client fills only its own buffer, and then the SlowConsumer
+// policy closes it (1008) or drops what does not fit. Reading pauses when a connection's
+// handler falls MaxPending messages behind, so a flood turns into TCP backpressure instead
+// of memory. An idle connection holds a blocked reader goroutine, small read and write
+// buffers, and its structs: no writer, no timer, no outbound buffer.
+//
+// Options is a struct whose zero value is safe, as coder/websocket's AcceptOptions and
+// net/http's Server are: a server states only what it changes, and every field documents
+// its default. Tracing plugs in through Observer (the tracing package implements it).
+//
+// Start with ExampleServer; examples/echo is the smallest complete server and
+// examples/chat the full demo.
+package wsserver

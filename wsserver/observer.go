@@ -1,0 +1,68 @@
+package wsserver
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// Close and drop reasons an Observer sees (low-cardinality strings for metric attributes).
+const (
+	ReasonNormal       = "normal"        // 1000 from either side, or 1001 from the peer
+	ReasonPeerClose    = "peer_close"    // the peer closed with another code
+	ReasonServerClose  = "server_close"  // Conn.Close with a code other than 1000
+	ReasonSlowConsumer = "slow_consumer" // outbound buffer full
+	ReasonRateLimit    = "rate_limit"    // RateLimit exceeded
+	ReasonTooBig       = "too_big"       // ReadLimit exceeded
+	ReasonInvalidUTF8  = "invalid_utf8"  // text message not valid UTF-8
+	ReasonPanic        = "panic"         // a callback panicked
+	ReasonPingTimeout  = "ping_timeout"  // no pong in time
+	ReasonIdleTimeout  = "idle_timeout"  // nothing received for IdleTimeout
+	ReasonWriteError   = "write_error"   // a write failed or timed out
+	ReasonReadError    = "read_error"    // the connection ended without a close frame
+	ReasonShutdown     = "shutdown"      // Server.Shutdown
+	ReasonClosed       = "closed"        // drops only: Send on a closed connection
+)
+
+// An Observer is told what the server does; the tracing package implements it to make spans
+// and metrics. Hooks run inline (on the reader, the handler's queue or the writer), so they
+// must be quick and must not block. With no Observer each event costs one nil check.
+//
+// The contexts let a tracer build one trace per connection and follow a message through the
+// server: Handshake's context is the connection's root; Received's is the context OnMessage
+// runs under (queue.CurrentContext inside the handler returns it); Send and Broadcast pass the
+// sender's queue.CurrentContext, so a send span can link to the receive span that caused it.
+type Observer interface {
+	// Handshake is called when an upgrade request arrives, before any check. ctx is the
+	// request's context without its cancellation; the returned context becomes the
+	// connection's root (and the parent of Conn.Context).
+	Handshake(ctx context.Context, r *http.Request) context.Context
+	// Rejected is called when a request is refused before the upgrade, with the HTTP status
+	// (401, 403, 503, or what the handshake failed with) and why ("unauthorized",
+	// "forbidden", "max_conns", "shutdown", "handshake").
+	Rejected(ctx context.Context, r *http.Request, status int, reason string)
+	// Opened is called when the connection is upgraded, before OnOpen is queued. ctx is the
+	// root context.
+	Opened(ctx context.Context, c *Conn)
+	// Closed is called once, after OnClose returned, with how long the connection lived, the
+	// reason (one of the Reason constants) and the error OnClose got.
+	Closed(ctx context.Context, c *Conn, lived time.Duration, reason string, err error)
+	// Received is called by the reader for each message before it is queued; ctx is the root
+	// context. The returned context is the one OnMessage runs under.
+	Received(ctx context.Context, c *Conn, m Message) context.Context
+	// Handled is called when OnMessage returned (or panicked: recovered is not nil), with the
+	// context Received returned.
+	Handled(ctx context.Context, c *Conn, m Message, recovered any)
+	// Sent is called when Send (or a Broadcast) queued m for c. ctx is the sender's
+	// queue.CurrentContext at the Send call (for a Broadcast, what Broadcast returned). The
+	// returned context is handed to Written.
+	Sent(ctx context.Context, c *Conn, m Message) context.Context
+	// Written is called when m was written to the network (err nil) or given up (err set).
+	Written(ctx context.Context, c *Conn, m Message, err error)
+	// Dropped is called when a message to c was refused: the buffer was full
+	// (ReasonSlowConsumer) or the connection closed (ReasonClosed). ctx is the sender's.
+	Dropped(ctx context.Context, c *Conn, m Message, reason string)
+	// Broadcast is called once per Room.Broadcast with the sender's queue.CurrentContext and
+	// the room's size; the returned context is passed to Sent for every member.
+	Broadcast(ctx context.Context, room string, m Message, members int) context.Context
+}

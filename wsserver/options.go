@@ -1,0 +1,163 @@
+package wsserver
+
+import (
+	"context"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// SlowPolicy says what happens when a connection's outbound buffer is full.
+type SlowPolicy uint8
+
+const (
+	// CloseSlow closes the connection with 1008 (policy violation): a client that cannot keep
+	// up is dropped so that it never holds memory or delays anyone else. The default.
+	CloseSlow SlowPolicy = iota
+	// DropNewest refuses the message that did not fit (Send returns ErrSlowConsumer) and keeps
+	// the connection; what was already queued is still delivered.
+	DropNewest
+)
+
+// String names the policy.
+func (p SlowPolicy) String() string {
+	if p == DropNewest {
+		return "drop-newest"
+	}
+	return "close-slow"
+}
+
+// Options configures a Server. The zero value is safe: every field states its default, as
+// coder/websocket's AcceptOptions and net/http's Server do, so a struct literal names only
+// what it changes.
+type Options struct {
+	// ReadLimit is the largest message accepted, in bytes; a bigger one closes the connection
+	// with 1009 (message too big). Default 32 KiB; negative means no limit.
+	ReadLimit int64
+	// SendBuffer is how many outbound messages may wait per connection. Default 256.
+	SendBuffer int
+	// SendBufferBytes bounds the bytes those messages hold. Default 4 MiB.
+	SendBufferBytes int
+	// SlowConsumer is the policy when the outbound buffer is full. Default CloseSlow.
+	SlowConsumer SlowPolicy
+	// MaxPending is how many received messages may wait for the handler per connection;
+	// beyond it the connection's reader stops reading (TCP backpressure) until the handler
+	// catches up. Default 32.
+	MaxPending int
+
+	// PingInterval is how long a connection may stay silent before the server pings it.
+	// Default 30s; negative disables pings (and so the detection of vanished peers).
+	PingInterval time.Duration
+	// PongTimeout is how long a ping may wait for its pong; then the peer is taken as gone and
+	// the connection is closed. Default 15s.
+	PongTimeout time.Duration
+	// IdleTimeout closes a connection that has sent no message (pongs do not count) for this
+	// long, with 1001. Default 0: no idle limit.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds one flush of a connection's outbound messages; a peer that does not
+	// take them in time is closed. Default 10s.
+	WriteTimeout time.Duration
+	// HandshakeTimeout bounds the WebSocket handshake: ServeHTTP's response, and, for a
+	// server made with HTTPServer, the time to read the request headers (so a client that
+	// never finishes its request is dropped). Default 10s.
+	HandshakeTimeout time.Duration
+
+	// MaxConns limits the open connections; beyond it upgrades get 503. A slot is reserved
+	// before the upgrade, so the limit is exact. Default 0: no limit.
+	MaxConns int
+	// OriginPatterns lists the other origins allowed to connect, as AcceptOptions.OriginPatterns
+	// (path.Match patterns on the Origin's host). Default: same origin only.
+	OriginPatterns []string
+	// Subprotocols lists the subprotocols the server negotiates, in order of preference.
+	Subprotocols []string
+	// CompressionMode enables permessage-deflate when the client offers it. Default
+	// websocket.CompressionDisabled (compression costs memory per connection).
+	CompressionMode websocket.CompressionMode
+	// Authenticate runs before the upgrade. An error wrapping ErrForbidden answers 403, any
+	// other error 401; no upgrade happens. What it returns is kept as Conn.Auth.
+	Authenticate func(r *http.Request) (any, error)
+
+	// RateLimit is the messages per second a connection may send on average, with RateBurst
+	// at once; a connection that exceeds it is closed with 1008. Default 0: no limit.
+	RateLimit float64
+	// RateBurst is the bucket size for RateLimit. Default: RateLimit rounded up, at least 1.
+	RateBurst int
+
+	// HandlerWidth is how many handler callbacks run at once across all connections (the
+	// width of the shared "ws.handlers" queue). Default GOMAXPROCS.
+	HandlerWidth int
+	// PanicHandler is told about a panic in a callback, after the connection was closed with
+	// 1011. Default: log it with log/slog. The server and other connections go on either way.
+	PanicHandler func(c *Conn, recovered any, stack []byte)
+	// Observer is told about connections, messages and sends (the tracing package implements
+	// it). Default nil: one nil check per event.
+	Observer Observer
+
+	// ReadBufferSize is the size of the buffer the reader parses frames from. A larger one
+	// takes several small messages per system call; each idle connection holds it. Default 512.
+	ReadBufferSize int
+}
+
+const (
+	defaultReadLimit       = 32 << 10
+	defaultSendBuffer      = 256
+	defaultSendBufferBytes = 4 << 20
+	defaultMaxPending      = 32
+	defaultPingInterval    = 30 * time.Second
+	defaultPongTimeout     = 15 * time.Second
+	defaultWriteTimeout    = 10 * time.Second
+	defaultHandshake       = 10 * time.Second
+	defaultReadBuffer      = 512
+	// closeGrace bounds a polite close: the close frame's write and the wait for the peer's.
+	closeGrace = 5 * time.Second
+)
+
+// withDefaults returns o with every zero field set to its default.
+func (o Options) withDefaults() Options {
+	if o.ReadLimit == 0 {
+		o.ReadLimit = defaultReadLimit
+	}
+	if o.SendBuffer <= 0 {
+		o.SendBuffer = defaultSendBuffer
+	}
+	if o.SendBufferBytes <= 0 {
+		o.SendBufferBytes = defaultSendBufferBytes
+	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = defaultMaxPending
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = defaultPingInterval
+	}
+	if o.PongTimeout <= 0 {
+		o.PongTimeout = defaultPongTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = defaultWriteTimeout
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = defaultHandshake
+	}
+	if o.RateLimit > 0 && o.RateBurst <= 0 {
+		o.RateBurst = max(1, int(o.RateLimit+0.999))
+	}
+	if o.HandlerWidth <= 0 {
+		o.HandlerWidth = runtime.GOMAXPROCS(0)
+	}
+	if o.ReadBufferSize <= 0 {
+		o.ReadBufferSize = defaultReadBuffer
+	}
+	return o
+}
+
+// acceptOptions is what coder/websocket's Accept gets.
+func (o *Options) acceptOptions(pong func(context.Context, []byte)) *websocket.AcceptOptions {
+	return &websocket.AcceptOptions{
+		Subprotocols:    o.Subprotocols,
+		OriginPatterns:  o.OriginPatterns,
+		CompressionMode: o.CompressionMode,
+		OnPongReceived:  pong,
+	}
+}

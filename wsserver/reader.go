@@ -1,0 +1,208 @@
+package wsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+)
+
+// readLoop is the connection's one goroutine while it is idle: it blocks in Read (Go has no
+// readiness API, and coder/websocket answers pings and close frames only while someone
+// reads), and hands each message to the connection's queue, so callbacks never run on its
+// stack and the stack stays shallow. When the handler falls MaxPending messages behind, it
+// stops reading until the handler catches up: TCP then slows the peer down.
+func (c *Conn) readLoop() {
+	var err error
+	defer func() { c.finish(err) }()
+	limit := int32(c.s.opts.MaxPending)
+	for {
+		if c.backlog.Load() >= limit {
+			c.waitBacklog(limit)
+		}
+		var typ websocket.MessageType
+		var data []byte
+		typ, data, err = c.ws.Read(context.Background())
+		if err != nil {
+			return
+		}
+		c.heard.Store(c.s.ka.epoch.Load())
+		if c.state.Load() != stateOpen {
+			continue // closing: the handshake is under way, late messages are dropped
+		}
+		if typ == websocket.MessageText && !utf8.Valid(data) {
+			c.violation(websocket.StatusInvalidFramePayloadData, "invalid UTF-8", ErrInvalidUTF8, ReasonInvalidUTF8)
+			return
+		}
+		if c.s.opts.RateLimit > 0 && !c.allow() {
+			c.violation(websocket.StatusPolicyViolation, "rate limit exceeded", ErrRateLimited, ReasonRateLimit)
+			return
+		}
+		c.s.stats.msgsIn.Add(1)
+		c.s.stats.bytesIn.Add(uint64(len(data)))
+		c.dispatch(Message{Type: typ, Data: data})
+	}
+}
+
+// waitBacklog parks the reader until the handler has fewer than limit messages waiting.
+func (c *Conn) waitBacklog(limit int32) {
+	for c.backlog.Load() >= limit {
+		ch := c.resume.Load()
+		if ch == nil {
+			made := make(chan struct{}, 1)
+			c.resume.Store(&made)
+			ch = &made
+		}
+		// Check again after publishing the channel: a handler that finished before it was
+		// published did not signal, but its decrement is visible now.
+		if c.backlog.Load() < limit {
+			return
+		}
+		<-*ch
+	}
+}
+
+// handled counts one message as done and wakes a waiting reader.
+func (c *Conn) handled() {
+	c.backlog.Add(-1)
+	if ch := c.resume.Load(); ch != nil {
+		select {
+		case *ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// dispatch queues OnMessage on the connection's queue.
+func (c *Conn) dispatch(m Message) {
+	c.backlog.Add(1)
+	obs := c.s.obs
+	if obs == nil {
+		c.q.Async(func() { c.onMessage(m) })
+		return
+	}
+	ctx := obs.Received(c.root, c, m)
+	// AsyncContext runs the block under ctx: queue.CurrentContext() inside OnMessage is the
+	// receive span, and a Send there carries it.
+	c.q.AsyncContext(ctx, func(ctx context.Context) {
+		var recovered any
+		defer func() { obs.Handled(ctx, c, m, recovered) }()
+		recovered = c.onMessage(m)
+	})
+}
+
+// onMessage runs OnMessage, turning a panic into a 1011 close; it returns the panic value.
+func (c *Conn) onMessage(m Message) (recovered any) {
+	defer func() {
+		if r := recover(); r != nil {
+			recovered = r
+			c.panicked(r, debug.Stack())
+		}
+		c.handled()
+	}()
+	if c.state.Load() != stateOpen {
+		return nil // closed after this message was read: it is dropped
+	}
+	c.s.h.OnMessage(c, m)
+	return nil
+}
+
+// onOpen runs OnOpen on the connection's queue.
+func (c *Conn) onOpen() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.panicked(r, debug.Stack())
+		}
+	}()
+	c.s.h.OnOpen(c)
+}
+
+// panicked closes the connection with 1011 and tells the panic handler.
+func (c *Conn) panicked(r any, stack []byte) {
+	c.closeWith(websocket.StatusInternalError, "internal error", fmt.Errorf("%w: %v", ErrHandlerPanic, r), ReasonPanic, false)
+	c.s.panicHandler(c, r, stack)
+}
+
+// violation closes the connection for something the peer did, from the reader: it does the
+// close handshake itself, bounded by closeGrace.
+func (c *Conn) violation(code websocket.StatusCode, reason string, cause error, why string) {
+	c.mu.Lock()
+	if c.state.Load() == stateOpen {
+		c.setCauseLocked(code, reason, cause, why)
+		c.discardLocked()
+	}
+	c.mu.Unlock()
+	_ = c.nc.SetDeadline(time.Now().Add(closeGrace))
+	_ = c.ws.Close(code, reason)
+}
+
+// allow takes a token from the rate-limit bucket.
+func (c *Conn) allow() bool {
+	now := time.Now()
+	o := &c.s.opts
+	c.tokens = min(float64(o.RateBurst), c.tokens+now.Sub(c.refill).Seconds()*o.RateLimit)
+	c.refill = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
+}
+
+// finish runs once the reader has stopped: the connection is over. It releases the socket,
+// leaves the rooms, ends Context, and queues OnClose behind every OnMessage already queued.
+func (c *Conn) finish(readErr error) {
+	_ = c.ws.CloseNow() // waits for a close handshake under way on the writer
+	c.mu.Lock()
+	if c.cause == nil && errors.Is(readErr, websocket.ErrMessageTooBig) {
+		c.setCauseLocked(websocket.StatusMessageTooBig, "message too big", ErrMessageTooBig, ReasonTooBig)
+	}
+	c.state.Store(stateEnded)
+	c.discardLocked()
+	c.closeReq = nil
+	rooms := c.rooms
+	c.rooms = nil
+	cause, why := c.cause, c.reason
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.mu.Unlock()
+	for _, r := range rooms {
+		r.Leave(c)
+	}
+	err, why := closeResult(readErr, cause, why)
+	c.q.Async(func() { c.onClose(err, why) })
+}
+
+// closeResult is what OnClose gets, and the Observer's reason.
+func closeResult(readErr error, cause *CloseError, why string) (error, string) {
+	if cause != nil {
+		if cause.Code == websocket.StatusNormalClosure {
+			return nil, ReasonNormal
+		}
+		return cause, why
+	}
+	switch code := websocket.CloseStatus(readErr); code {
+	case websocket.StatusNormalClosure, websocket.StatusGoingAway:
+		return nil, ReasonNormal
+	case -1:
+		return &CloseError{Code: websocket.StatusAbnormalClosure, Cause: fmt.Errorf("%w: %w", ErrConnectionLost, readErr)}, ReasonReadError
+	default:
+		return readErr, ReasonPeerClose
+	}
+}
+
+// onClose runs OnClose and retires the connection.
+func (c *Conn) onClose(err error, why string) {
+	defer c.s.retire(c, err, why)
+	defer func() {
+		if r := recover(); r != nil {
+			c.s.panicHandler(c, r, debug.Stack())
+		}
+	}()
+	c.s.h.OnClose(c, err)
+}

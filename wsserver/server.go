@@ -1,0 +1,268 @@
+package wsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/dispatchkit/dispatchkit/queue"
+)
+
+// A Server accepts WebSocket connections (it is an http.Handler: mount it on a path) and runs
+// each connection's callbacks on that connection's serial queue. Every connection queue
+// targets one shared concurrent queue, "ws.handlers", whose width (Options.HandlerWidth,
+// GOMAXPROCS by default) bounds how many callbacks run at once: all cores busy, none
+// oversubscribed.
+type Server struct {
+	h        Handler
+	opts     Options
+	obs      Observer
+	handlers *queue.Queue
+	nextID   atomic.Uint64
+	closing  atomic.Bool
+	slots    atomic.Int64 // MaxConns: reserved before the upgrade, released after OnClose
+	stats    counters
+	ka       keepalive
+	rooms    sync.Map // name -> *Room
+
+	// The registry of open connections, for Shutdown, Stats and keepalive. A plain mutex:
+	// each connection takes it twice in its life, and Shutdown needs a consistent view.
+	mu    sync.Mutex
+	conns map[*Conn]struct{}
+	idle  chan struct{} // made by Shutdown, closed when conns is empty
+}
+
+// readInServeHTTP makes ServeHTTP's goroutine the reader instead of a fresh one; only the
+// memory measurement sets it, to compare the two.
+var readInServeHTTP = false
+
+// New returns a server that calls h for every connection. opts' zero value is safe.
+func New(h Handler, opts Options) *Server {
+	if h == nil {
+		panic("wsserver: New with a nil Handler (pass HandlerFuncs{} for a server that does nothing)")
+	}
+	o := opts.withDefaults()
+	return &Server{
+		h:        h,
+		opts:     o,
+		obs:      o.Observer,
+		handlers: queue.NewConcurrent("ws.handlers", queue.WithWidth(o.HandlerWidth)),
+		conns:    make(map[*Conn]struct{}),
+	}
+}
+
+// HandlerQueue returns the shared concurrent queue every connection's queue targets.
+func (s *Server) HandlerQueue() *queue.Queue { return s.handlers }
+
+// HTTPServer returns an http.Server for addr that serves h (the Server itself if h is nil)
+// with HandshakeTimeout as its ReadHeaderTimeout, so that a client that never finishes its
+// upgrade request is dropped. Shutting it down does not close the WebSocket connections
+// (net/http forgets hijacked ones): call the Server's Shutdown too.
+func (s *Server) HTTPServer(addr string, h http.Handler) *http.Server {
+	if h == nil {
+		h = s
+	}
+	return &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: s.opts.HandshakeTimeout}
+}
+
+// ServeHTTP upgrades the request to a WebSocket connection: it checks the server is open,
+// reserves a slot under MaxConns and runs Authenticate, all before the upgrade, then queues
+// OnOpen and starts the connection's reader.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var root context.Context
+	if s.obs != nil {
+		root = s.obs.Handshake(context.WithoutCancel(r.Context()), r)
+	}
+	if s.closing.Load() {
+		s.reject(root, w, r, http.StatusServiceUnavailable, "shutdown")
+		return
+	}
+	if max := int64(s.opts.MaxConns); max > 0 {
+		if s.slots.Add(1) > max {
+			s.slots.Add(-1)
+			s.reject(root, w, r, http.StatusServiceUnavailable, "max_conns")
+			return
+		}
+	}
+	c, ok := s.upgrade(root, w, r)
+	if !ok {
+		s.releaseSlot()
+		return
+	}
+	if !s.register(c) {
+		// Shutdown began during the upgrade: the connection never opens.
+		s.stats.rejected.Add(1)
+		_ = c.nc.SetDeadline(time.Now().Add(min(closeGrace, s.opts.HandshakeTimeout)))
+		_ = c.ws.Close(websocket.StatusGoingAway, "server shutting down")
+		s.releaseSlot()
+		return
+	}
+	if s.obs != nil {
+		s.obs.Opened(c.root, c)
+	}
+	c.q.Async(c.onOpen)
+	if readInServeHTTP {
+		c.readLoop()
+		return
+	}
+	// A fresh goroutine lets net/http's request state go when ServeHTTP returns.
+	go c.readLoop()
+}
+
+// upgrade authenticates and accepts the WebSocket handshake, returning the new connection.
+func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Request) (*Conn, bool) {
+	var auth any
+	if s.opts.Authenticate != nil {
+		a, err := s.opts.Authenticate(r)
+		if err != nil {
+			if errors.Is(err, ErrForbidden) {
+				s.reject(root, w, r, http.StatusForbidden, "forbidden")
+			} else {
+				s.reject(root, w, r, http.StatusUnauthorized, "unauthorized")
+			}
+			return nil, false
+		}
+		auth = a
+	}
+	// Bound the 101 response: a client that does not read it is not worth a goroutine.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.opts.HandshakeTimeout))
+	c := &Conn{id: s.nextID.Add(1), s: s, root: root}
+	var onPong func(context.Context, []byte)
+	if s.opts.PingInterval > 0 {
+		onPong = func(context.Context, []byte) { c.seen.Store(s.ka.epoch.Load()) }
+	}
+	hw := &hijackWriter{ResponseWriter: w, readSize: s.opts.ReadBufferSize}
+	ws, err := websocket.Accept(hw, r, s.opts.acceptOptions(onPong))
+	if err != nil {
+		// Accept has answered (400, 403 for a foreign origin, 426, ...).
+		s.stats.rejected.Add(1)
+		if s.obs != nil {
+			s.obs.Rejected(root, r, hw.status, "handshake")
+		}
+		if hw.nc != nil {
+			_ = hw.nc.Close()
+		}
+		return nil, false
+	}
+	_ = hw.nc.SetDeadline(time.Time{}) // net/http's deadlines do not apply to the WebSocket
+	limit := s.opts.ReadLimit
+	if limit < 0 {
+		limit = -1
+	}
+	ws.SetReadLimit(limit)
+	c.ws, c.nc, c.bw = ws, hw.nc, hw.bw
+	c.q = queue.NewSerial("ws.conn", queue.WithTarget(s.handlers))
+	c.req = &requestInfo{remoteAddr: r.RemoteAddr, header: r.Header, url: r.URL, auth: auth}
+	c.opened = time.Now()
+	epoch := s.ka.epoch.Load()
+	c.seen.Store(epoch)
+	c.heard.Store(epoch)
+	return c, true
+}
+
+func (s *Server) reject(root context.Context, w http.ResponseWriter, r *http.Request, status int, why string) {
+	s.stats.rejected.Add(1)
+	if s.obs != nil {
+		s.obs.Rejected(root, r, status, why)
+	}
+	http.Error(w, http.StatusText(status), status)
+}
+
+func (s *Server) releaseSlot() {
+	if s.opts.MaxConns > 0 {
+		s.slots.Add(-1)
+	}
+}
+
+// register adds c to the open connections, unless Shutdown has begun.
+func (s *Server) register(c *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.stats.accepted.Add(1)
+	s.startKeepaliveLocked()
+	return true
+}
+
+// retire runs after OnClose: the connection is gone for good.
+func (s *Server) retire(c *Conn, err error, why string) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if len(s.conns) == 0 {
+		s.stopKeepaliveLocked()
+		if s.idle != nil {
+			close(s.idle)
+			s.idle = nil
+		}
+	}
+	s.mu.Unlock()
+	s.releaseSlot()
+	if s.obs != nil {
+		s.obs.Closed(c.root, c, time.Since(c.opened), why, err)
+	}
+}
+
+func (s *Server) panicHandler(c *Conn, r any, stack []byte) {
+	if h := s.opts.PanicHandler; h != nil {
+		h(c, r, stack)
+		return
+	}
+	slog.Error("wsserver: panic in a connection callback; the connection was closed with 1011",
+		"conn", c.id, "remote", c.req.remoteAddr, "panic", fmt.Sprint(r), "stack", string(stack))
+}
+
+// Shutdown stops the server: new upgrades get 503; every connection gets what it has queued,
+// then a 1001 going-away close frame; and Shutdown returns once every OnClose has run. If ctx
+// ends first, the connections left are cut (their OnClose still runs) and ctx's error is
+// returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	var idle chan struct{}
+	if len(s.conns) > 0 {
+		if s.idle == nil {
+			s.idle = make(chan struct{})
+		}
+		idle = s.idle
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(websocket.StatusGoingAway, "server shutting down", ErrShutdown, ReasonShutdown, true)
+	}
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		for _, c := range conns {
+			c.abort(websocket.StatusGoingAway, ErrShutdown, ReasonShutdown)
+		}
+		return fmt.Errorf("wsserver: shutdown: %w", ctx.Err())
+	}
+}
+
+// Room returns the room called name, creating it on first use. Rooms live as long as the
+// server.
+func (s *Server) Room(name string) *Room {
+	if r, ok := s.rooms.Load(name); ok {
+		return r.(*Room)
+	}
+	r, _ := s.rooms.LoadOrStore(name, newRoom(s, name))
+	return r.(*Room)
+}

@@ -1,0 +1,61 @@
+package wsserver
+
+import (
+	"sync/atomic"
+
+	"github.com/dispatchkit/dispatchkit/queue"
+)
+
+// counters are the server's running totals.
+type counters struct {
+	accepted, rejected  atomic.Uint64
+	msgsIn, msgsOut     atomic.Uint64
+	bytesIn, bytesOut   atomic.Uint64
+	dropped, slowCloses atomic.Uint64
+}
+
+// ServerStats is a snapshot of a server's state and totals.
+type ServerStats struct {
+	Connections        int    // open now (OnClose not yet run)
+	Accepted           uint64 // upgrades completed
+	Rejected           uint64 // requests refused before or during the upgrade
+	MessagesIn         uint64 // messages received and handed to a handler
+	MessagesOut        uint64 // messages written to the network
+	BytesIn            uint64 // payload bytes of MessagesIn
+	BytesOut           uint64 // payload bytes of MessagesOut
+	Dropped            uint64 // outbound messages refused or discarded (full buffer, closed)
+	SlowConsumerCloses uint64 // connections closed by the CloseSlow policy
+	Pending            int    // received messages waiting for their handler, all connections
+	Queued             int    // outbound messages waiting for their writer, all connections
+	Handlers           queue.Stats
+}
+
+// Stats returns a snapshot of the server's counters and queue depths. It visits every
+// connection, so it costs O(connections).
+func (s *Server) Stats() ServerStats {
+	st := ServerStats{
+		Accepted:           s.stats.accepted.Load(),
+		Rejected:           s.stats.rejected.Load(),
+		MessagesIn:         s.stats.msgsIn.Load(),
+		MessagesOut:        s.stats.msgsOut.Load(),
+		BytesIn:            s.stats.bytesIn.Load(),
+		BytesOut:           s.stats.bytesOut.Load(),
+		Dropped:            s.stats.dropped.Load(),
+		SlowConsumerCloses: s.stats.slowCloses.Load(),
+		Handlers:           s.handlers.Stats(),
+	}
+	s.mu.Lock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	st.Connections = len(conns)
+	for _, c := range conns {
+		st.Pending += int(c.backlog.Load())
+		c.mu.Lock()
+		st.Queued += len(c.out)
+		c.mu.Unlock()
+	}
+	return st
+}

@@ -1,0 +1,195 @@
+package wsserver
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// outMsg is one queued outbound message; ctx is the Observer's (nil without one).
+type outMsg struct {
+	m   Message
+	ctx context.Context
+}
+
+// outPool recycles outbound buffers, so that an idle connection holds none and a busy one
+// does not grow a slice message by message.
+var outPool = sync.Pool{New: func() any { s := make([]outMsg, 0, 16); return &s }}
+
+func getOut() []outMsg { return (*outPool.Get().(*[]outMsg))[:0] }
+
+func putOut(s []outMsg) {
+	if cap(s) > 1024 {
+		return // let an outsized one go
+	}
+	clear(s[:cap(s)])
+	s = s[:0]
+	outPool.Put(&s)
+}
+
+// enqueue appends m to the outbound buffer and makes sure a writer runs. ctx is the sender's
+// context for the Observer (nil without one).
+func (c *Conn) enqueue(ctx context.Context, m Message) error {
+	obs := c.s.obs
+	if obs != nil {
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		ctx = obs.Sent(ctx, c, m)
+	}
+	opts := &c.s.opts
+	c.mu.Lock()
+	if c.state.Load() != stateOpen {
+		c.mu.Unlock()
+		c.dropped(ctx, m, ReasonClosed)
+		return ErrClosed
+	}
+	if len(c.out) >= opts.SendBuffer || (len(c.out) > 0 && c.outBytes+len(m.Data) > opts.SendBufferBytes) {
+		if opts.SlowConsumer == DropNewest {
+			c.mu.Unlock()
+			c.dropped(ctx, m, ReasonSlowConsumer)
+			return ErrSlowConsumer
+		}
+		// CloseSlow: what is queued will not be written either; the writer sends 1008 once
+		// its current write is done (a stuck one ends at WriteTimeout).
+		c.setCauseLocked(websocket.StatusPolicyViolation, "slow consumer", ErrSlowConsumer, ReasonSlowConsumer)
+		c.discardLocked()
+		c.closeReq = &closeReq{code: websocket.StatusPolicyViolation, reason: "slow consumer"}
+		start := !c.writing
+		c.writing = true
+		c.mu.Unlock()
+		c.s.stats.slowCloses.Add(1)
+		c.dropped(ctx, m, ReasonSlowConsumer)
+		if start {
+			go c.writeLoop()
+		}
+		return ErrSlowConsumer
+	}
+	if c.out == nil {
+		c.out = getOut()
+	}
+	c.out = append(c.out, outMsg{m: m, ctx: ctx})
+	c.outBytes += len(m.Data)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return nil
+}
+
+func (c *Conn) dropped(ctx context.Context, m Message, why string) {
+	c.s.stats.dropped.Add(1)
+	if obs := c.s.obs; obs != nil {
+		obs.Dropped(ctx, c, m, why)
+	}
+}
+
+// writeLoop is the connection's writer: it runs while the outbound buffer has messages (or a
+// close frame is due) and exits when it is empty, so an idle connection has no writer. Each
+// round takes the whole buffer and writes it as one batch: one system call for a burst.
+func (c *Conn) writeLoop() {
+	timeout := c.s.opts.WriteTimeout
+	c.bw.begin(time.Now().Add(timeout))
+	refreshed := time.Now()
+	for {
+		c.mu.Lock()
+		batch := c.out
+		c.out, c.outBytes = nil, 0
+		if len(batch) == 0 {
+			req := c.closeReq
+			c.closeReq = nil
+			if req == nil {
+				c.mu.Unlock()
+				err := c.bw.end()
+				c.mu.Lock()
+				if err == nil && len(c.out) > 0 {
+					// Sent while we were flushing: go on.
+					c.mu.Unlock()
+					c.bw.begin(time.Now().Add(timeout))
+					refreshed = time.Now()
+					continue
+				}
+				c.writing = false
+				c.mu.Unlock()
+				if err != nil {
+					c.writeFailed(err)
+				}
+				return
+			}
+			c.mu.Unlock()
+			err := c.bw.end()
+			if err != nil {
+				c.writeFailed(err)
+			} else {
+				c.sendClose(req)
+			}
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		if time.Since(refreshed) > timeout/2 {
+			c.bw.begin(time.Now().Add(timeout)) // a long run of batches: move the deadline on
+			refreshed = time.Now()
+		}
+		err := c.writeBatch(batch)
+		putOut(batch)
+		if err != nil {
+			c.bw.end()
+			c.mu.Lock()
+			c.discardLocked()
+			c.closeReq = nil
+			c.writing = false
+			c.mu.Unlock()
+			c.writeFailed(err)
+			return
+		}
+	}
+}
+
+// writeBatch writes the messages into the batch buffer and flushes it.
+func (c *Conn) writeBatch(batch []outMsg) error {
+	obs := c.s.obs
+	var err error
+	var bytes uint64
+	for i := range batch {
+		e := &batch[i]
+		if err == nil {
+			err = c.ws.Write(context.Background(), e.m.Type, e.m.Data)
+			bytes += uint64(len(e.m.Data))
+		}
+		if obs != nil {
+			obs.Written(e.ctx, c, e.m, err)
+		}
+	}
+	if err == nil {
+		err = c.bw.flush()
+	}
+	if err != nil {
+		return err
+	}
+	c.s.stats.msgsOut.Add(uint64(len(batch)))
+	c.s.stats.bytesOut.Add(bytes)
+	return nil
+}
+
+// writeFailed ends a connection whose write failed or timed out. If it was already closing,
+// the cause stays the one that closed it (a write cut by a close frame already sent, or a
+// slow consumer's stuck write).
+func (c *Conn) writeFailed(err error) {
+	c.abort(websocket.StatusAbnormalClosure, errors.Join(ErrWriteFailed, err), ReasonWriteError)
+}
+
+// sendClose does the close handshake, bounded by closeGrace (and WriteTimeout): the peer's
+// answer ends the reader, which finishes the connection.
+func (c *Conn) sendClose(req *closeReq) {
+	grace := min(closeGrace, c.s.opts.WriteTimeout)
+	_ = c.nc.SetDeadline(time.Now().Add(grace))
+	_ = c.ws.Close(req.code, req.reason)
+}
