@@ -35,7 +35,10 @@ func Apply(q *queue.Queue, n int, fn func(i int)) {
 		})
 		return
 	}
-	a := &applyRun{n: int64(n), fn: fn, done: make(chan struct{})}
+	// Participants take runs of indexes, about 8 per participant in all, so that the shared
+	// counter is touched rarely while late or slow participants still even out.
+	step := max(1, n/(width*8))
+	a := &applyRun{n: int64(n), step: int64(step), fn: fn, done: make(chan struct{})}
 	for range min(width, n) - 1 {
 		q.Async(a.work)
 	}
@@ -50,6 +53,7 @@ func Apply(q *queue.Queue, n int, fn func(i int)) {
 // count of iterations in progress.
 type applyRun struct {
 	n       int64
+	step    int64
 	fn      func(int)
 	next    atomic.Int64
 	running atomic.Int64
@@ -61,20 +65,21 @@ type applyRun struct {
 	panicked  any
 }
 
-// work takes indexes until none are left (or a panic stopped the run).
+// work takes runs of indexes until none are left (or a panic stopped the run).
 func (a *applyRun) work() {
 	for {
-		a.running.Add(1) // before taking an index, so that "running == 0" means it
-		i := a.next.Add(1) - 1
-		if i >= a.n || a.stopped.Load() {
+		a.running.Add(1) // before taking indexes, so that "running == 0" means it
+		end := a.next.Add(a.step)
+		start := end - a.step
+		if start >= a.n || a.stopped.Load() {
 			a.leave()
 			return
 		}
-		a.iterate(int(i))
+		a.iterate(int(start), int(min(end, a.n)))
 	}
 }
 
-func (a *applyRun) iterate(i int) {
+func (a *applyRun) iterate(start, end int) {
 	defer func() {
 		if r := recover(); r != nil {
 			a.panicOnce.Do(func() { a.panicked = r })
@@ -82,7 +87,9 @@ func (a *applyRun) iterate(i int) {
 		}
 		a.leave()
 	}()
-	a.fn(i)
+	for i := start; i < end && !a.stopped.Load(); i++ {
+		a.fn(i)
+	}
 }
 
 // leave ends one participant's iteration (or its last look for one); the last to leave once

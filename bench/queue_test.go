@@ -1,0 +1,311 @@
+package bench
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/alitto/pond/v2"
+	"github.com/dispatchkit/dispatchkit/queue"
+	"github.com/panjf2000/ants/v2"
+	"golang.org/x/sync/errgroup"
+)
+
+var empty = func() {}
+
+// Serial: submit an empty block, drained (the last one is waited for).
+
+func BenchmarkSerialAsync(b *testing.B) {
+	q := queue.NewSerial("bench")
+	for b.Loop() {
+		q.Async(empty)
+	}
+	q.Sync(empty)
+}
+
+func BenchmarkSerialAsyncNoProfileLabels(b *testing.B) {
+	q := queue.NewSerial("bench", queue.WithProfileLabels(false))
+	for b.Loop() {
+		q.Async(empty)
+	}
+	q.Sync(empty)
+}
+
+func BenchmarkSerialPeerChannel(b *testing.B) {
+	c := make(chan func(), 1024)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for f := range c {
+			f()
+		}
+	})
+	for b.Loop() {
+		c <- empty
+	}
+	close(c)
+	wg.Wait()
+}
+
+func BenchmarkSerialPeerMutexDrainer(b *testing.B) {
+	var mu sync.Mutex
+	var pending []func()
+	wake := make(chan struct{}, 1)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var batch []func()
+		for {
+			select {
+			case <-wake:
+			case <-stop:
+				mu.Lock()
+				batch, pending = pending, batch[:0]
+				mu.Unlock()
+				for _, f := range batch {
+					f()
+				}
+				return
+			}
+			mu.Lock()
+			batch, pending = pending, batch[:0]
+			mu.Unlock()
+			for _, f := range batch {
+				f()
+			}
+		}
+	})
+	for b.Loop() {
+		mu.Lock()
+		pending = append(pending, empty)
+		mu.Unlock()
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+func BenchmarkSerialPeerMutexAppend(b *testing.B) {
+	var mu sync.Mutex
+	s := make([]func(), 0, 4096)
+	for b.Loop() {
+		mu.Lock()
+		s = append(s, empty)
+		if len(s) == cap(s) {
+			s = s[:0]
+		}
+		mu.Unlock()
+	}
+}
+
+// Serial as a lock: P goroutines increment shared state.
+
+func BenchmarkLockGuardedAsync(b *testing.B) {
+	g := queue.NewGuarded(0)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			g.Async(func(n *int) { *n++ })
+		}
+	})
+	g.Sync(func(*int) {})
+}
+
+func BenchmarkLockQueueSync(b *testing.B) {
+	q := queue.NewSerial("lock")
+	n := 0
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			q.Sync(func() { n++ })
+		}
+	})
+}
+
+func BenchmarkLockPeerMutex(b *testing.B) {
+	var mu sync.Mutex
+	n := 0
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			mu.Lock()
+			n++
+			mu.Unlock()
+		}
+	})
+}
+
+func BenchmarkLockPeerChannelOwner(b *testing.B) {
+	c := make(chan func(), 1024)
+	done := make(chan struct{})
+	go func() {
+		for f := range c {
+			f()
+		}
+		close(done)
+	}()
+	n := 0
+	inc := func() { n++ }
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c <- inc
+		}
+	})
+	close(c)
+	<-done
+}
+
+// Concurrent: submit N small tasks and wait for all of them.
+
+func task(wg *sync.WaitGroup) func() {
+	return func() {
+		x := 0
+		for i := range 10 {
+			x += i
+		}
+		_ = x
+		wg.Done()
+	}
+}
+
+func BenchmarkConcurrentAsync(b *testing.B) {
+	q := queue.NewConcurrent("bench")
+	var wg sync.WaitGroup
+	f := task(&wg)
+	for b.Loop() {
+		wg.Add(1)
+		q.Async(f)
+	}
+	wg.Wait()
+}
+
+func BenchmarkConcurrentPeerGoWaitGroup(b *testing.B) {
+	var wg sync.WaitGroup
+	f := task(&wg)
+	for b.Loop() {
+		wg.Add(1)
+		go f()
+	}
+	wg.Wait()
+}
+
+func BenchmarkConcurrentPeerAnts(b *testing.B) {
+	p, _ := ants.NewPool(runtime.GOMAXPROCS(0) * 64)
+	defer p.Release()
+	var wg sync.WaitGroup
+	f := task(&wg)
+	for b.Loop() {
+		wg.Add(1)
+		_ = p.Submit(f)
+	}
+	wg.Wait()
+}
+
+func BenchmarkConcurrentPeerPond(b *testing.B) {
+	p := pond.NewPool(runtime.GOMAXPROCS(0))
+	defer p.StopAndWait()
+	var wg sync.WaitGroup
+	f := task(&wg)
+	for b.Loop() {
+		wg.Add(1)
+		_ = p.Go(f)
+	}
+	wg.Wait()
+}
+
+func BenchmarkConcurrentPeerErrgroup(b *testing.B) {
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	f := task(&wg)
+	for b.Loop() {
+		wg.Add(1)
+		g.Go(func() error { f(); return nil })
+	}
+	_ = g.Wait()
+	wg.Wait()
+}
+
+// Idle cost: bytes and goroutines per idle queue, against a goroutine and a channel per
+// "queue".
+
+func BenchmarkIdleQueue(b *testing.B) {
+	idleCost(b, func() func() {
+		q := queue.NewSerial("conn")
+		return func() { runtime.KeepAlive(q) }
+	})
+}
+
+func BenchmarkIdlePeerGoroutineAndChannel(b *testing.B) {
+	idleCost(b, func() func() {
+		c := make(chan func())
+		go func() {
+			for f := range c {
+				f()
+			}
+		}()
+		return func() { close(c) }
+	})
+}
+
+func idleCost(b *testing.B, make1 func() func()) {
+	const n = 100_000
+	var before, after runtime.MemStats
+	for b.Loop() {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		g0 := runtime.NumGoroutine()
+		done := make([]func(), n)
+		for i := range done {
+			done[i] = make1()
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		g1 := runtime.NumGoroutine()
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc+after.StackInuse-before.StackInuse)/n, "bytes/queue")
+		b.ReportMetric(float64(g1-g0)/n, "goroutines/queue")
+		for _, f := range done {
+			f()
+		}
+	}
+}
+
+// Ping-pong: one block hops between two serial queues (libdispatch's classic).
+
+func BenchmarkPingPong(b *testing.B) {
+	q1, q2 := queue.NewSerial("ping"), queue.NewSerial("pong")
+	done := make(chan struct{})
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	var ping, pong func()
+	ping = func() {
+		if left.Add(-1) <= 0 {
+			close(done)
+			return
+		}
+		q2.Async(pong)
+	}
+	pong = func() { q1.Async(ping) }
+	b.ResetTimer()
+	q1.Async(ping)
+	<-done
+}
+
+func BenchmarkPingPongPeerChannels(b *testing.B) {
+	c1, c2 := make(chan struct{}), make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		for range c2 {
+			c1 <- struct{}{}
+		}
+	}()
+	go func() {
+		for range b.N {
+			c2 <- struct{}{}
+			<-c1
+		}
+		close(c2)
+		close(done)
+	}()
+	<-done
+}
