@@ -37,14 +37,14 @@ type Conn struct {
 	root context.Context // the Observer's per-connection context; nil without an Observer
 
 	opened  time.Time
-	backlog atomic.Int32                   // messages read and not yet handled
-	resume  atomic.Pointer[chan struct{}]  // made the first time the reader has to wait
-	seen    atomic.Uint32                  // keepalive epoch of the last message or pong
-	heard   atomic.Uint32                  // keepalive epoch of the last message
-	pinging atomic.Bool                    // a ping is in flight
-	state   atomic.Uint32                  // stateOpen, stateClosing, stateEnded
-	tokens  float64                        // rate limit bucket, reader only
-	refill  time.Time                      // when tokens was last topped up, reader only
+	backlog atomic.Int32                  // messages read and not yet handled
+	resume  atomic.Pointer[chan struct{}] // made the first time the reader has to wait
+	seen    atomic.Uint32                 // keepalive epoch of the last message or pong
+	heard   atomic.Uint32                 // keepalive epoch of the last message
+	pinging atomic.Bool                   // a ping is in flight
+	state   atomic.Uint32                 // stateOpen, stateClosing, stateEnded
+	tokens  float64                       // rate limit bucket, reader only
+	refill  time.Time                     // when tokens was last topped up, reader only
 
 	mu       sync.Mutex // guards what follows
 	out      []outMsg   // outbound buffer; nil while empty

@@ -1,0 +1,195 @@
+package wsserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+)
+
+func echo() Handler {
+	return HandlerFuncs{Message: func(c *Conn, m Message) { _ = c.Send(m) }}
+}
+
+func TestEcho(t *testing.T) {
+	ts := start(t, echo(), Options{})
+	c := dial(t, ts.url)
+	defer c.CloseNow()
+	for i := range 10 {
+		write(t, c, "hello "+strconv.Itoa(i))
+		typ, s := read(t, c)
+		require.Equal(t, websocket.MessageText, typ)
+		require.Equal(t, "hello "+strconv.Itoa(i), s)
+	}
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+}
+
+// 1,000 messages on each of 100 connections reach the handler in order, and one
+// connection's handler never runs twice at once.
+func TestOrderPerConnectionUnderLoad(t *testing.T) {
+	const conns, msgs = 100, 1000
+	type state struct {
+		running atomic.Int32
+		next    int // touched only on the connection's queue
+	}
+	var mu sync.Mutex
+	states := map[*Conn]*state{}
+	var failures atomic.Int64
+	done := make(chan struct{}, conns)
+	h := HandlerFuncs{
+		Open: func(c *Conn) {
+			mu.Lock()
+			states[c] = &state{}
+			mu.Unlock()
+		},
+		Message: func(c *Conn, m Message) {
+			mu.Lock()
+			st := states[c]
+			mu.Unlock()
+			if st.running.Add(1) != 1 {
+				failures.Add(1)
+			}
+			if n, _ := strconv.Atoi(string(m.Data)); n != st.next {
+				failures.Add(1)
+			}
+			st.next++
+			if st.next == msgs {
+				done <- struct{}{}
+			}
+			st.running.Add(-1)
+		},
+	}
+	ts := start(t, h, Options{})
+	var wg sync.WaitGroup
+	clients := make([]*websocket.Conn, conns)
+	for i := range clients {
+		clients[i] = dial(t, ts.url)
+	}
+	for _, c := range clients {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			for j := range msgs {
+				if err := c.Write(ctx, websocket.MessageText, []byte(strconv.Itoa(j))); err != nil {
+					failures.Add(1)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for range conns {
+		recv(t, done, "all messages handled")
+	}
+	require.Zero(t, failures.Load())
+	require.Equal(t, uint64(conns*msgs), ts.Stats().MessagesIn)
+	for _, c := range clients {
+		c.CloseNow()
+	}
+}
+
+// Handlers of different connections run at the same time: each of two handlers waits until
+// the other has started.
+func TestParallelismAcrossConnections(t *testing.T) {
+	arrived := make(chan uint64, 2)
+	release := make(chan struct{})
+	h := HandlerFuncs{Message: func(c *Conn, m Message) {
+		arrived <- c.ID()
+		<-release
+		_ = c.SendText("ok")
+	}}
+	ts := start(t, h, Options{HandlerWidth: 2})
+	a, b := dial(t, ts.url), dial(t, ts.url)
+	defer a.CloseNow()
+	defer b.CloseNow()
+	write(t, a, "x")
+	write(t, b, "x")
+	first := recv(t, arrived, "first handler")
+	second := recv(t, arrived, "second handler, running while the first still is")
+	require.NotEqual(t, first, second)
+	close(release)
+	_, s := read(t, a)
+	require.Equal(t, "ok", s)
+	_, s = read(t, b)
+	require.Equal(t, "ok", s)
+}
+
+func TestCallbacksInOrderOnTheConnectionsQueue(t *testing.T) {
+	events := make(chan string, 16)
+	h := HandlerFuncs{
+		Open: func(c *Conn) {
+			require.True(t, c.Queue().IsCurrent())
+			events <- "open"
+		},
+		Message: func(c *Conn, m Message) {
+			require.True(t, c.Queue().IsCurrent())
+			events <- "msg " + string(m.Data)
+		},
+		Close: func(c *Conn, err error) {
+			require.True(t, c.Queue().IsCurrent())
+			require.NoError(t, err)
+			select {
+			case <-c.Context().Done():
+			default:
+				t.Error("Context not done in OnClose")
+			}
+			events <- "close"
+		},
+	}
+	ts := start(t, h, Options{})
+	c := dial(t, ts.url)
+	write(t, c, "1")
+	write(t, c, "2")
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, "bye"))
+	for _, want := range []string{"open", "msg 1", "msg 2", "close"} {
+		require.Equal(t, want, recv(t, events, want))
+	}
+}
+
+func TestRequestData(t *testing.T) {
+	got := make(chan *Conn, 1)
+	ts := start(t, HandlerFuncs{Open: func(c *Conn) { got <- c }}, Options{
+		Subprotocols: []string{"chat.v1"},
+		Authenticate: func(r *http.Request) (any, error) { return "user-" + r.URL.Query().Get("u"), nil },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, ts.url+"/room?u=ann", &websocket.DialOptions{
+		Subprotocols: []string{"chat.v1"},
+		HTTPHeader:   http.Header{"X-Trace": []string{"abc"}},
+	})
+	require.NoError(t, err)
+	defer c.CloseNow()
+	sc := recv(t, got, "OnOpen")
+	require.Equal(t, "user-ann", sc.Auth())
+	require.Equal(t, "chat.v1", sc.Subprotocol())
+	require.Equal(t, "abc", sc.Header().Get("X-Trace"))
+	require.Equal(t, "/room", sc.URL().Path)
+	require.NotEmpty(t, sc.RemoteAddr())
+	require.NotZero(t, sc.ID())
+	require.Contains(t, sc.String(), "ws conn")
+}
+
+func TestSendAfterCloseFails(t *testing.T) {
+	conns := make(chan *Conn, 1)
+	closed := make(chan struct{})
+	ts := start(t, HandlerFuncs{
+		Open:  func(c *Conn) { conns <- c },
+		Close: func(c *Conn, err error) { close(closed) },
+	}, Options{})
+	c := dial(t, ts.url)
+	sc := recv(t, conns, "OnOpen")
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	recv(t, closed, "OnClose")
+	require.ErrorIs(t, sc.SendText("late"), ErrClosed)
+	require.ErrorIs(t, sc.Close(websocket.StatusNormalClosure, ""), ErrClosed)
+	require.Equal(t, uint64(1), ts.Stats().Dropped)
+	_ = fmt.Sprint(sc)
+}
