@@ -38,21 +38,28 @@ func (h *hijackWriter) WriteHeader(code int) {
 // Unwrap lets http.ResponseController reach the wrapped writer.
 func (h *hijackWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
-// Hijack takes the connection from net/http and drops net/http's buffers, keeping any bytes
-// the client sent after its request.
+// Hijack takes the connection from net/http and drops net/http's buffers. Bytes the client
+// sent right after its request (net/http may have read one already) must end up buffered
+// in the reader we return: Accept keeps what is buffered and then reads from the net.Conn.
 func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	var r io.Reader = nc
+	var br *bufio.Reader
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc), max(h.readSize, n))
+		if _, err := br.Peek(n); err != nil {
+			_ = nc.Close()
+			return nil, nil, err
+		}
+	} else {
+		br = bufio.NewReaderSize(nc, h.readSize)
 	}
 	h.nc = nc
 	h.bw = &batchWriter{nc: nc}
-	return nc, bufio.NewReadWriter(bufio.NewReaderSize(r, h.readSize), bufio.NewWriterSize(h.bw, controlFrameMax)), nil
+	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(h.bw, controlFrameMax)), nil
 }
 
 // batchBufSize is the pooled buffer a writer coalesces frames into.

@@ -156,6 +156,13 @@ func (c *Conn) allow() bool {
 // finish runs once the reader has stopped: the connection is over. It releases the socket,
 // leaves the rooms, ends Context, and queues OnClose behind every OnMessage already queued.
 func (c *Conn) finish(readErr error) {
+	if errors.Is(readErr, websocket.ErrMessageTooBig) {
+		// coder/websocket has sent 1009; finish the handshake, which reads past the rest of
+		// the message: closing with unread data would reset the connection, and the peer
+		// could lose the close frame.
+		_ = c.nc.SetDeadline(time.Now().Add(closeGrace))
+		_ = c.ws.Close(websocket.StatusMessageTooBig, "")
+	}
 	_ = c.ws.CloseNow() // waits for a close handshake under way on the writer
 	c.mu.Lock()
 	if c.cause == nil && errors.Is(readErr, websocket.ErrMessageTooBig) {
