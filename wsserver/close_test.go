@@ -70,7 +70,7 @@ func TestOnCloseOnceForEveryEnding(t *testing.T) {
 			require.NoError(t, tcp.Close())
 		}, code: websocket.StatusAbnormalClosure, cause: ErrConnectionLost},
 		{name: "ping timeout", opts: Options{PingInterval: 40 * time.Millisecond, PongTimeout: 80 * time.Millisecond},
-			act: func(*testing.T, *testServer, *websocket.Conn, *net.TCPConn) {}, // never reads: never pongs
+			act:  func(*testing.T, *testServer, *websocket.Conn, *net.TCPConn) {}, // never reads: never pongs
 			code: websocket.StatusAbnormalClosure, cause: ErrPingTimeout},
 		{name: "idle timeout", opts: Options{IdleTimeout: 80 * time.Millisecond},
 			act:    func(*testing.T, *testServer, *websocket.Conn, *net.TCPConn) {},

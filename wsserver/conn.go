@@ -43,6 +43,7 @@ type Conn struct {
 	heard   atomic.Uint32                 // keepalive epoch of the last message
 	pinging atomic.Bool                   // a ping is in flight
 	state   atomic.Uint32                 // stateOpen, stateClosing, stateEnded
+	halted  atomic.Bool                   // the server closed it: queued messages are dropped
 	tokens  float64                       // rate limit bucket, reader only
 	refill  time.Time                     // when tokens was last topped up, reader only
 
@@ -197,6 +198,7 @@ func (c *Conn) setCauseLocked(code websocket.StatusCode, reason string, cause er
 		c.cause = &CloseError{Code: code, Reason: reason, Cause: cause}
 		c.reason = why
 	}
+	c.halted.Store(true)
 	c.state.Store(stateClosing)
 }
 

@@ -104,8 +104,10 @@ func (c *Conn) onMessage(m Message) (recovered any) {
 		}
 		c.handled()
 	}()
-	if c.state.Load() != stateOpen {
-		return nil // closed after this message was read: it is dropped
+	if c.halted.Load() {
+		// The server closed the connection after this message was read (Close, a panic, a
+		// violation): it is dropped. Messages that came before a close by the peer are not.
+		return nil
 	}
 	c.s.h.OnMessage(c, m)
 	return nil
