@@ -1,0 +1,204 @@
+// Command chat is dispatchkit's main demo: a multi-room chat in the browser.
+//
+//	go run ./examples/chat            # then open http://localhost:8080
+//
+// Every connection's callbacks run on the connection's own serial queue, so per-connection
+// state needs no lock; every room keeps its members and its last 50 messages on the room's
+// own serial queue; bursts of joins and leaves are coalesced into one presence update by a
+// dispatch data source. The page (embedded, no build step) reconnects with backoff when the
+// server goes away. Flags: -addr (default :8080).
+package main
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dispatchkit/dispatchkit/queue"
+	"github.com/dispatchkit/dispatchkit/wsserver"
+)
+
+//go:embed static
+var static embed.FS
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "chat:", err)
+		os.Exit(1)
+	}
+}
+
+// run serves the chat until ctx ends or the process gets SIGINT/SIGTERM.
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fset := flag.NewFlagSet("chat", flag.ContinueOnError)
+	fset.SetOutput(out)
+	addr := fset.String("addr", ":8080", "address to listen on")
+	if err := fset.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	app := newChat()
+	srv := &http.Server{Handler: app.routes(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(out, "chat: listening on http://%s\n", displayAddr(ln.Addr()))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// WebSocket connections are hijacked: the server's Shutdown says goodbye to them (1001).
+	return errors.Join(app.ws.Shutdown(shutdown), srv.Shutdown(shutdown))
+}
+
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil || host == "" || host == "::" || host == "0.0.0.0" {
+		return "localhost:" + port
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// chat is the application: the WebSocket server, its handler and the rooms.
+type chat struct {
+	ws      *wsserver.Server
+	rooms   *queue.Guarded[map[string]*room]
+	clients sync.Map // *wsserver.Conn -> *client
+}
+
+// client is one connection's state. The connection's callbacks run one at a time on its
+// queue, and only they touch it.
+type client struct {
+	nick string
+	room *room
+}
+
+func newChat() *chat {
+	a := &chat{rooms: queue.NewGuarded(map[string]*room{}, queue.WithLabel("chat.rooms"))}
+	a.ws = wsserver.New(wsserver.HandlerFuncs{
+		Open:    a.open,
+		Message: a.message,
+		Close:   a.close,
+	}, wsserver.Options{ReadLimit: 16 << 10})
+	return a
+}
+
+func (a *chat) routes() http.Handler {
+	mux := http.NewServeMux()
+	sub, _ := fs.Sub(static, "static")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(sub)))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, sub, "index.html")
+	})
+	mux.Handle("/ws", a.ws)
+	return mux
+}
+
+// room returns the named room, creating it on first use.
+func (a *chat) room(name string) *room {
+	var r *room
+	a.rooms.Sync(func(m *map[string]*room) {
+		if r = (*m)[name]; r == nil {
+			r = newRoom(name, a.ws.Room("chat:"+name))
+			(*m)[name] = r
+		}
+	})
+	return r
+}
+
+func (a *chat) open(c *wsserver.Conn) {
+	a.clients.Store(c, &client{})
+}
+
+func (a *chat) close(c *wsserver.Conn, _ error) {
+	v, ok := a.clients.LoadAndDelete(c)
+	if !ok {
+		return
+	}
+	if cl := v.(*client); cl.room != nil {
+		cl.room.leave(c)
+	}
+}
+
+func (a *chat) message(c *wsserver.Conn, m wsserver.Message) {
+	v, ok := a.clients.Load(c)
+	if !ok {
+		return
+	}
+	cl := v.(*client)
+	var in inbound
+	if err := json.Unmarshal(m.Data, &in); err != nil {
+		sendJSON(c, errorMsg{Type: "error", Error: "malformed message: expected a JSON object with a type"})
+		return
+	}
+	switch in.Type {
+	case "join":
+		if !roomName.MatchString(in.Room) {
+			sendJSON(c, errorMsg{Type: "error", Error: "a room name is 1 to 32 letters, digits, '-' or '_'"})
+			return
+		}
+		if in.Nick != "" && !validNick(in.Nick) {
+			sendJSON(c, errorMsg{Type: "error", Error: "a nickname is 1 to 24 printable characters"})
+			return
+		}
+		if in.Nick != "" {
+			cl.nick = in.Nick
+		}
+		if cl.nick == "" {
+			cl.nick = fmt.Sprintf("guest-%d", c.ID())
+		}
+		if cl.room != nil {
+			if cl.room.name == in.Room {
+				return
+			}
+			cl.room.leave(c)
+		}
+		cl.room = a.room(in.Room)
+		sendJSON(c, welcomeMsg{Type: "welcome", Nick: cl.nick})
+		cl.room.join(c, cl.nick)
+	case "message":
+		switch {
+		case cl.room == nil:
+			sendJSON(c, errorMsg{Type: "error", Error: "join a room first"})
+		case in.Text == "":
+			sendJSON(c, errorMsg{Type: "error", Error: "empty message"})
+		case len([]rune(in.Text)) > maxText:
+			sendJSON(c, errorMsg{Type: "error", Error: fmt.Sprintf("a message is at most %d characters", maxText)})
+		default:
+			cl.room.say(c, in.Text)
+		}
+	case "nick":
+		if !validNick(in.Nick) {
+			sendJSON(c, errorMsg{Type: "error", Error: "a nickname is 1 to 24 printable characters"})
+			return
+		}
+		cl.nick = in.Nick
+		sendJSON(c, welcomeMsg{Type: "welcome", Nick: cl.nick})
+		if cl.room != nil {
+			cl.room.rename(c, cl.nick)
+		}
+	default:
+		sendJSON(c, errorMsg{Type: "error", Error: fmt.Sprintf("unknown message type %q", in.Type)})
+	}
+}
