@@ -54,7 +54,7 @@ func (c *Conn) enqueue(ctx context.Context, m Message) error {
 			return ErrSlowConsumer
 		}
 		// CloseSlow: what is queued will not be written either; the writer sends 1008 once
-		// its current write is done (a stuck one ends at WriteTimeout).
+		// its current write is done.
 		c.setCauseLocked(websocket.StatusPolicyViolation, "slow consumer", ErrSlowConsumer, ReasonSlowConsumer)
 		c.discardLocked()
 		c.closeReq = &closeReq{code: websocket.StatusPolicyViolation, reason: "slow consumer"}
@@ -65,6 +65,10 @@ func (c *Conn) enqueue(ctx context.Context, m Message) error {
 		c.dropped(ctx, m, ReasonSlowConsumer)
 		if start {
 			go c.writeLoop()
+		} else if c.nc != nil {
+			// The writer may be stuck on a peer that does not read: give its write only the
+			// close grace, not the whole WriteTimeout.
+			_ = c.nc.SetWriteDeadline(time.Now().Add(min(closeGrace, opts.WriteTimeout)))
 		}
 		return ErrSlowConsumer
 	}
