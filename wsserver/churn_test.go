@@ -1,0 +1,210 @@
+package wsserver
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/dispatchkit/dispatchkit/queue"
+)
+
+// Connect/disconnect churn of 10,000 connections leaves goroutines and heap at baseline.
+func TestChurnLeavesNoTrace(t *testing.T) {
+	const total, workers = 10_000, 16
+	var opened, closed atomic.Int64
+	ts := start(t, HandlerFuncs{
+		Open:    func(c *Conn) { opened.Add(1) },
+		Message: func(c *Conn, m Message) { _ = c.Send(m) },
+		Close:   func(c *Conn, err error) { closed.Add(1) },
+	}, Options{})
+	before := heapAfterGC()
+	ignore := goleak.IgnoreCurrent()
+
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for range workers {
+		wg.Go(func() {
+			for next.Add(1) <= total {
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
+				c, _, err := websocket.Dial(ctx, ts.url, nil)
+				if err == nil {
+					// Every tenth one says something first, to exercise the writer too.
+					if next.Load()%10 == 0 {
+						err = c.Write(ctx, websocket.MessageText, []byte("hi"))
+						if err == nil {
+							_, _, err = c.Read(ctx)
+						}
+					}
+					if err == nil {
+						err = c.Close(websocket.StatusNormalClosure, "")
+					}
+				}
+				cancel()
+				if err != nil && failures.Add(1) == 1 {
+					t.Logf("churn: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.Zero(t, failures.Load())
+	require.Eventually(t, func() bool { return closed.Load() == total }, wait, time.Millisecond)
+	require.Equal(t, int64(total), opened.Load())
+	require.Zero(t, ts.Stats().Connections)
+	goleak.VerifyNone(t, ignore)
+	after := heapAfterGC()
+	t.Logf("heap before %d KiB, after %d connections %d KiB", before>>10, total, after>>10)
+	// A leak of even 200 bytes per connection would show as 2 MB.
+	require.Less(t, after, before+2<<20, "heap did not return to its baseline")
+}
+
+func heapAfterGC() uint64 {
+	var ms runtime.MemStats
+	for range 3 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// rawUpgrade does a WebSocket handshake by hand, so that the client side of a memory
+// measurement holds only its TCP connection: no goroutine, no buffers.
+func rawUpgrade(addr string) (net.Conn, error) {
+	nc, err := net.DialTimeout("tcp", addr, wait)
+	if err != nil {
+		return nil, err
+	}
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key) + "\r\n\r\n"
+	_ = nc.SetDeadline(time.Now().Add(wait))
+	if _, err := nc.Write([]byte(req)); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	// Read the response byte by byte up to its blank line, leaving nothing buffered.
+	var head []byte
+	one := make([]byte, 1)
+	for !strings.HasSuffix(string(head), "\r\n\r\n") {
+		if _, err := nc.Read(one); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		head = append(head, one[0])
+	}
+	if !strings.HasPrefix(string(head), "HTTP/1.1 101") {
+		nc.Close()
+		return nil, fmt.Errorf("upgrade refused: %q", head)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return nc, nil
+}
+
+type memFigures struct{ heap, stack, total float64 }
+
+// measureIdle opens n idle connections and returns the memory they take per connection:
+// heap and goroutine stacks, server and raw client together.
+func measureIdle(t *testing.T, n int, opts Options) memFigures {
+	var opened atomic.Int64
+	s := New(HandlerFuncs{Open: func(*Conn) { opened.Add(1) }}, opts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hs := &http.Server{Handler: s}
+	go hs.Serve(ln)
+	defer hs.Close()
+
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	clients := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+	}()
+	for range n {
+		c, err := rawUpgrade(ln.Addr().String())
+		require.NoError(t, err)
+		clients = append(clients, c)
+	}
+	require.Eventually(t, func() bool { return opened.Load() == int64(n) }, wait, time.Millisecond)
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms1)
+	f := memFigures{
+		heap:  float64(int64(ms1.HeapAlloc)-int64(ms0.HeapAlloc)) / float64(n),
+		stack: float64(int64(ms1.StackInuse)-int64(ms0.StackInuse)) / float64(n),
+	}
+	f.total = f.heap + f.stack
+	return f
+}
+
+// measureTCPPairs is the same for bare TCP connections accepted and held without a
+// goroutine: the share of the figure above that is not the server's doing.
+func measureTCPPairs(t *testing.T, n int) float64 {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		sc, err := ln.Accept()
+		require.NoError(t, err)
+		conns = append(conns, c, sc)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms1)
+	return float64(int64(ms1.HeapAlloc)+int64(ms1.StackInuse)-int64(ms0.HeapAlloc)-int64(ms0.StackInuse)) / float64(n)
+}
+
+// TestMemoryPerIdleConnection measures what an idle connection costs (logged; run with -v)
+// and holds it under a generous ceiling. It compares reading on a fresh goroutine (what the
+// server does) with reading on ServeHTTP's goroutine.
+func TestMemoryPerIdleConnection(t *testing.T) {
+	const n = 2000
+	pairs := measureTCPPairs(t, n)
+	fresh := measureIdle(t, n, Options{})
+	readInServeHTTP = true
+	inServe := measureIdle(t, n, Options{})
+	readInServeHTTP = false
+	t.Logf("per idle connection, %d connections (server + a raw client without goroutine):", n)
+	t.Logf("  reader on a fresh goroutine: heap %.0f B + stacks %.0f B = %.0f B", fresh.heap, fresh.stack, fresh.total)
+	t.Logf("  reader on ServeHTTP's:       heap %.0f B + stacks %.0f B = %.0f B", inServe.heap, inServe.stack, inServe.total)
+	t.Logf("  bare TCP pair (client + server socket structs): %.0f B; the server's share is about %.0f B",
+		pairs, fresh.total-pairs/2)
+	t.Logf("  our structs: Conn %d B, queue.Queue %d B, batchWriter %d B, requestInfo %d B, read buffer %d B, write buffer %d B",
+		unsafe.Sizeof(Conn{}), unsafe.Sizeof(queue.Queue{}), unsafe.Sizeof(batchWriter{}), unsafe.Sizeof(requestInfo{}),
+		defaultReadBuffer, controlFrameMax)
+	require.Less(t, fresh.total, 24_000.0, "an idle connection costs far more than designed")
+	_ = bufio.NewReader
+}
