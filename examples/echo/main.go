@@ -1,0 +1,90 @@
+// Command echo is the smallest server on wsserver, and the one the load generator measures.
+//
+// It serves WebSocket connections on /ws (by default on :8080) and echoes every message back
+// to its sender, except a message that starts with "B", which is broadcast to every
+// connection, as the benchmark peers do. Each connection's callbacks run on its own serial
+// queue, all of them on one shared queue as wide as the machine has cores; sending never
+// blocks, and an idle connection costs a blocked reader goroutine and a few kilobytes. With
+// -pprof it also serves net/http/pprof under /debug/pprof/, to see where the time and the
+// memory go. Stop it with Ctrl-C: it closes every connection with 1001 first.
+//
+//	go run ./examples/echo -addr 127.0.0.1:8080 -pprof
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/dispatchkit/dispatchkit/wsserver"
+)
+
+func main() {
+	addr := flag.String("addr", ":8080", "address to listen on")
+	withPprof := flag.Bool("pprof", false, "serve net/http/pprof under /debug/pprof/")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("echo: serving ws://%s/ws", ln.Addr())
+	if err := run(ctx, ln, *withPprof); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// newServer is the whole application: echo, or broadcast what starts with "B".
+func newServer() *wsserver.Server {
+	var srv *wsserver.Server
+	srv = wsserver.New(wsserver.HandlerFuncs{
+		Open: func(c *wsserver.Conn) { srv.Room("all").Join(c) },
+		Message: func(c *wsserver.Conn, m wsserver.Message) {
+			if len(m.Data) > 0 && m.Data[0] == 'B' {
+				srv.Room("all").Broadcast(m)
+				return
+			}
+			_ = c.Send(m) // a full buffer closes the slow client; nothing to do here
+		},
+	}, wsserver.Options{})
+	return srv
+}
+
+// run serves on ln until ctx ends, then shuts down: WebSocket connections first (each
+// gets what it has queued, then 1001), then the HTTP server.
+func run(ctx context.Context, ln net.Listener, withPprof bool) error {
+	srv := newServer()
+	mux := http.NewServeMux()
+	mux.Handle("/ws", srv)
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	hs := srv.HTTPServer("", mux)
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	werr := srv.Shutdown(sctx)
+	herr := hs.Shutdown(sctx)
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return errors.Join(werr, herr)
+}
