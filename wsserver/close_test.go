@@ -113,7 +113,9 @@ func TestOnCloseOnceForEveryEnding(t *testing.T) {
 				require.NotEmpty(t, stack)
 				panicked.Add(1)
 			}
+			opened := make(chan struct{}, 1)
 			h := HandlerFuncs{
+				Open: func(*Conn) { opened <- struct{}{} },
 				Message: func(c *Conn, m Message) {
 					s := string(m.Data)
 					switch {
@@ -132,6 +134,7 @@ func TestOnCloseOnceForEveryEnding(t *testing.T) {
 			ts := start(t, h, opts)
 			c, tcp := dialTCP(t, ts.url)
 			defer c.CloseNow()
+			recv(t, opened, "OnOpen")
 			tt.act(t, ts, c, tcp)
 			if tt.client != 0 {
 				require.Equal(t, tt.client, readUntilClosed(t, c))

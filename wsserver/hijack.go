@@ -59,7 +59,20 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	h.nc = nc
 	h.bw = &batchWriter{nc: nc}
-	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(h.bw, controlFrameMax)), nil
+	return flushingConn{nc, h.bw}, bufio.NewReadWriter(br, bufio.NewWriterSize(h.bw, controlFrameMax)), nil
+}
+
+// flushingConn is the net.Conn coder/websocket closes. A control frame its reader writes
+// (the echo of the peer's close) may land in the writer's batch; coder closes the socket
+// right after writing it, so Close flushes the batch first.
+type flushingConn struct {
+	net.Conn
+	bw *batchWriter
+}
+
+func (c flushingConn) Close() error {
+	c.bw.flushBeforeClose()
+	return c.Conn.Close()
 }
 
 // batchBufSize is the pooled buffer a writer coalesces frames into.
@@ -124,6 +137,15 @@ func (w *batchWriter) flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.flushLocked()
+}
+
+// flushBeforeClose writes what a batch holds, under the writer's deadline.
+func (w *batchWriter) flushBeforeClose() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.batching {
+		_ = w.flushLocked()
+	}
 }
 
 // end flushes, returns the buffer to the pool and clears the deadline, so that an idle

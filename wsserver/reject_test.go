@@ -55,6 +55,7 @@ func TestRejectedBeforeUpgrade(t *testing.T) {
 	require.Eventually(t, func() bool { return ts.Stats().Connections == 0 }, wait, time.Millisecond)
 	second, _, err := websocket.Dial(ctx, ts.url, &websocket.DialOptions{HTTPHeader: http.Header{"X-Token": {"good"}}})
 	require.NoError(t, err)
+	recv(t, opened, "OnOpen")
 	second.CloseNow()
 
 	require.NoError(t, ts.Shutdown(ctx))

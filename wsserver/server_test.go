@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -192,4 +193,33 @@ func TestSendAfterCloseFails(t *testing.T) {
 	require.ErrorIs(t, sc.Close(websocket.StatusNormalClosure, ""), ErrClosed)
 	require.Equal(t, uint64(1), ts.Stats().Dropped)
 	_ = fmt.Sprint(sc)
+}
+
+func TestCompression(t *testing.T) {
+	ts := start(t, echo(), Options{CompressionMode: websocket.CompressionContextTakeover})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, ts.url, &websocket.DialOptions{CompressionMode: websocket.CompressionContextTakeover})
+	require.NoError(t, err)
+	defer c.CloseNow()
+	require.Contains(t, resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+	big := strings.Repeat("compressible ", 1000)
+	for range 3 {
+		write(t, c, big)
+		_, s := read(t, c)
+		require.Equal(t, big, s)
+	}
+}
+
+func TestSendJSON(t *testing.T) {
+	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) {
+		_ = c.SendJSON(map[string]any{"echo": string(m.Data), "id": 1})
+		require.Error(t, c.SendJSON(func() {}))
+	}}, Options{})
+	c := dial(t, ts.url)
+	defer c.CloseNow()
+	write(t, c, "x")
+	typ, s := read(t, c)
+	require.Equal(t, websocket.MessageText, typ)
+	require.JSONEq(t, `{"echo":"x","id":1}`, s)
 }

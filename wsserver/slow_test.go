@@ -31,7 +31,11 @@ func TestSlowConsumerDoesNotSlowBroadcast(t *testing.T) {
 			ts.Room("all").Join(c)
 			opened <- c
 		},
-		Close: cl.record,
+		Close: func(c *Conn, err error) {
+			if c.Header().Get("X-Slow") != "" {
+				cl.record(c, err)
+			}
+		},
 	}, Options{SendBuffer: 4, WriteTimeout: 2 * time.Second})
 
 	// The slow client: tiny receive buffer, never reads.

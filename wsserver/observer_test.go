@@ -1,0 +1,140 @@
+package wsserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/queue"
+)
+
+type ctxKey string
+
+// recorder is an Observer that tags contexts and records what it saw.
+type recorder struct {
+	mu       sync.Mutex
+	events   []string
+	sentFrom []string // the "span" value of the ctx Sent got
+	written  []string // the "span" value of the ctx Written got
+	closed   chan string
+}
+
+func span(ctx context.Context) string {
+	s, _ := ctx.Value(ctxKey("span")).(string)
+	return s
+}
+
+func (r *recorder) add(e string) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+func (r *recorder) Handshake(ctx context.Context, req *http.Request) context.Context {
+	r.add("handshake")
+	return context.WithValue(ctx, ctxKey("span"), "conn")
+}
+func (r *recorder) Rejected(ctx context.Context, req *http.Request, status int, reason string) {
+	r.add("rejected " + reason)
+}
+func (r *recorder) Opened(ctx context.Context, c *Conn) { r.add("opened " + span(ctx)) }
+func (r *recorder) Closed(ctx context.Context, c *Conn, lived time.Duration, reason string, err error) {
+	r.add("closed " + reason)
+	r.closed <- reason
+}
+func (r *recorder) Received(ctx context.Context, c *Conn, m Message) context.Context {
+	r.add("received in " + span(ctx))
+	return context.WithValue(ctx, ctxKey("span"), "recv:"+string(m.Data))
+}
+func (r *recorder) Handled(ctx context.Context, c *Conn, m Message, recovered any) {
+	r.add("handled " + span(ctx))
+}
+func (r *recorder) Sent(ctx context.Context, c *Conn, m Message) context.Context {
+	r.mu.Lock()
+	r.sentFrom = append(r.sentFrom, span(ctx))
+	r.mu.Unlock()
+	return context.WithValue(ctx, ctxKey("span"), "send:"+string(m.Data))
+}
+func (r *recorder) Written(ctx context.Context, c *Conn, m Message, err error) {
+	r.mu.Lock()
+	r.written = append(r.written, span(ctx))
+	r.mu.Unlock()
+}
+func (r *recorder) Dropped(ctx context.Context, c *Conn, m Message, reason string) {
+	r.add("dropped " + reason)
+}
+func (r *recorder) Broadcast(ctx context.Context, room string, m Message, members int) context.Context {
+	r.add("broadcast from " + span(ctx))
+	return context.WithValue(ctx, ctxKey("span"), "bcast:"+string(m.Data))
+}
+
+func TestObserverFollowsAMessage(t *testing.T) {
+	rec := &recorder{closed: make(chan string, 1)}
+	current := make(chan string, 4)
+	var ts *testServer
+	ts = start(t, HandlerFuncs{
+		Open: func(c *Conn) {
+			require.Equal(t, "conn", span(c.Context()), "Conn.Context carries the root")
+			ts.Room("r").Join(c)
+		},
+		Message: func(c *Conn, m Message) {
+			current <- span(queue.CurrentContext())
+			if string(m.Data) == "all" {
+				ts.Room("r").Broadcast(m)
+				return
+			}
+			_ = c.Send(m)
+		},
+	}, Options{Observer: rec, Authenticate: func(r *http.Request) (any, error) {
+		if r.URL.Query().Has("deny") {
+			return nil, errors.New("no")
+		}
+		return nil, nil
+	}})
+	require.Equal(t, http.StatusUnauthorized, dialStatus(t, ts.url+"?deny", nil))
+
+	c := dial(t, ts.url)
+	defer c.CloseNow()
+	write(t, c, "one")
+	_, s := read(t, c)
+	require.Equal(t, "one", s)
+	require.Equal(t, "recv:one", recv(t, current, "CurrentContext in OnMessage"))
+	write(t, c, "all")
+	_, s = read(t, c)
+	require.Equal(t, "all", s)
+	require.Equal(t, "recv:all", recv(t, current, "CurrentContext in OnMessage"))
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	require.Equal(t, ReasonNormal, recv(t, rec.closed, "Closed"))
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.Equal(t, []string{
+		"handshake", "rejected unauthorized",
+		"handshake", "opened conn",
+		"received in conn", "handled recv:one",
+		"received in conn",
+		"closed normal",
+	}, without(rec.events, "handled recv:all", "broadcast from recv:all"))
+	require.Contains(t, rec.events, "broadcast from recv:all", "Broadcast carries the sender's context")
+	require.Contains(t, rec.events, "handled recv:all")
+	require.Equal(t, []string{"recv:one", "bcast:all"}, rec.sentFrom, "Sent gets the sender's context")
+	require.Equal(t, []string{"send:one", "send:all"}, rec.written, "Written gets what Sent returned")
+}
+
+// without drops the named events, whose order against the others depends on scheduling.
+func without(events []string, names ...string) []string {
+	var out []string
+	for _, e := range events {
+		if !slices.Contains(names, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
