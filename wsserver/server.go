@@ -158,7 +158,10 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	}
 	ws.SetReadLimit(limit)
 	c.ws, c.nc, c.bw = ws, hw.nc, hw.bw
-	c.q = queue.NewSerial("ws.conn", queue.WithTarget(s.handlers))
+	// One label for every connection queue (its id is Conn.ID): metrics stay low-cardinality.
+	// No profiler labels of its own: its blocks show under "ws.handlers", which spares a
+	// labels context per connection (~120 B) and a label switch per drain.
+	c.q = queue.NewSerial("ws.conn", queue.WithTarget(s.handlers), queue.WithProfileLabels(false))
 	c.req = &requestInfo{remoteAddr: r.RemoteAddr, header: r.Header, url: r.URL, auth: auth}
 	c.opened = time.Now()
 	epoch := s.ka.epoch.Load()
