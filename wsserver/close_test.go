@@ -37,14 +37,13 @@ func dialTCP(t *testing.T, url string) (*websocket.Conn, *net.TCPConn) {
 // client sees the right close code.
 func TestOnCloseOnceForEveryEnding(t *testing.T) {
 	type tc struct {
-		name    string
-		opts    Options
-		act     func(t *testing.T, ts *testServer, c *websocket.Conn, tcp *net.TCPConn)
-		client  websocket.StatusCode // what the client reads; 0: it does not read
-		code    websocket.StatusCode // CloseStatus of OnClose's error; -1: nil error
-		cause   error                // errors.Is of OnClose's error
-		panics  bool
-		shutOff bool
+		name   string
+		opts   Options
+		act    func(t *testing.T, ts *testServer, c *websocket.Conn, tcp *net.TCPConn)
+		client websocket.StatusCode // what the client reads; 0: it does not read
+		code   websocket.StatusCode // CloseStatus of OnClose's error; -1: nil error
+		cause  error                // errors.Is of OnClose's error
+		panics bool
 	}
 	cases := []tc{
 		{name: "client close normal", act: func(t *testing.T, _ *testServer, c *websocket.Conn, _ *net.TCPConn) {

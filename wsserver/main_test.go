@@ -2,8 +2,6 @@ package wsserver
 
 import (
 	"context"
-	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -125,19 +123,6 @@ func (cl *closes) each(t *testing.T) {
 	for id, n := range cl.count {
 		require.Equal(t, 1, n, "OnClose ran %d times for connection %d", n, id)
 	}
-}
-
-// rawDial opens a TCP connection to the test server.
-func rawDial(t *testing.T, ts *testServer) net.Conn {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", ts.http.Listener.Addr().String(), wait)
-	require.NoError(t, err)
-	return nc
-}
-
-func isStatus(err error, code websocket.StatusCode) bool {
-	var ce websocket.CloseError
-	return errors.As(err, &ce) && ce.Code == code
 }
 
 var _ http.Handler = (*Server)(nil)

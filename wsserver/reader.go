@@ -183,25 +183,25 @@ func (c *Conn) finish(readErr error) {
 	for _, r := range rooms {
 		r.Leave(c)
 	}
-	err, why := closeResult(readErr, cause, why)
+	why, err := closeResult(readErr, cause, why)
 	c.q.Async(func() { c.onClose(err, why) })
 }
 
-// closeResult is what OnClose gets, and the Observer's reason.
-func closeResult(readErr error, cause *CloseError, why string) (error, string) {
+// closeResult is the Observer's reason and the error OnClose gets.
+func closeResult(readErr error, cause *CloseError, why string) (string, error) {
 	if cause != nil {
 		if cause.Code == websocket.StatusNormalClosure {
-			return nil, ReasonNormal
+			return ReasonNormal, nil
 		}
-		return cause, why
+		return why, cause
 	}
 	switch code := websocket.CloseStatus(readErr); code {
 	case websocket.StatusNormalClosure, websocket.StatusGoingAway:
-		return nil, ReasonNormal
+		return ReasonNormal, nil
 	case -1:
-		return &CloseError{Code: websocket.StatusAbnormalClosure, Cause: fmt.Errorf("%w: %w", ErrConnectionLost, readErr)}, ReasonReadError
+		return ReasonReadError, &CloseError{Code: websocket.StatusAbnormalClosure, Cause: fmt.Errorf("%w: %w", ErrConnectionLost, readErr)}
 	default:
-		return readErr, ReasonPeerClose
+		return ReasonPeerClose, readErr
 	}
 }
 
