@@ -1,0 +1,61 @@
+package wsserver
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+)
+
+// A peer that answers pings stays connected through many ping intervals.
+func TestPingsKeepHealthyPeers(t *testing.T) {
+	cl := newCloses()
+	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) { _ = c.Send(m) }, Close: cl.record},
+		Options{PingInterval: 20e6, PongTimeout: wait})
+	pings := make(chan struct{}, 100)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, ts.url, &websocket.DialOptions{
+		OnPingReceived: func(context.Context, []byte) bool {
+			select {
+			case pings <- struct{}{}:
+			default:
+			}
+			return true
+		},
+	})
+	require.NoError(t, err)
+	defer c.CloseNow()
+	// Pings are answered only while the client reads.
+	got := make(chan string, 1)
+	go func() {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(b)
+	}()
+	for range 5 {
+		recv(t, pings, "a ping")
+	}
+	write(t, c, "still here")
+	require.Equal(t, "still here", recv(t, got, "the echo"))
+	require.Empty(t, cl.errs, "the connection was closed")
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	require.NoError(t, recv(t, cl.errs, "OnClose"))
+}
+
+func TestHTTPServerDefaults(t *testing.T) {
+	s := New(HandlerFuncs{}, Options{})
+	hs := s.HTTPServer(":0", nil)
+	require.Same(t, s, hs.Handler)
+	require.Equal(t, defaultHandshake, hs.ReadHeaderTimeout)
+	require.Equal(t, s.HandlerQueue().Width(), s.opts.HandlerWidth)
+	require.True(t, strings.HasPrefix(s.HandlerQueue().Label(), "ws.handlers"))
+	require.Equal(t, "close-slow", CloseSlow.String())
+	require.Equal(t, "drop-newest", DropNewest.String())
+	require.Panics(t, func() { New(nil, Options{}) })
+}
