@@ -35,6 +35,7 @@ type Conn struct {
 	q    *queue.Queue
 	req  *requestInfo
 	root context.Context // the Observer's per-connection context; nil without an Observer
+	val  any             // the handler's per-connection state; touched only on q
 
 	opened  time.Time
 	backlog atomic.Int32                  // messages read and not yet handled
@@ -79,6 +80,14 @@ func (c *Conn) ID() uint64 { return c.id }
 // submitted to it run in order with the callbacks: use it to touch the connection's state
 // from elsewhere.
 func (c *Conn) Queue() *queue.Queue { return c.q }
+
+// Value returns the value SetValue stored (nil before). Like SetValue, call it only from
+// the connection's callbacks or blocks on its Queue: the queue owns it, so it needs no lock.
+func (c *Conn) Value() any { return c.val }
+
+// SetValue stores the handler's per-connection state (a session, a parser, counters). Call
+// it only from the connection's callbacks or blocks on its Queue.
+func (c *Conn) SetValue(v any) { c.val = v }
 
 // RemoteAddr returns the client's address as the request had it.
 func (c *Conn) RemoteAddr() string { return c.req.remoteAddr }

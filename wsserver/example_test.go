@@ -12,20 +12,21 @@ import (
 	"github.com/dispatchkit/dispatchkit/wsserver"
 )
 
-// A server that counts each connection's messages: the count lives in a map only the
-// connection's callbacks touch, on its serial queue, so it needs no lock.
+// A server that counts each connection's messages: the count is the connection's own state,
+// touched only by its callbacks on its serial queue, so it needs no lock.
 func ExampleServer() {
-	counts := map[uint64]int{} // per connection; each entry touched only on its queue
 	done := make(chan struct{})
 	var srv *wsserver.Server
 	srv = wsserver.New(wsserver.HandlerFuncs{
 		Open: func(c *wsserver.Conn) {
+			c.SetValue(new(int)) // this connection's counter
 			srv.Room("lobby").Join(c)
 			_ = c.SendText("welcome")
 		},
 		Message: func(c *wsserver.Conn, m wsserver.Message) {
-			counts[c.ID()]++ // safe: one connection's callbacks never overlap
-			_ = c.SendText(fmt.Sprintf("#%d: %s", counts[c.ID()], m.Data))
+			n := c.Value().(*int)
+			*n++ // safe: one connection's callbacks never overlap
+			_ = c.SendText(fmt.Sprintf("#%d: %s", *n, m.Data))
 		},
 		Close: func(c *wsserver.Conn, err error) {
 			fmt.Println("closed, error:", err)
