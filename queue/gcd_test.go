@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -90,4 +91,24 @@ func TestQueueSpecificValuesAreFoundUpTheTargetChain(t *testing.T) {
 	})
 	require.Equal(t, found{"alice", 1}, recv(t, res, "specifics in a Sync"))
 	require.Equal(t, "user", user.String())
+}
+
+func TestSpecificValuesDoNotKeepTheirQueueAlive(t *testing.T) {
+	k := NewKey[[]byte]("big")
+	collected := make(chan struct{})
+	func() {
+		q := NewSerial("short-lived")
+		SetSpecific(q, k, make([]byte, 1<<20))
+		runtime.AddCleanup(q, func(struct{}) { close(collected) }, struct{}{})
+	}()
+	for i := 0; i < 50; i++ {
+		runtime.GC()
+		select {
+		case <-collected:
+			return
+		default:
+			runtime.Gosched()
+		}
+	}
+	recv(t, collected, "the queue to be collected")
 }

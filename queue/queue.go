@@ -42,6 +42,7 @@ type extra struct {
 	closeFired bool
 	rejected   uint64
 	cancelled  uint64
+	specific   map[any]any // SetSpecific's values, keyed by *Key[T]
 }
 
 // A Queue runs blocks (funcs): a serial queue one at a time in FIFO order, a concurrent queue

@@ -17,10 +17,6 @@ func NewKey[T any](name string) *Key[T] { return &Key[T]{name: name} }
 // String returns the key's name.
 func (k *Key[T]) String() string { return k.name }
 
-// specifics holds the values set on queues: queue -> key -> value. Few queues have any, so
-// they live here rather than in every Queue.
-var specifics sync.Map // *Queue -> *sync.Map(key -> value)
-
 // specificsUsed turns on the bookkeeping CurrentSpecific needs; until the first SetSpecific,
 // running a block pays one atomic load for it.
 var specificsUsed atomic.Bool
@@ -29,20 +25,28 @@ var specificsUsed atomic.Bool
 var running sync.Map // goroutine -> *Queue
 
 // SetSpecific sets the value of k on q (dispatch_queue_set_specific).
+// The value lives in the queue itself, so it goes away with the queue.
 func SetSpecific[T any](q *Queue, k *Key[T], v T) {
 	specificsUsed.Store(true)
-	m, _ := specifics.LoadOrStore(q, &sync.Map{})
-	m.(*sync.Map).Store(k, v)
+	q.mu.Lock()
+	x := q.extLocked()
+	if x.specific == nil {
+		x.specific = map[any]any{}
+	}
+	x.specific[k] = v
+	q.mu.Unlock()
 }
 
 // GetSpecific returns the value of k set on q itself (dispatch_queue_get_specific).
 func GetSpecific[T any](q *Queue, k *Key[T]) (T, bool) {
 	var zero T
-	m, ok := specifics.Load(q)
-	if !ok {
-		return zero, false
+	q.mu.Lock()
+	var v any
+	ok := false
+	if q.ext != nil {
+		v, ok = q.ext.specific[k]
 	}
-	v, ok := m.(*sync.Map).Load(k)
+	q.mu.Unlock()
 	if !ok {
 		return zero, false
 	}
