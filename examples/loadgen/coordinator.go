@@ -172,9 +172,18 @@ func (c *coord) redraw() {
 	fmt.Fprintf(c.progress, "\rloadgen: %-60s", line)
 }
 
-// coordinate runs the whole load over the members and returns what was measured. The
-// members are always ended, whatever happens.
-func coordinate(ctx context.Context, cfg config, members []member, progress io.Writer) (rep report, err error) {
+// coordinate reads the server's memory, starts the members, runs the whole load over them
+// and returns what was measured. The members are always ended, whatever happens.
+func coordinate(ctx context.Context, cfg config, start func() ([]member, error), progress io.Writer) (rep report, err error) {
+	rep = newReport(cfg)
+	rss := rssReader(cfg.ServerPID)
+	if rep.RSSBefore, err = rss(); err != nil {
+		return rep, err
+	}
+	members, err := start()
+	if err != nil {
+		return rep, err
+	}
 	c := newCoord(cfg, members, progress)
 	defer func() {
 		if progress != nil {
@@ -182,18 +191,13 @@ func coordinate(ctx context.Context, cfg config, members []member, progress io.W
 		}
 		err = errors.Join(err, c.finish())
 	}()
-	rep = newReport(cfg)
-	rss := rssReader(cfg.ServerPID)
-	if rep.RSSBefore, err = rss(); err != nil {
-		return rep, err
-	}
 
 	c.setPhase("connect")
 	allConnected := c.each(func(i int) bool { return c.connected[i] != nil })
 	if !c.until(ctx, time.Now().Add(cfg.ConnectTimeout+15*time.Second), allConnected) {
 		return rep, fmt.Errorf("loadgen: connecting: %w", cmp(ctx.Err(), errTimeout))
 	}
-	rep.connected(c.connected, time.Since(c.started))
+	rep.connected(c.connected)
 	if rep.RSSConnected, err = rss(); err != nil {
 		return rep, err
 	}

@@ -71,12 +71,17 @@ func parentMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 // runLoad starts the workers (here, or in -procs children) and coordinates them.
 func runLoad(ctx context.Context, cfg config, progress io.Writer) (report, error) {
+	return coordinate(ctx, cfg, func() ([]member, error) { return startMembers(ctx, cfg) }, progress)
+}
+
+// startMembers starts the workers: here for -procs 1, else in as many children.
+func startMembers(ctx context.Context, cfg config) ([]member, error) {
 	if cfg.Procs == 1 {
-		return coordinate(ctx, cfg, []member{startLocal(ctx, cfg)}, progress)
+		return []member{startLocal(ctx, cfg)}, nil
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return newReport(cfg), fmt.Errorf("loadgen: finding myself to start children: %w", err)
+		return nil, fmt.Errorf("loadgen: finding myself to start children: %w", err)
 	}
 	members := make([]member, 0, cfg.Procs)
 	for i := range cfg.Procs {
@@ -84,13 +89,15 @@ func runLoad(ctx context.Context, cfg config, progress io.Writer) (report, error
 		if err != nil {
 			for _, m := range members {
 				m.kill()
+				for range m.events() { // drained, so that its reader ends
+				}
 				_ = m.wait()
 			}
-			return newReport(cfg), err
+			return nil, err
 		}
 		members = append(members, m)
 	}
-	return coordinate(ctx, cfg, members, progress)
+	return members, nil
 }
 
 // fileLimit is how many files this process, and so each child, may hold. (Go raises the

@@ -21,31 +21,37 @@ const childEnv = "LOADGEN_CHILD_CONFIG"
 
 // localMember runs a worker in this process (-procs 1).
 type localMember struct {
-	cmds   chan command
-	evs    chan event
-	exited chan struct{}
-	cancel context.CancelFunc
+	cmds          chan command
+	evs           chan event
+	exited        chan struct{}
+	cancel        context.CancelFunc
+	cancelConnect context.CancelFunc
 }
 
 func startLocal(ctx context.Context, cfg config) *localMember {
 	ctx, cancel := context.WithCancel(ctx)
+	connectCtx, cancelConnect := context.WithCancel(ctx)
 	m := &localMember{
-		cmds:   make(chan command, 16),
-		evs:    make(chan event, 64),
-		exited: make(chan struct{}),
-		cancel: cancel,
+		cmds:          make(chan command, 16),
+		evs:           make(chan event, 64),
+		exited:        make(chan struct{}),
+		cancel:        cancel,
+		cancelConnect: cancelConnect,
 	}
 	w := &worker{cfg: cfg, emit: func(ev event) { m.evs <- ev }}
 	go func() {
 		defer close(m.exited)
 		defer close(m.evs)
-		w.connect(ctx)
+		w.connect(connectCtx)
 		w.run(ctx, m.cmds)
 	}()
 	return m
 }
 
 func (m *localMember) send(c command) {
+	if c.Cmd == cmdStop {
+		m.cancelConnect() // a stop while connecting ends the connecting
+	}
 	select {
 	case m.cmds <- c:
 	case <-m.exited:
@@ -152,13 +158,20 @@ func childMain(cfgJSON string, stdin io.Reader, stdout io.Writer) int {
 		_ = enc.Encode(ev)
 	}}
 	cmds := make(chan command)
+	// A stop, or the parent gone, while connecting ends the connecting.
+	connectCtx, cancelConnect := context.WithCancel(ctx)
+	defer cancelConnect()
 	go func() {
 		defer close(cmds)
+		defer cancelConnect()
 		dec := json.NewDecoder(stdin)
 		for {
 			var c command
 			if dec.Decode(&c) != nil {
 				return
+			}
+			if c.Cmd == cmdStop {
+				cancelConnect()
 			}
 			select {
 			case cmds <- c:
@@ -167,7 +180,7 @@ func childMain(cfgJSON string, stdin io.Reader, stdout io.Writer) int {
 			}
 		}
 	}()
-	w.connect(ctx)
+	w.connect(connectCtx)
 	w.run(ctx, cmds)
 	return 0
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -62,14 +63,17 @@ func newReport(cfg config) report {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// connected sums the workers' connect phases.
-func (r *report) connected(evs []*event, took time.Duration) {
+// connected sums the workers' connect phases; they ran side by side, so the phase took
+// as long as the slowest.
+func (r *report) connected(evs []*event) {
+	var took time.Duration
 	for _, ev := range evs {
 		if ev == nil {
 			continue
 		}
 		r.Connected += ev.Connected
 		r.Failed += ev.Failed
+		took = max(took, ev.Took)
 		r.noteErrs(ev.Errors)
 	}
 	r.ConnectSecs = took.Seconds()
@@ -105,7 +109,7 @@ func (r *report) results(rs []*workerResult) {
 
 func (r *report) noteErrs(errs []string) {
 	for _, e := range errs {
-		if len(r.ErrorLog) < 2*maxErrs {
+		if len(r.ErrorLog) < 2*maxErrs && !slices.Contains(r.ErrorLog, e) {
 			r.ErrorLog = append(r.ErrorLog, e)
 		}
 	}

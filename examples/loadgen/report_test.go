@@ -78,7 +78,11 @@ func TestReportFigures(t *testing.T) {
 	cfg := config{URL: "ws://127.0.0.1:1/ws", Conns: 4, Procs: 2, Mode: modeBroadcast, Duration: time.Second, Size: 64}
 	r := newReport(cfg)
 	r.RSSBefore = 10 << 20
-	r.connected([]*event{{Connected: 2}, {Connected: 1, Failed: 1, Errors: []string{"dial: refused"}}}, 500*time.Millisecond)
+	r.connected([]*event{
+		{Connected: 2, Took: 300 * time.Millisecond},
+		nil, // a member gone before it connected
+		{Connected: 1, Failed: 1, Took: 500 * time.Millisecond, Errors: []string{"dial: refused"}},
+	})
 	require.Equal(t, 3, r.Connected)
 	require.Equal(t, 1, r.Failed)
 	require.InDelta(t, 6.0, r.ConnectRate, 1e-9)

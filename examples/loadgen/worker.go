@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,7 @@ type event struct {
 	Seq       int           `json:"seq,omitempty"`
 	Got       int           `json:"got,omitempty"`
 	Last      time.Duration `json:"last,omitempty"`
+	Took      time.Duration `json:"took,omitempty"` // in evConnected: how long connecting took
 	Result    *workerResult `json:"result,omitempty"`
 	Errors    []string      `json:"errors,omitempty"`
 }
@@ -73,8 +75,8 @@ type worker struct {
 func (w *worker) noteErr(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.errs) < maxErrs {
-		w.errs = append(w.errs, err.Error())
+	if msg := err.Error(); len(w.errs) < maxErrs && !slices.Contains(w.errs, msg) {
+		w.errs = append(w.errs, msg)
 	}
 }
 
@@ -90,7 +92,8 @@ func (w *worker) takeErrs() []string {
 const dialers = 128
 
 // connect opens the worker's connections, paced by cfg.Rate, reporting progress; it ends
-// with an evConnected event. A connection that fails is counted, not retried.
+// with an evConnected event. A connection that fails is counted, not retried. Ending ctx
+// cuts it short.
 func (w *worker) connect(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.ConnectTimeout)
 	defer cancel()
@@ -135,7 +138,10 @@ func (w *worker) connect(ctx context.Context) {
 	if notTried > 0 {
 		w.noteErr(fmt.Errorf("loadgen: %d connections not tried: %w", notTried, ctx.Err()))
 	}
-	w.emit(event{Ev: evConnected, Connected: len(w.conns), Failed: len(slots) - len(w.conns), Errors: w.takeErrs()})
+	w.emit(event{
+		Ev: evConnected, Connected: len(w.conns), Failed: len(slots) - len(w.conns),
+		Took: time.Since(start), Errors: w.takeErrs(),
+	})
 }
 
 func dial(ctx context.Context, client *http.Client, url string) (*websocket.Conn, error) {
