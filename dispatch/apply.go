@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -9,13 +10,17 @@ import (
 
 // Apply calls fn(i) for every i in [0, n), in parallel up to q's width, and returns when all
 // have returned (dispatch_apply). The calling goroutine takes part; up to width-1 helper
-// blocks run on q, taking indexes as they go, so uneven iterations balance themselves. On a
-// serial queue the iterations run one after another, as one block on q. A caller already
-// running on q runs them itself, inline (a nested Apply never waits for its own queue).
+// blocks run on q, taking runs of indexes as they go, so uneven iterations balance
+// themselves, and Apply finishes even if no helper ever gets to run (a busy or suspended
+// queue): the caller then does it all. On a serial queue (width 1) the iterations run one
+// after another, as one Sync block on q. A caller already running on q, or on a queue that
+// targets it, runs them itself, inline: a nested Apply never waits for its own queue.
 //
-// If fn panics, the other participants stop taking new indexes, Apply waits for the ones
-// running, and then panics in the caller with the first panic's value (as it was, so that
-// a recover upstream sees what fn panicked with).
+// If fn panics, the other participants stop taking new indexes, Apply waits for the
+// iterations already running, and then panics in the caller with the first panic's value,
+// unchanged, so that a recover upstream sees what fn panicked with.
+//
+// Apply panics if q is closed, as Sync does.
 func Apply(q *queue.Queue, n int, fn func(i int)) {
 	if n <= 0 {
 		return
@@ -35,67 +40,69 @@ func Apply(q *queue.Queue, n int, fn func(i int)) {
 		})
 		return
 	}
-	// Participants take runs of indexes, about 8 per participant in all, so that the shared
-	// counter is touched rarely while late or slow participants still even out.
+	if q.Closed() {
+		panic(fmt.Sprintf("dispatch: Apply on closed queue %q (Apply before Close, or onto another queue)", q.Label()))
+	}
+	// Participants take runs of indexes, about 8 runs per participant in all, so that the
+	// shared counter is touched rarely while late or slow participants still even out.
 	step := max(1, n/(width*8))
 	a := &applyRun{n: int64(n), step: int64(step), fn: fn, done: make(chan struct{})}
-	for range min(width, n) - 1 {
-		q.Async(a.work)
+	a.left.Store(int64(n))
+	runs := (n + step - 1) / step
+	for range min(width, runs) - 1 {
+		if q.TryAsync(a.work) != nil {
+			break // full, or closed since: the caller does the rest
+		}
 	}
 	a.work()
 	<-a.done
-	if a.panicked != nil {
-		panic(a.panicked)
+	if p := a.panicked.Load(); p != nil {
+		panic(p.value)
 	}
 }
 
-// applyRun is one Apply's shared state: an index counter that participants take from, and a
-// count of iterations in progress.
+// applyRun is one Apply's shared state. Every index is accounted for exactly once, by the
+// participant that took it, whether it ran it or skipped it after a panic; the one that
+// accounts for the last index releases the caller. So the caller returns only when every
+// iteration that started has finished.
 type applyRun struct {
-	n       int64
-	step    int64
-	fn      func(int)
-	next    atomic.Int64
-	running atomic.Int64
-	stopped atomic.Bool
-	once    sync.Once
-	done    chan struct{}
-
-	panicOnce sync.Once
-	panicked  any
+	n, step  int64
+	fn       func(int)
+	next     atomic.Int64 // the first index nobody has taken
+	left     atomic.Int64 // indexes taken by nobody, or taken and not finished
+	stopped  atomic.Bool  // an iteration panicked: skip the rest
+	done     chan struct{}
+	panicked atomic.Pointer[recovered]
+	once     sync.Once
 }
 
-// work takes runs of indexes until none are left (or a panic stopped the run).
+type recovered struct{ value any }
+
+// work takes runs of indexes until none is left. After a panic it still takes them, skipping
+// them, so that the count of indexes left reaches zero.
 func (a *applyRun) work() {
 	for {
-		a.running.Add(1) // before taking indexes, so that "running == 0" means it
 		end := a.next.Add(a.step)
 		start := end - a.step
-		if start >= a.n || a.stopped.Load() {
-			a.leave()
+		if start >= a.n {
 			return
 		}
-		a.iterate(int(start), int(min(end, a.n)))
+		end = min(end, a.n)
+		a.iterate(start, end)
+		if a.left.Add(start-end) == 0 {
+			close(a.done)
+		}
 	}
 }
 
-func (a *applyRun) iterate(start, end int) {
+func (a *applyRun) iterate(start, end int64) {
 	defer func() {
 		if r := recover(); r != nil {
-			a.panicOnce.Do(func() { a.panicked = r })
+			a.once.Do(func() { a.panicked.Store(&recovered{r}) })
 			a.stopped.Store(true)
 		}
-		a.leave()
 	}()
 	for i := start; i < end && !a.stopped.Load(); i++ {
-		a.fn(i)
-	}
-}
-
-// leave ends one participant's iteration (or its last look for one); the last to leave once
-// every index is taken releases the caller.
-func (a *applyRun) leave() {
-	if a.running.Add(-1) == 0 && (a.next.Load() >= a.n || a.stopped.Load()) {
-		a.once.Do(func() { close(a.done) })
+		a.fn(int(i))
 	}
 }
