@@ -10,15 +10,17 @@ import (
 // combination to a handler on a queue (GCD's DISPATCH_SOURCE_TYPE_DATA_ADD, _OR and
 // _REPLACE). Merges made while the handler is pending or running, or while the source is
 // suspended, are combined into its next call: a burst of a thousand Merge(1) may reach the
-// handler as one call with 1000. None is lost. It is created suspended: call Resume.
+// handler as one call with 1000. None is lost. Between merges it holds nothing but its
+// memory. It is created suspended: call Resume.
 type DataSource struct {
 	source
+	fn    func(uint64)
 	data  atomic.Uint64
 	merge func(*atomic.Uint64, uint64)
 }
 
 // NewDataAdd returns a data source whose handler gets the sum of what was merged since its
-// last call.
+// last call (wrapping around at 2^64).
 func NewDataAdd(q *queue.Queue, fn func(uint64)) *DataSource {
 	return newData(q, fn, func(d *atomic.Uint64, n uint64) { d.Add(n) })
 }
@@ -36,21 +38,18 @@ func NewDataReplace(q *queue.Queue, fn func(uint64)) *DataSource {
 }
 
 func newData(q *queue.Queue, fn func(uint64), merge func(*atomic.Uint64, uint64)) *DataSource {
-	d := &DataSource{merge: merge}
-	d.init(q,
-		func() bool { return d.data.Load() != 0 },
-		func() {
-			if v := d.data.Swap(0); v != 0 {
-				fn(v)
-			}
-		},
-		nil, nil,
-	)
+	if fn == nil {
+		panic("dispatch: a data source with a nil handler")
+	}
+	d := &DataSource{fn: fn, merge: merge}
+	d.init(q, (*dataEvents)(d))
 	return d
 }
 
 // Merge combines n into the source's pending value and makes sure the handler will run. A
-// Merge of 0 does nothing, as in GCD. Merges after Cancel are dropped.
+// Merge of 0 does nothing, as in GCD (so a sum that wraps around to exactly 0 is not
+// delivered either). Merges after Cancel are dropped. Merge may be called from anywhere,
+// the handler included; it waits only if the queue is full (WithLimit).
 func (d *DataSource) Merge(n uint64) {
 	if n == 0 {
 		return
@@ -58,3 +57,18 @@ func (d *DataSource) Merge(n uint64) {
 	d.merge(&d.data, n)
 	d.fire()
 }
+
+// dataEvents is the DataSource seen as the events of its source.
+type dataEvents DataSource
+
+func (e *dataEvents) pending() bool { return e.data.Load() != 0 }
+
+func (e *dataEvents) deliver() {
+	if v := e.data.Swap(0); v != 0 {
+		e.fn(v)
+	}
+}
+
+func (e *dataEvents) running(bool) {}
+
+func (e *dataEvents) cancel() {}

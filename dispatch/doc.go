@@ -20,16 +20,22 @@
 //
 // Left out, because Go already has them: dispatch_once (sync.Once), dispatch I/O and the
 // read/write/vnode/proc sources (package os, net and friends), dispatch_time and dispatch
-// walltime (package time), dispatch_main (a Go program's main does not need one).
+// walltime (package time), dispatch_main (a Go program's main does not need one), and the
+// retain/release calls (the garbage collector). The event handler is the func given to the
+// constructor rather than a setter, and a source's data reaches it as the argument.
 //
 // Waits take a context, as Go's blocking calls do. A wait inside a block holds the block's
 // worker for as long as it waits: prefer Notify, which waits without holding anything.
 //
 // Sources start suspended, as in GCD: set them up, then Resume. Their events are coalesced:
 // everything that happens while the handler is pending, running or suspended reaches it in
-// its next call, so a burst costs one handler run. Between events a timer holds only a
-// runtime timer and a data source nothing; a signal source holds the goroutine os/signal
-// needs while it runs.
+// its next call, so a burst costs one handler run. A timer is a runtime timer
+// (time.AfterFunc) and nothing else, and while it is suspended not even that runs; a data
+// source is only memory; a signal source holds the one goroutine that os/signal's channel
+// needs, from its first Resume until Cancel. Unlike GCD, Cancel runs the cancel handler of a
+// suspended source too, so a source never has to be resumed just to be let go. A source
+// whose queue has been closed goes quiet: its events are dropped and its cancel handler,
+// which could no longer run, is dropped too, so cancel sources before closing their queue.
 //
 // See ExampleGroup, ExampleApply, ExampleAfter, ExampleNewTimer and ExampleNewDataAdd.
 package dispatch

@@ -1,7 +1,10 @@
 package dispatch
 
 import (
+	"runtime"
+	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -9,6 +12,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// waitTimeout bounds every wait on real time: far longer than anything takes, so that a
+// failure means a hang, not a slow machine.
 const waitTimeout = 10 * time.Second
 
 func recv[T any](t testing.TB, ch <-chan T, what string) T {
@@ -22,6 +27,8 @@ func recv[T any](t testing.TB, ch <-chan T, what string) T {
 	}
 }
 
+// notYet checks that nothing arrived on ch in a short while. Outside a synctest bubble it can
+// only catch what happens early; inside one, call synctest.Wait first and it is exact.
 func notYet[T any](t testing.TB, ch <-chan T, what string) {
 	t.Helper()
 	select {
@@ -29,4 +36,50 @@ func notYet[T any](t testing.TB, ch <-chan T, what string) {
 		t.Fatalf("%s happened too early", what)
 	case <-time.After(5 * time.Millisecond):
 	}
+}
+
+// none checks, inside a synctest bubble after synctest.Wait, that ch holds nothing.
+func none[T any](t testing.TB, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+		t.Fatalf("%s", what)
+	default:
+	}
+}
+
+// bubble runs fn in a synctest bubble, where time is fake and moves only when every goroutine
+// of the bubble is blocked.
+//
+// The queue executor's goroutines are shared by the whole process: those started in the
+// bubble belong to it, those started outside must not run the bubble's blocks (they would
+// touch its channels from outside). So first wait until the executor has none left from the
+// tests before (goleak retries until only the test runner's goroutines remain), and at the
+// end let fake time pass so that the executor's monitor goroutine, started in the bubble, sees
+// the executor idle and exits before the bubble ends.
+func bubble(t *testing.T, fn func(t *testing.T)) {
+	t.Helper()
+	goleak.VerifyNone(t)
+	synctest.Test(t, func(t *testing.T) {
+		defer func() { // also after a failed require, so that the failure is what gets reported
+			time.Sleep(time.Minute)
+			synctest.Wait()
+		}()
+		fn(t)
+	})
+}
+
+// dispatchGoroutines returns the stacks of the goroutines, other than the caller, that run a
+// method of this package whose name contains fn ("" for any): a source's relay or timer
+// goroutine would show here.
+func dispatchGoroutines(fn string) []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for i, g := range strings.Split(string(buf), "\n\n") {
+		if i > 0 && strings.Contains(g, "dispatchkit/dispatch.(*"+fn) {
+			out = append(out, g)
+		}
+	}
+	return out
 }

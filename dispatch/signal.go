@@ -8,91 +8,109 @@ import (
 	"github.com/dispatchkit/dispatchkit/queue"
 )
 
-// NewSignal returns a source that runs fn on q with each signal in sigs the process gets
-// (DISPATCH_SOURCE_TYPE_SIGNAL), through os/signal. The same signal arriving again before fn
-// has run for it is delivered once. While it runs (between Resume and Cancel) the source
-// holds one goroutine, which os/signal's channel needs; Cancel stops delivery (signal.Stop)
-// and ends it.
+// NewSignal returns a source that runs fn on q for each signal in sigs the process gets
+// (DISPATCH_SOURCE_TYPE_SIGNAL), through os/signal: from the first Resume the signals are
+// relayed to it (signal.Notify), which also turns off their default action, as a signal
+// handler does; Cancel stops relaying them (signal.Stop), which restores the default if
+// nothing else asked for them. A signal that comes again before fn has run for it is
+// delivered once; signals that come while the source is suspended are delivered on Resume.
+//
+// os/signal delivers on a channel, so from the first Resume until Cancel the source holds
+// one goroutine, blocked on that channel (suspended too, so that no signal is missed). It
+// panics if sigs is empty: signal.Notify would then relay every signal.
 func NewSignal(q *queue.Queue, fn func(os.Signal), sigs ...os.Signal) *Source {
-	st := &signalState{}
+	if len(sigs) == 0 {
+		panic("dispatch: NewSignal with no signals: name the ones to handle (signal.Notify with none would relay all)")
+	}
+	if fn == nil {
+		panic("dispatch: NewSignal with a nil handler")
+	}
 	s := &Source{}
-	s.init(q,
-		func() bool { return st.takeable() },
-		func() {
-			for _, sig := range st.take() {
-				fn(sig)
-			}
-		},
-		func() { st.start(s, sigs) },
-		func() { st.stop() },
-	)
+	s.init(q, &signalEvents{s: &s.source, fn: fn, sigs: sigs})
 	return s
 }
 
-type signalState struct {
+// signalEvents keeps the distinct signals received and not yet delivered, in arrival order.
+type signalEvents struct {
+	s    *source
+	fn   func(os.Signal)
+	sigs []os.Signal
+
 	mu      sync.Mutex
-	got     []os.Signal // distinct signals waiting, in arrival order
+	got     []os.Signal
 	ch      chan os.Signal
 	quit    chan struct{}
-	stopped bool
-	wg      sync.WaitGroup
+	started bool
+	dead    bool
 }
 
-func (st *signalState) start(s *Source, sigs []os.Signal) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.stopped {
+func (e *signalEvents) pending() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.got) > 0
+}
+
+func (e *signalEvents) deliver() {
+	e.mu.Lock()
+	got := e.got
+	e.got = nil
+	e.mu.Unlock()
+	for _, sig := range got {
+		e.fn(sig)
+	}
+}
+
+// running subscribes on the first Resume; after that the subscription stays until Cancel,
+// suspended or not, so that signals during a suspension are kept.
+func (e *signalEvents) running(on bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !on || e.started || e.dead {
 		return
 	}
-	st.ch = make(chan os.Signal, 8)
-	st.quit = make(chan struct{})
-	signal.Notify(st.ch, sigs...)
-	ch, quit := st.ch, st.quit
-	st.wg.Go(func() {
-		for {
-			select {
-			case sig := <-ch:
-				st.add(sig)
-				s.fire()
-			case <-quit:
-				return
-			}
-		}
-	})
+	e.started = true
+	// os/signal drops what does not fit: leave room for a burst while the relay is busy.
+	e.ch = make(chan os.Signal, 8+len(e.sigs))
+	e.quit = make(chan struct{})
+	signal.Notify(e.ch, e.sigs...)
+	go e.relay(e.ch, e.quit)
 }
 
-func (st *signalState) add(sig os.Signal) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for _, x := range st.got {
+func (e *signalEvents) relay(ch <-chan os.Signal, quit <-chan struct{}) {
+	for {
+		select {
+		case sig := <-ch:
+			e.add(sig)
+			e.s.fire()
+		case <-quit:
+			return
+		}
+	}
+}
+
+func (e *signalEvents) add(sig os.Signal) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.dead {
+		return
+	}
+	for _, x := range e.got {
 		if x == sig {
 			return
 		}
 	}
-	st.got = append(st.got, sig)
+	e.got = append(e.got, sig)
 }
 
-func (st *signalState) stop() {
-	st.mu.Lock()
-	st.stopped = true
-	if st.ch != nil {
-		signal.Stop(st.ch)
-		close(st.quit)
+// cancel unsubscribes and lets the relay goroutine end. It does not wait for it: Cancel may
+// be called from the handler, on the queue that the relay may be waiting for.
+func (e *signalEvents) cancel() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.dead = true
+	e.got = nil
+	if e.started {
+		signal.Stop(e.ch)
+		close(e.quit)
 	}
-	st.mu.Unlock()
-	st.wg.Wait()
-}
-
-func (st *signalState) takeable() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return len(st.got) > 0
-}
-
-func (st *signalState) take() []os.Signal {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	got := st.got
-	st.got = nil
-	return got
 }

@@ -10,100 +10,136 @@ import (
 
 // NewTimer returns a timer source that runs fn on q every interval, the first time one
 // interval after the first Resume (dispatch_source_create with DISPATCH_SOURCE_TYPE_TIMER).
-// leeway is how late a tick may be: deadlines are rounded up to a multiple of it, so that
-// timers with the same leeway fire together and the runtime can coalesce their wake-ups.
+//
+// leeway is how late a tick may be (at most interval). Each deadline is put off to the next
+// multiple of leeway on the clock, so timers with the same leeway fall due at the same
+// instants and the runtime serves them in one wake-up; a leeway of 0 keeps exact deadlines.
 // Ticks that come while fn is pending or running, or while the timer is suspended, are
-// coalesced into one call. Between ticks the timer holds a runtime timer, no goroutine.
+// coalesced into one call. Deadlines stay on the grid laid at the first Resume: a late or
+// coalesced tick does not shift the ones after it.
+//
+// The timer holds no goroutine: between ticks it is one runtime timer (time.AfterFunc), and
+// while it is suspended not even that runs; Resume finds out whether a deadline passed
+// meanwhile and, if so, delivers one tick at once. NewTimer panics if interval is not
+// positive.
 func NewTimer(q *queue.Queue, interval, leeway time.Duration, fn func()) *Source {
-	s, _ := newTimer(q, interval, leeway, fn)
-	return s
-}
-
-func newTimer(q *queue.Queue, interval, leeway time.Duration, fn func()) (*Source, *timerState) {
 	if interval <= 0 {
 		panic(fmt.Sprintf("dispatch: NewTimer with interval %v: it must be positive", interval))
 	}
-	t := &timerState{interval: interval, leeway: min(max(leeway, 0), interval)}
+	if fn == nil {
+		panic("dispatch: NewTimer with a nil handler")
+	}
 	s := &Source{}
-	s.init(q,
-		func() bool { return t.takeable() },
-		func() {
-			if t.take() > 0 {
-				fn()
-			}
-		},
-		func() { t.arm(s) },
-		func() { t.disarm() },
-	)
-	return s, t
+	t := &timerEvents{s: &s.source, fn: fn, interval: interval, leeway: min(max(leeway, 0), interval)}
+	s.init(q, t)
+	return s
 }
 
-type timerState struct {
+// timerEvents counts deadlines that passed and keeps one runtime timer armed for the next
+// one while the source runs. Lock order: the source's lock, then mu; tick takes mu alone.
+type timerEvents struct {
+	s                *source
+	fn               func()
 	interval, leeway time.Duration
 
 	mu    sync.Mutex
-	ticks uint64
-	next  time.Time
+	due   uint64    // deadlines passed and not yet delivered
+	next  time.Time // the next deadline; zero until the first Resume
 	timer *time.Timer
-	off   bool
+	armed bool // the source runs: tick counts; false while suspended and after Cancel
+	dead  bool
 }
 
-func (t *timerState) arm(s *Source) {
+func (t *timerEvents) pending() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.off {
-		return
-	}
-	t.next = time.Now().Add(t.interval)
-	t.timer = time.AfterFunc(t.delay(time.Now()), func() { t.tick(s) })
+	return t.due > 0
 }
 
-// delay is how long until the next deadline, rounded up to the leeway.
-func (t *timerState) delay(now time.Time) time.Duration {
-	d := t.next.Sub(now)
-	if t.leeway > 0 {
-		if r := d % t.leeway; r != 0 {
-			d += t.leeway - r
-		}
-	}
-	return max(d, 0)
-}
-
-func (t *timerState) tick(s *Source) {
+func (t *timerEvents) deliver() {
 	t.mu.Lock()
-	if t.off {
-		t.mu.Unlock()
-		return
-	}
-	t.ticks++
-	now := time.Now()
-	for !t.next.After(now) {
-		t.next = t.next.Add(t.interval) // skip deadlines already past: they are in this tick
-	}
-	t.timer.Reset(t.delay(now))
+	n := t.due
+	t.due = 0
 	t.mu.Unlock()
-	s.fire()
+	if n > 0 {
+		t.fn()
+	}
 }
 
-func (t *timerState) disarm() {
+func (t *timerEvents) running(on bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.off = true
+	if t.dead {
+		return
+	}
+	if !on {
+		t.armed = false
+		if t.timer != nil {
+			t.timer.Stop()
+		}
+		return
+	}
+	now := time.Now()
+	if t.next.IsZero() {
+		t.next = now.Add(t.interval) // the first tick: one interval after the first Resume
+	} else {
+		t.catchUpLocked(now) // deadlines missed while suspended make one tick
+	}
+	t.armed = true
+	if t.timer == nil {
+		t.timer = time.AfterFunc(t.delayLocked(now), t.tick)
+	} else {
+		t.timer.Reset(t.delayLocked(now))
+	}
+}
+
+func (t *timerEvents) cancel() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dead, t.armed = true, false
 	if t.timer != nil {
 		t.timer.Stop()
 	}
 }
 
-func (t *timerState) takeable() bool {
+// tick runs on the runtime timer's goroutine.
+func (t *timerEvents) tick() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.ticks > 0
+	now := time.Now()
+	// Not armed: suspended or cancelled after the timer fired. Before next: a late call
+	// from before a Suspend and Resume, which already re-armed the timer.
+	if !t.armed || now.Before(t.next) {
+		t.mu.Unlock()
+		return
+	}
+	t.catchUpLocked(now)
+	t.timer.Reset(t.delayLocked(now))
+	t.mu.Unlock()
+	t.s.fire()
 }
 
-func (t *timerState) take() uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	n := t.ticks
-	t.ticks = 0
-	return n
+// catchUpLocked counts the deadlines that passed by now and moves next past now.
+func (t *timerEvents) catchUpLocked(now time.Time) {
+	if now.Before(t.next) {
+		return
+	}
+	k := now.Sub(t.next)/t.interval + 1
+	t.due += uint64(k)
+	t.next = t.next.Add(k * t.interval)
+}
+
+// delayLocked is how long from now until the timer should fire for next: next put off to the
+// following multiple of leeway on the clock, so that timers sharing a leeway fire together.
+func (t *timerEvents) delayLocked(now time.Time) time.Duration {
+	at := t.next
+	if t.leeway > 0 {
+		r := time.Duration(at.UnixNano() % int64(t.leeway))
+		if r < 0 {
+			r += t.leeway // before 1970
+		}
+		if r != 0 {
+			at = at.Add(t.leeway - r)
+		}
+	}
+	return max(at.Sub(now), 0)
 }

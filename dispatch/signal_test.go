@@ -1,0 +1,89 @@
+//go:build unix
+
+package dispatch
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+
+	"github.com/dispatchkit/dispatchkit/queue"
+	"github.com/stretchr/testify/require"
+)
+
+// guardSignal subscribes the test itself to sig, so that a signal sent while no source
+// relays it does not kill the test process, and returns where it arrives.
+func guardSignal(t *testing.T, sig os.Signal) <-chan os.Signal {
+	guard := make(chan os.Signal, 8)
+	signal.Notify(guard, sig)
+	t.Cleanup(func() { signal.Stop(guard) })
+	return guard
+}
+
+func kill(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	require.NoError(t, syscall.Kill(os.Getpid(), sig))
+}
+
+func TestSignalSourceDeliversAndStopsOnCancel(t *testing.T) {
+	guard := guardSignal(t, syscall.SIGUSR1)
+	q := queue.NewSerial("signals")
+	got := make(chan os.Signal, 4)
+	src := NewSignal(q, func(s os.Signal) { got <- s }, syscall.SIGUSR1)
+	t.Cleanup(src.Cancel) // also when a check fails, so that the relay does not outlive the test
+	require.Empty(t, dispatchGoroutines("signalEvents)"), "a signal source holds a goroutine before Resume")
+
+	src.Resume() // signal.Notify is in place once Resume returns
+	require.NotEmpty(t, dispatchGoroutines("signalEvents)"), "the relay goroutine of a running signal source")
+	kill(t, syscall.SIGUSR1)
+	require.Equal(t, syscall.SIGUSR1, recv(t, got, "the signal"))
+	recv(t, guard, "the signal at the guard")
+
+	cancelled := make(chan struct{})
+	src.SetCancelHandler(func() { close(cancelled) })
+	src.Cancel()
+	recv(t, cancelled, "the cancel handler")
+	kill(t, syscall.SIGUSR1)
+	recv(t, guard, "the signal sent after Cancel, at the guard")
+	require.NoError(t, q.Close(t.Context()))
+	require.Empty(t, got, "a cancelled signal source delivered")
+}
+
+func TestSignalsWhileSuspendedAreDeliveredOnResume(t *testing.T) {
+	guard1 := guardSignal(t, syscall.SIGUSR1)
+	guard2 := guardSignal(t, syscall.SIGUSR2)
+	q := queue.NewSerial("signals")
+	got := make(chan os.Signal, 8)
+	src := NewSignal(q, func(s os.Signal) { got <- s }, syscall.SIGUSR1, syscall.SIGUSR2)
+	t.Cleanup(src.Cancel)
+	src.Resume()
+	src.Suspend()
+	kill(t, syscall.SIGUSR2)
+	recv(t, guard2, "SIGUSR2 at the guard")
+	kill(t, syscall.SIGUSR1)
+	recv(t, guard1, "SIGUSR1 at the guard")
+	kill(t, syscall.SIGUSR1)
+	recv(t, guard1, "the second SIGUSR1 at the guard")
+	// The guards have them, but the relay may not have recorded them yet: a signal reaches
+	// every subscriber, in no set order. Wait for the source to have both.
+	require.Eventually(t, func() bool {
+		ev := src.ev.(*signalEvents)
+		ev.mu.Lock()
+		defer ev.mu.Unlock()
+		return len(ev.got) == 2
+	}, waitTimeout, 100_000)
+	q.Sync(func() {})
+	require.Empty(t, got, "a suspended signal source delivered")
+	src.Resume()
+	require.Equal(t, syscall.SIGUSR2, recv(t, got, "the first signal"))
+	require.Equal(t, syscall.SIGUSR1, recv(t, got, "the second signal, delivered once"))
+	src.Cancel()
+	require.NoError(t, q.Close(t.Context()))
+	require.Empty(t, got, "a signal delivered twice")
+}
+
+func TestNewSignalNeedsSignals(t *testing.T) {
+	require.Panics(t, func() { NewSignal(queue.NewSerial("q"), func(os.Signal) {}) })
+	require.Panics(t, func() { NewSignal(queue.NewSerial("q"), nil, syscall.SIGUSR1) })
+}
