@@ -75,7 +75,7 @@ func ExampleNewDataAdd() {
 		progress.Merge(1) // from anywhere, as often as you like
 	}
 	progress.Resume() // everything merged while suspended arrives in one call
-	q.Sync(func() {})
 	q.Sync(func() { fmt.Println(calls, sum) })
+	progress.Cancel()
 	// Output: 1 1000
 }

@@ -22,13 +22,24 @@ type notification struct {
 	fn func()
 }
 
-// Async submits fn to q as part of the group (dispatch_group_async).
+// Async submits fn to q as part of the group (dispatch_group_async). It panics, as q.Async
+// does, if q is closed; the group is then left as it was.
 func (g *Group) Async(q *queue.Queue, fn func()) {
+	if fn == nil {
+		panic("dispatch: Group.Async with a nil func")
+	}
 	g.Enter()
+	accepted := false
+	defer func() {
+		if !accepted {
+			g.Leave() // q refused the block: it will never leave for itself
+		}
+	}()
 	q.Async(func() {
 		defer g.Leave()
 		fn()
 	})
+	accepted = true
 }
 
 // Enter adds one unit of work to the group (dispatch_group_enter); Leave must follow.
@@ -87,6 +98,9 @@ func (g *Group) Wait(ctx context.Context) error {
 // Notify submits fn to q once the group is empty (dispatch_group_notify): at once if it is
 // empty now, otherwise when the last unit of work leaves. It runs once.
 func (g *Group) Notify(q *queue.Queue, fn func()) {
+	if fn == nil {
+		panic("dispatch: Group.Notify with a nil func")
+	}
 	g.mu.Lock()
 	if g.n == 0 {
 		g.mu.Unlock()

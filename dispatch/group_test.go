@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/stretchr/testify/require"
@@ -19,22 +18,39 @@ func TestGroupWaitsForEveryBlockAndNotifiesOnce(t *testing.T) {
 	for range 100 {
 		g.Async(q, func() { <-release; n.Add(1) })
 	}
-	notified := make(chan int32, 2)
-	g.Notify(queue.NewSerial("main"), func() { notified <- n.Load() })
+	notified := make(chan int32, 4)
+	main := queue.NewSerial("main")
+	g.Notify(main, func() { notified <- n.Load() })
+	g.Notify(main, func() { notified <- n.Load() })
 	notYet(t, notified, "Notify before the group is empty")
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
-	require.ErrorIs(t, g.Wait(ctx), context.DeadlineExceeded)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, g.Wait(ctx), context.Canceled, "Wait gives up with its context")
 
 	close(release)
 	require.NoError(t, g.Wait(context.Background()))
 	require.EqualValues(t, 100, n.Load())
-	require.EqualValues(t, 100, recv(t, notified, "Notify"))
-	notYet(t, notified, "a second notification")
+	require.EqualValues(t, 100, recv(t, notified, "the first Notify"), "Notify ran before the last block left")
+	require.EqualValues(t, 100, recv(t, notified, "the second Notify"))
+	require.NoError(t, main.Close(context.Background()))
+	require.Empty(t, notified, "a notification ran twice")
 
 	g.Notify(q, func() { notified <- -1 })
 	require.EqualValues(t, -1, recv(t, notified, "Notify on an empty group"))
+}
+
+func TestGroupIsReusable(t *testing.T) {
+	var g Group
+	q := queue.NewSerial("q")
+	for round := range 3 {
+		var n atomic.Int32
+		for range 10 {
+			g.Async(q, func() { n.Add(1) })
+		}
+		require.NoError(t, g.Wait(context.Background()))
+		require.EqualValues(t, 10, n.Load(), "round %d", round)
+	}
 }
 
 func TestGroupEnterLeave(t *testing.T) {
@@ -48,4 +64,15 @@ func TestGroupEnterLeave(t *testing.T) {
 	g.Leave()
 	require.NoError(t, recv(t, done, "Wait"))
 	require.PanicsWithValue(t, "dispatch: Group.Leave without a matching Enter (unbalanced Leave)", g.Leave)
+	require.NoError(t, g.Wait(context.Background()), "an unbalanced Leave leaves the group as it was")
+}
+
+func TestGroupAsyncOnAClosedQueueLeavesTheGroupBalanced(t *testing.T) {
+	var g Group
+	q := queue.NewSerial("closed")
+	require.NoError(t, q.Close(context.Background()))
+	require.Panics(t, func() { g.Async(q, func() {}) })
+	require.NoError(t, g.Wait(context.Background()), "the refused block still counted")
+	require.Panics(t, func() { g.Async(queue.NewSerial("q"), nil) })
+	require.Panics(t, func() { g.Notify(queue.NewSerial("q"), nil) })
 }

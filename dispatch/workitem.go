@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/dispatchkit/dispatchkit/queue"
 )
@@ -24,10 +23,13 @@ type WorkItem struct {
 
 // NewWorkItem returns a work item that runs fn.
 func NewWorkItem(fn func()) *WorkItem {
+	if fn == nil {
+		panic("dispatch: NewWorkItem with a nil func")
+	}
 	return &WorkItem{fn: fn, done: make(chan struct{})}
 }
 
-// Run runs the item's fn unless it was cancelled first. It does anything at most once: a
+// Run runs the item's fn unless it was cancelled first. It acts at most once ever: a
 // second Run does nothing. Submit it to a queue with q.Async(w.Run).
 func (w *WorkItem) Run() {
 	w.mu.Lock()
@@ -92,19 +94,4 @@ func (w *WorkItem) Notify(q *queue.Queue, fn func()) {
 	}
 	w.notify = append(w.notify, notification{q, fn})
 	w.mu.Unlock()
-}
-
-// After submits fn to q once d has passed (dispatch_after) and returns its work item, which
-// can cancel it. Waiting costs a runtime timer, no goroutine.
-func After(d time.Duration, q *queue.Queue, fn func()) *WorkItem {
-	w := NewWorkItem(fn)
-	t := time.AfterFunc(d, func() { q.Async(w.Run) })
-	w.mu.Lock()
-	w.onCancel = func() {
-		if t.Stop() {
-			w.Run() // never going to fire: finish now, as cancelled
-		}
-	}
-	w.mu.Unlock()
-	return w
 }

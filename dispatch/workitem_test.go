@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dispatchkit/dispatchkit/queue"
@@ -15,14 +16,26 @@ func TestWorkItemRunsAtMostOnceAndNotifies(t *testing.T) {
 	q := queue.NewSerial("q")
 	notified := make(chan struct{})
 	w.Notify(q, func() { close(notified) })
+	notYet(t, notified, "Notify before Run")
 	w.Run()
 	w.Run()
 	require.Equal(t, 1, n)
+	require.False(t, w.Cancelled())
 	require.NoError(t, w.Wait(context.Background()))
 	recv(t, notified, "Notify")
 	again := make(chan struct{})
 	w.Notify(q, func() { close(again) })
 	recv(t, again, "Notify after Run")
+}
+
+func TestWorkItemWaitGivesUpWithItsContext(t *testing.T) {
+	w := NewWorkItem(func() {})
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 1)
+	go func() { errs <- w.Wait(ctx) }()
+	notYet(t, errs, "Wait before Run")
+	cancel()
+	require.ErrorIs(t, recv(t, errs, "Wait after its context ended"), context.Canceled)
 }
 
 func TestCancelledWorkItemNeverRunsButCompletes(t *testing.T) {
@@ -32,8 +45,11 @@ func TestCancelledWorkItemNeverRunsButCompletes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.ErrorIs(t, w.Wait(ctx), context.Canceled, "not Run yet")
-	w.Run()
-	require.NoError(t, w.Wait(context.Background()))
+	notified := make(chan struct{})
+	w.Notify(queue.NewSerial("q"), func() { close(notified) })
+	queue.NewSerial("q").Async(w.Run)
+	require.NoError(t, w.Wait(context.Background()), "Run of a cancelled item completes it")
+	recv(t, notified, "Notify of a cancelled item")
 }
 
 func TestCancelDoesNotInterruptARunningItem(t *testing.T) {
@@ -43,27 +59,84 @@ func TestCancelDoesNotInterruptARunningItem(t *testing.T) {
 	go w.Run()
 	recv(t, started, "the item")
 	w.Cancel()
+	require.True(t, w.Cancelled())
 	close(release)
 	require.NoError(t, w.Wait(context.Background()))
-	require.True(t, finished)
+	require.True(t, finished, "Wait returned before the running fn ended")
 }
 
-func TestAfterRunsNotBeforeItsDelay(t *testing.T) {
-	q := queue.NewSerial("later")
-	const d = 20 * time.Millisecond
-	start := time.Now()
-	ran := make(chan time.Time, 1)
-	w := After(d, q, func() { ran <- time.Now() })
-	at := recv(t, ran, "the After block")
-	require.GreaterOrEqual(t, at.Sub(start), d)
+func TestWorkItemPanicStillCompletesIt(t *testing.T) {
+	w := NewWorkItem(func() { panic("boom") })
+	require.PanicsWithValue(t, "boom", w.Run)
 	require.NoError(t, w.Wait(context.Background()))
+	require.Panics(t, func() { NewWorkItem(nil) })
 }
 
-func TestCancelledAfterNeverRunsAndFinishes(t *testing.T) {
-	q := queue.NewSerial("later")
-	w := After(time.Hour, q, func() { t.Error("a cancelled After ran") })
-	w.Cancel()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	require.NoError(t, w.Wait(ctx), "a cancelled After finishes at once")
+func TestAfterRunsOnItsQueueAtItsTimeAndNotBefore(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		q := queue.NewSerial("later")
+		start := time.Now()
+		ran := make(chan time.Time, 1)
+		onQ := false
+		w := After(5*time.Second, q, func() {
+			onQ = q.IsCurrent()
+			ran <- time.Now()
+		})
+		time.Sleep(5*time.Second - time.Nanosecond)
+		synctest.Wait()
+		none(t, ran, "the After block ran before its delay")
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		require.Equal(t, start.Add(5*time.Second), <-ran)
+		require.True(t, onQ, "After's block runs on its queue")
+		require.NoError(t, w.Wait(context.Background()))
+		require.False(t, w.Cancelled())
+		require.Empty(t, dispatchGoroutines(""))
+	})
+}
+
+func TestCancelledAfterNeverRunsAndFinishesAtOnce(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		q := queue.NewSerial("later")
+		w := After(time.Hour, q, func() { t.Error("a cancelled After ran") })
+		notified := make(chan struct{})
+		w.Notify(q, func() { close(notified) })
+		time.Sleep(time.Minute)
+		w.Cancel()
+		synctest.Wait()
+		start := time.Now()
+		require.NoError(t, w.Wait(context.Background()), "a cancelled After finishes at once")
+		<-notified
+		require.Equal(t, start, time.Now())
+		time.Sleep(2 * time.Hour)
+		synctest.Wait()
+	})
+}
+
+func TestAfterOnAQueueClosedMeanwhileEndsCancelled(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		q := queue.NewSerial("later")
+		w := After(time.Second, q, func() { t.Error("ran on a closed queue") })
+		require.NoError(t, q.Close(context.Background()))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.NoError(t, w.Wait(context.Background()))
+		require.True(t, w.Cancelled(), "dropped because its queue closed")
+	})
+}
+
+func TestAfterCancelledAfterItFiredStillDoesNotRunIfNotStarted(t *testing.T) {
+	bubble(t, func(t *testing.T) {
+		q := queue.NewSerial("busy")
+		release := make(chan struct{})
+		q.Async(func() { <-release }) // q is busy when the timer fires
+		w := After(time.Second, q, func() { t.Error("a cancelled item ran") })
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.EqualValues(t, 1, q.Stats().Pending, "the timer fired: w.Run waits on q behind the busy block")
+		w.Cancel()
+		close(release)
+		require.NoError(t, w.Wait(context.Background()))
+		require.True(t, w.Cancelled())
+	})
 }
