@@ -19,8 +19,8 @@ fi
 
 echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(go version | cut -d' ' -f3)"
 go test -run '^$' -bench '^Benchmark(Serial|Lock|Concurrent|PingPong)' -count "$COUNT" -benchtime "$BENCHTIME" . | tee "$OUT"
-# A million idle queues per run: a few runs of one iteration each.
-go test -run '^$' -bench '^BenchmarkIdle' -count 3 -benchtime 1x . | tee -a "$OUT"
+# A million idle queues per run: one iteration each.
+go test -run '^$' -bench '^BenchmarkIdle' -count "$COUNT" -benchtime 1x . | tee -a "$OUT"
 echo
 benchstat "$OUT"
 echo
