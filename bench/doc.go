@@ -11,6 +11,8 @@
 //     runs all three under examples/loadgen at 1,000, 10,000 and 19,000 connections and
 //     prints one table (ws/table).
 //
+// From the repository's root:
+//
 //	bench/run-queue.sh
 //	SIZES=1000 bench/ws/run.sh
 //

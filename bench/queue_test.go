@@ -15,10 +15,15 @@ import (
 var empty = func() {}
 
 // Serial: submit an empty block, drained (the last one is waited for).
+//
+// Benchmarks whose work finishes after the submitting loop use b.N rather than b.Loop:
+// b.Loop stops the timer when it returns false, which would leave the drain (or the
+// wait for the last task) out of the measurement and flatter whoever queues without bound.
 
 func BenchmarkSerialAsync(b *testing.B) {
 	q := queue.NewSerial("bench")
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		q.Async(empty)
 	}
 	q.Sync(empty)
@@ -26,7 +31,8 @@ func BenchmarkSerialAsync(b *testing.B) {
 
 func BenchmarkSerialAsyncNoProfileLabels(b *testing.B) {
 	q := queue.NewSerial("bench", queue.WithProfileLabels(false))
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		q.Async(empty)
 	}
 	q.Sync(empty)
@@ -40,7 +46,8 @@ func BenchmarkSerialPeerChannel(b *testing.B) {
 			f()
 		}
 	})
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		c <- empty
 	}
 	close(c)
@@ -75,7 +82,8 @@ func BenchmarkSerialPeerMutexDrainer(b *testing.B) {
 			}
 		}
 	})
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		mu.Lock()
 		pending = append(pending, empty)
 		mu.Unlock()
@@ -172,7 +180,8 @@ func BenchmarkConcurrentAsync(b *testing.B) {
 	q := queue.NewConcurrent("bench")
 	var wg sync.WaitGroup
 	f := task(&wg)
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		wg.Add(1)
 		q.Async(f)
 	}
@@ -182,7 +191,8 @@ func BenchmarkConcurrentAsync(b *testing.B) {
 func BenchmarkConcurrentPeerGoWaitGroup(b *testing.B) {
 	var wg sync.WaitGroup
 	f := task(&wg)
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		wg.Add(1)
 		go f()
 	}
@@ -194,11 +204,13 @@ func BenchmarkConcurrentPeerAnts(b *testing.B) {
 	defer p.Release()
 	var wg sync.WaitGroup
 	f := task(&wg)
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		wg.Add(1)
 		_ = p.Submit(f)
 	}
 	wg.Wait()
+	b.StopTimer() // not the pool's teardown
 }
 
 func BenchmarkConcurrentPeerPond(b *testing.B) {
@@ -206,11 +218,13 @@ func BenchmarkConcurrentPeerPond(b *testing.B) {
 	defer p.StopAndWait()
 	var wg sync.WaitGroup
 	f := task(&wg)
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		wg.Add(1)
 		_ = p.Go(f)
 	}
 	wg.Wait()
+	b.StopTimer() // not the pool's teardown
 }
 
 func BenchmarkConcurrentPeerErrgroup(b *testing.B) {
@@ -218,7 +232,8 @@ func BenchmarkConcurrentPeerErrgroup(b *testing.B) {
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
 	f := task(&wg)
-	for b.Loop() {
+	b.ResetTimer()
+	for range b.N {
 		wg.Add(1)
 		g.Go(func() error { f(); return nil })
 	}
