@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/dispatchkit/dispatchkit/internal/goid"
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/stretchr/testify/require"
 )
@@ -52,19 +53,9 @@ func TestApplyReturnsOnlyAfterEveryIteration(t *testing.T) {
 func TestApplyRunsInParallelUpToTheWidth(t *testing.T) {
 	withProcs(t, 4)
 	q := queue.NewConcurrent("pair", queue.WithWidth(2))
-	// Two iterations that wait for each other finish only if both run at once.
-	a, b := make(chan struct{}), make(chan struct{})
 	done := make(chan struct{})
 	go func() {
-		Apply(q, 2, func(i int) {
-			if i == 0 {
-				close(a)
-				<-b
-			} else {
-				close(b)
-				<-a
-			}
-		})
+		Apply(q, 2, needEachOther())
 		close(done)
 	}()
 	recv(t, done, "two iterations that need each other")
@@ -123,29 +114,74 @@ func TestNestedApplyRunsInline(t *testing.T) {
 	withProcs(t, 4)
 	q := queue.NewConcurrent("nested", queue.WithWidth(2))
 	var total atomic.Int32
+	var elsewhere atomic.Int32
 	Apply(q, 4, func(int) {
-		Apply(q, 4, func(int) { total.Add(1) })
+		outer := goid.G()
+		Apply(q, 4, func(int) {
+			total.Add(1)
+			if goid.G() != outer {
+				elsewhere.Add(1)
+			}
+		})
 	})
 	require.EqualValues(t, 16, total.Load())
+	require.Zero(t, elsewhere.Load(), "a nested Apply on the same queue ran iterations on other goroutines")
 
 	s := queue.NewSerial("s")
 	s.Sync(func() { Apply(s, 3, func(int) { total.Add(1) }) })
 	require.EqualValues(t, 19, total.Load())
 
-	// A block of a queue that targets s is running on s too.
+	// A block of a queue that targets s is running on s too: a Sync onto s would deadlock.
 	child := queue.NewSerial("child", queue.WithTarget(s))
-	child.Sync(func() { Apply(s, 3, func(int) { total.Add(1) }) })
-	require.EqualValues(t, 22, total.Load())
-
-	// Apply from a block on the Global queue onto the Global queue.
-	g := queue.Global(queue.Default)
 	done := make(chan struct{})
-	g.Async(func() {
-		Apply(g, 10, func(int) { Apply(g, 10, func(int) { total.Add(1) }) })
+	child.Async(func() {
+		Apply(s, 3, func(int) { total.Add(1) })
 		close(done)
 	})
-	recv(t, done, "nested Apply on the Global queue")
+	recv(t, done, "Apply onto the target of the caller's serial queue")
+	require.EqualValues(t, 22, total.Load())
+
+	// Apply from an Apply on the Global queue onto the Global queue.
+	g := queue.Global(queue.Default)
+	Apply(g, 10, func(int) { Apply(g, 10, func(int) { total.Add(1) }) })
 	require.EqualValues(t, 122, total.Load())
+}
+
+// needEachOther returns the body of an Apply(q, 2) whose two iterations each wait for the
+// other: it finishes only if they run at the same time.
+func needEachOther() func(int) {
+	a, b := make(chan struct{}), make(chan struct{})
+	return func(i int) {
+		if i == 0 {
+			close(a)
+			<-b
+		} else {
+			close(b)
+			<-a
+		}
+	}
+}
+
+func TestApplyFromInsideAQueueIsStillParallel(t *testing.T) {
+	withProcs(t, 4)
+	// From a block of a serial queue, onto the Global queue it targets.
+	s := queue.NewSerial("s")
+	done := make(chan struct{})
+	s.Async(func() {
+		Apply(queue.Global(queue.Default), 2, needEachOther())
+		close(done)
+	})
+	recv(t, done, "two iterations at once on Global, called from a serial queue's block")
+
+	// From a plain block of a concurrent queue of width 3, onto that queue: the caller uses
+	// the slot it holds, and the helper takes another.
+	c := queue.NewConcurrent("c", queue.WithWidth(3))
+	done = make(chan struct{})
+	c.Async(func() {
+		Apply(c, 2, needEachOther())
+		close(done)
+	})
+	recv(t, done, "two iterations at once on c, called from c's block")
 }
 
 func TestApplyPanicReachesTheCallerAfterTheOthersStop(t *testing.T) {

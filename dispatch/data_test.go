@@ -122,7 +122,12 @@ func TestSourceCancelHandlerRunsOnceAfterTheRunningHandler(t *testing.T) {
 		log("handler done")
 	})
 	cancelled := make(chan struct{})
-	d.SetCancelHandler(func() { log("cancel handler"); close(cancelled) })
+	d.SetCancelHandler(func() {
+		if q.IsCurrent() {
+			log("cancel handler")
+		}
+		close(cancelled)
+	})
 	d.Resume()
 	d.Merge(1)
 	recv(t, entered, "the handler")
@@ -136,7 +141,7 @@ func TestSourceCancelHandlerRunsOnceAfterTheRunningHandler(t *testing.T) {
 	require.NoError(t, q.Close(context.Background()), "Close waits for any delivery still queued")
 	mu.Lock()
 	defer mu.Unlock()
-	require.Equal(t, []string{"handler", "handler done", "cancel handler"}, events)
+	require.Equal(t, []string{"handler", "handler done", "cancel handler"}, events, "the cancel handler runs on the queue, after the handler")
 }
 
 func TestCancelOfASuspendedSourceRunsItsCancelHandler(t *testing.T) {
