@@ -87,8 +87,7 @@ type applyRun struct {
 	left     atomic.Int64 // indexes taken by nobody, or taken and not finished
 	stopped  atomic.Bool  // an iteration panicked: skip the rest
 	done     chan struct{}
-	panicked atomic.Pointer[recovered]
-	once     sync.Once
+	panicked atomic.Pointer[recovered] // the first panic
 }
 
 type recovered struct{ value any }
@@ -124,7 +123,7 @@ func (a *applyRun) work(me uintptr) {
 func (a *applyRun) iterate(start, end int64) {
 	defer func() {
 		if r := recover(); r != nil {
-			a.once.Do(func() { a.panicked.Store(&recovered{r}) })
+			a.panicked.CompareAndSwap(nil, &recovered{r})
 			a.stopped.Store(true)
 		}
 	}()
