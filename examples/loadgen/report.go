@@ -125,7 +125,11 @@ func (r *report) writeTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, a...)...) }
 	row("target", "%s, %s, %d bytes", r.URL, r.Mode, r.Size)
-	row("clients", "%d connections over %d processes, %d source addresses", r.Conns, r.Procs, max(r.Src, 1))
+	src := "the kernel's choice of source address"
+	if r.Src > 0 {
+		src = fmt.Sprintf("%d source addresses", r.Src)
+	}
+	row("clients", "%d connections, %d process(es), %s", r.Conns, r.Procs, src)
 	row("connected", "%d (%d failed) in %.2fs: %.0f/s", r.Connected, r.Failed, r.ConnectSecs, r.ConnectRate)
 	if r.RSSBefore > 0 {
 		row("server RSS", "%s before, %s connected, %s at the end: %s per connection",

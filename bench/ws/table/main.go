@@ -107,12 +107,13 @@ func read(in io.Reader) ([]*row, error) {
 }
 
 func write(w io.Writer, rows []*row) {
-	fmt.Fprintln(w, "| server | N | connects/s | idle KiB/conn | echo msg/s | echo RTT p50 / p99 ms | broadcast last p50 / p99 ms | errors, lost |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| server | N | connects/s | idle KiB/conn | echo KiB/conn | echo msg/s | echo RTT p50 / p99 ms | broadcast last p50 / p99 ms | errors, lost |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", r.server, r.n,
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", r.server, r.n,
 			opt(r.idle, func(x *result) string { return fmt.Sprintf("%.0f", x.ConnectRate) }),
 			opt(r.idle, func(x *result) string { return fmt.Sprintf("%.1f", x.BytesPerConn/1024) }),
+			opt(r.echo, func(x *result) string { return fmt.Sprintf("%.1f", x.BytesPerConn/1024) }),
 			opt(r.echo, func(x *result) string { return fmt.Sprintf("%.0f", x.MsgsPerSec) }),
 			opt(r.echo, func(x *result) string { return fmt.Sprintf("%.2f / %.2f", x.RTTP50, x.RTTP99) }),
 			opt(r.bcast, func(x *result) string {

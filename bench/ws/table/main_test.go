@@ -9,7 +9,7 @@ import (
 )
 
 const sample = `dispatchkit	{"mode":"idle","conns":1000,"connected":1000,"connects_per_s":5000,"bytes_per_conn":10240}
-dispatchkit	{"mode":"echo","conns":1000,"msgs_per_s":50000,"rtt_p50_ms":1.5,"rtt_p99_ms":9}
+dispatchkit	{"mode":"echo","conns":1000,"bytes_per_conn":12288,"msgs_per_s":50000,"rtt_p50_ms":1.5,"rtt_p99_ms":9}
 dispatchkit	{"mode":"broadcast","conns":1000,"broadcasts":20,"broadcasts_complete":20,"last_p50_ms":4,"last_p99_ms":6}
 gorilla	{"mode":"idle","conns":1000,"connects_per_s":4000,"bytes_per_conn":20480,"failed":2}
 gorilla	{"mode":"echo","conns":1000,"msgs_per_s":40000,"rtt_p50_ms":2,"rtt_p99_ms":10,"errors":1,"lost":1}
@@ -28,9 +28,9 @@ func TestTable(t *testing.T) {
 	var out bytes.Buffer
 	write(&out, rows)
 	s := out.String()
-	require.Contains(t, s, "| dispatchkit | 1000 | 5000 | 10.0 | 50000 | 1.50 / 9.00 | 4.00 / 6.00 | 0, 0 |")
-	require.Contains(t, s, "| gorilla | 1000 | 4000 | 20.0 | 40000 | 2.00 / 10.00 | 5.00 / 12.00 (19/20 complete) | 3, 1 |")
-	require.Contains(t, s, "| plain | 10 | 0 | 0.0 | – | – | – | 0, 0 |")
+	require.Contains(t, s, "| dispatchkit | 1000 | 5000 | 10.0 | 12.0 | 50000 | 1.50 / 9.00 | 4.00 / 6.00 | 0, 0 |")
+	require.Contains(t, s, "| gorilla | 1000 | 4000 | 20.0 | 0.0 | 40000 | 2.00 / 10.00 | 5.00 / 12.00 (19/20 complete) | 3, 1 |")
+	require.Contains(t, s, "| plain | 10 | 0 | 0.0 | – | – | – | – | 0, 0 |")
 	require.Contains(t, s, "idle memory 0.67× plain (ahead, lower is better)")
 	require.Contains(t, s, "echo msg/s 0.83× plain (behind, higher is better)")
 	require.Contains(t, s, "broadcast p99 2.00× plain (behind, lower is better)")
