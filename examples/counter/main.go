@@ -1,28 +1,27 @@
-// Command counter shows dispatchkit's model in a small program: state owned by queues, not
-// guarded by locks.
+// Command counter shows dispatchkit's model in a small program: shared state owned by queues,
+// not guarded by locks.
 //
 //	go run ./examples/counter -transfers 100000
 //
 // A bank of accounts lives in queue.Guarded values: each balance belongs to its own serial
-// queue, and only blocks on that queue touch it. Many goroutines move money between accounts
-// at random with no mutex: a transfer withdraws on the source account's queue and, if the
-// money was there, deposits on the destination's queue. No two blocks of one account overlap,
-// so no update is lost, and the total is the same at the end. A read-mostly exchange-rate cache
-// on a concurrent queue shows the other pattern: reads run side by side with Sync, writes run
-// alone with BarrierAsync.
+// queue, and only blocks on that queue touch it. Many goroutines move money between random
+// accounts with no mutex anywhere: a transfer is a block on the source account's queue that
+// withdraws the amount and then submits the deposit as a block on the destination's queue.
+// Blocks of one account never overlap, so no update is lost; nothing ever waits for a second
+// account, so there is no lock order to get wrong and nothing to deadlock; and the total is the
+// same at the end as at the start. A read-mostly rate cache on a concurrent queue shows the
+// other pattern: reads run side by side with Sync, and a write runs alone as a BarrierAsync,
+// after the reads before it and before the reads after it.
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"sync"
-	"sync/atomic"
 
-	"github.com/dispatchkit/dispatchkit/dispatch"
 	"github.com/dispatchkit/dispatchkit/queue"
 )
 
@@ -33,119 +32,153 @@ func main() {
 	}
 }
 
-type account struct {
-	balance int
-	moves   int
-}
-
-// run does the transfers and the cache reads and prints what happened.
+// run makes the transfers and the cache reads that args ask for and prints what happened.
 func run(out io.Writer, args []string) error {
 	fs := flag.NewFlagSet("counter", flag.ContinueOnError)
 	fs.SetOutput(out)
 	transfers := fs.Int("transfers", 100_000, "number of transfers")
 	accounts := fs.Int("accounts", 16, "number of accounts")
-	workers := fs.Int("workers", 8, "goroutines making transfers")
+	workers := fs.Int("workers", 8, "goroutines making transfers, and reading the cache")
+	balance := fs.Int("balance", 10_000, "opening balance of every account")
+	reads := fs.Int("reads", 10_000, "cache reads")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *transfers < 0 || *accounts < 2 || *workers < 1 {
-		return fmt.Errorf("need -transfers >= 0, -accounts >= 2, -workers >= 1")
+	if *transfers < 0 || *accounts < 2 || *workers < 1 || *balance < 0 || *reads < 0 {
+		return fmt.Errorf("need -transfers >= 0, -accounts >= 2, -workers >= 1, -balance >= 0, -reads >= 0")
 	}
 
-	bank := make([]*queue.Guarded[account], *accounts)
-	for i := range bank {
-		bank[i] = queue.NewGuarded(account{balance: 10_000}, queue.WithLabel(fmt.Sprint("account-", i)))
-	}
-	before := total(bank)
+	b := newBank(*accounts, *balance)
+	before := b.total()
+	b.run(*transfers, *workers)
+	after := b.total()
+	done, deposits, refused := b.counts()
 
-	var done dispatch.Group // counts transfers until their deposit (or refusal) has run
-	var refused atomic.Int64
-	var wg sync.WaitGroup
-	per := *transfers / *workers
-	for w := range *workers {
-		n := per
-		if w == 0 {
-			n += *transfers % *workers
-		}
-		wg.Go(func() {
-			for range n {
-				from, to := rand.IntN(len(bank)), rand.IntN(len(bank)-1)
-				if to >= from {
-					to++
-				}
-				transfer(bank[from], bank[to], 1+rand.IntN(20), &done, &refused)
-			}
-		})
-	}
-	wg.Wait()
-	if err := done.Wait(context.Background()); err != nil {
-		return err
-	}
-	after := total(bank)
+	c := newRateCache()
+	hits, misses, bad := c.run(*reads, *workers)
+	writes := c.writes()
 
-	hits := cacheDemo()
-	fmt.Fprintf(out, "accounts:  %d\n", len(bank))
-	fmt.Fprintf(out, "transfers: %d (%d refused for lack of funds)\n", *transfers, refused.Load())
+	fmt.Fprintf(out, "accounts: %d, %d each\n", *accounts, *balance)
+	fmt.Fprintf(out, "transfers: %d made by %d goroutines, %d done, %d refused for lack of funds\n", *transfers, *workers, done, refused)
 	fmt.Fprintf(out, "total before: %d\n", before)
 	fmt.Fprintf(out, "total after:  %d\n", after)
-	fmt.Fprintf(out, "cache hits: %d of %d reads\n", hits, cacheReads)
-	if before != after {
+	fmt.Fprintf(out, "cache: %d reads, %d hits, %d misses, %d writes\n", *reads, hits, misses, writes)
+	switch {
+	case before != after:
 		return fmt.Errorf("money was created or lost: %d before, %d after", before, after)
+	case deposits != done:
+		return fmt.Errorf("%d withdrawals but %d deposits", done, deposits)
+	case done+refused != *transfers:
+		return fmt.Errorf("%d transfers asked for, %d done and %d refused", *transfers, done, refused)
+	case bad > 0:
+		return fmt.Errorf("%d cache reads returned a wrong rate", bad)
 	}
 	return nil
 }
 
-// transfer withdraws on from's queue; the deposit is a block on to's queue, submitted by the
-// withdrawal. Each step runs where the state it touches lives: no lock anywhere.
-func transfer(from, to *queue.Guarded[account], amount int, done *dispatch.Group, refused *atomic.Int64) {
-	done.Enter()
-	from.Async(func(a *account) {
+// account is what one Guarded value holds; only blocks on its queue touch it.
+type account struct {
+	balance int
+	out, in int // transfers withdrawn from and deposited to this account
+	refused int // transfers from this account refused for lack of funds
+}
+
+type bank struct {
+	accounts []*queue.Guarded[account]
+	wg       sync.WaitGroup // one count per transfer, until its last step has run
+}
+
+func newBank(n, balance int) *bank {
+	b := &bank{accounts: make([]*queue.Guarded[account], n)}
+	for i := range b.accounts {
+		b.accounts[i] = queue.NewGuarded(account{balance: balance}, queue.WithLabel(fmt.Sprint("account-", i)))
+	}
+	return b
+}
+
+// window is how many transfers each goroutine keeps in flight. Without it the submitters
+// would outrun the queues: withdrawals would pile up on every account ahead of the deposits
+// bound for it, most of the money would be in flight at any moment, and most transfers would
+// be refused for lack of funds. Backpressure belongs to the submitter.
+const window = 32
+
+// run makes n transfers of random amounts between random accounts from workers goroutines,
+// and returns when every one of them has finished (been deposited or refused).
+func (b *bank) run(n, workers int) {
+	var submitters sync.WaitGroup
+	for w := range workers {
+		share := n / workers
+		if w < n%workers {
+			share++
+		}
+		submitters.Go(func() {
+			slots := make(chan struct{}, window)
+			finished := func() { <-slots } // never blocks: the slot was taken before
+			for range share {
+				from := rand.IntN(len(b.accounts))
+				to := rand.IntN(len(b.accounts) - 1)
+				if to >= from {
+					to++
+				}
+				slots <- struct{}{} // waits while window transfers of this goroutine are in flight
+				b.transfer(from, to, 1+rand.IntN(50), finished)
+			}
+		})
+	}
+	submitters.Wait()
+	// Submitting is not finishing: the last deposits may still be on their way.
+	b.wg.Wait()
+}
+
+// transfer moves amount from one account to another, in two steps that each run where the
+// state they touch lives.
+//
+// The withdrawal is a block on from's queue, so its check and its update cannot interleave
+// with another transfer out of (or into) the same account: the balance never goes below zero
+// and no update is lost. The deposit is submitted from inside the withdrawal, so it can only
+// happen after the money has left; until it runs the money is in flight, in neither account,
+// which is why a total is taken only once every transfer has finished. Neither step waits for
+// the other account's queue (Async, never Sync), so unlike two mutexes taken in opposite
+// orders by two opposite transfers, nothing can deadlock. finished runs once the transfer is
+// over, in whichever block ends it.
+func (b *bank) transfer(from, to, amount int, finished func()) {
+	b.wg.Add(1)
+	b.accounts[from].Async(func(a *account) {
 		if a.balance < amount {
-			refused.Add(1)
-			done.Leave()
+			a.refused++
+			finished()
+			b.wg.Done()
 			return
 		}
 		a.balance -= amount
-		a.moves++
-		to.Async(func(b *account) {
-			b.balance += amount
-			b.moves++
-			done.Leave()
+		a.out++
+		b.accounts[to].Async(func(a *account) {
+			a.balance += amount
+			a.in++
+			finished()
+			b.wg.Done()
 		})
 	})
 }
 
-func total(bank []*queue.Guarded[account]) int {
+// total adds up the balances, each read on its account's queue.
+func (b *bank) total() int {
 	sum := 0
-	for _, g := range bank {
+	for _, g := range b.accounts {
 		g.Sync(func(a *account) { sum += a.balance })
 	}
 	return sum
 }
 
-const cacheReads = 10_000
-
-// cacheDemo reads a rate cache from many goroutines while one writer refreshes it.
-func cacheDemo() int64 {
-	cache := queue.NewConcurrent("rates")
-	rates := map[string]float64{"EUR": 1.08}
-	var hits atomic.Int64
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for range cacheReads / 8 {
-				var ok bool
-				cache.Sync(func() { _, ok = rates["EUR"] }) // reads run side by side
-				if ok {
-					hits.Add(1)
-				}
-			}
+// counts returns the withdrawals, deposits and refusals the accounts recorded. Once every
+// transfer has finished, there are as many deposits as withdrawals.
+func (b *bank) counts() (withdrawals, deposits, refused int) {
+	for _, g := range b.accounts {
+		g.Sync(func(a *account) {
+			withdrawals += a.out
+			deposits += a.in
+			refused += a.refused
 		})
 	}
-	for i := range 10 {
-		cache.BarrierAsync(func() { rates["EUR"] = 1.08 + float64(i)/100 }) // a write runs alone
-	}
-	wg.Wait()
-	cache.BarrierSync(func() {})
-	return hits.Load()
+	return withdrawals, deposits, refused
 }
