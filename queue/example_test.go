@@ -50,33 +50,38 @@ func ExampleQueue_BarrierAsync() {
 		cache.Sync(func() { v = data[k] })
 		return v
 	}
-	cache.BarrierAsync(func() { data["b"] = "2" })
+	cache.BarrierAsync(func() { data["b"] = "2" }) // waits for earlier reads; later ones wait for it
 	fmt.Println(read("a"), read("b"))
 	// Output: 1 2
 }
 
-func ExampleNewSerial_target() {
-	// Two queues that take turns on one serial target: their blocks never overlap.
+func ExampleNewSerial() {
+	// Two serial queues that target one serial queue take turns on it: each keeps its own
+	// order, and no block of one overlaps a block of the other, so they may share db's state.
 	db := queue.NewSerial("db")
 	users := queue.NewSerial("users", queue.WithTarget(db))
 	orders := queue.NewSerial("orders", queue.WithTarget(db))
-	var log []string // touched only by blocks running on db
-	users.Async(func() { log = append(log, "users") })
-	orders.Async(func() { log = append(log, "orders") })
-	users.Sync(func() {})
+	rows := map[string]int{} // touched only by blocks running on db
+	for range 3 {
+		users.Async(func() { rows["users"]++ })
+		orders.Async(func() { rows["orders"]++ })
+	}
+	users.Sync(func() {}) // after users' blocks
 	orders.Sync(func() {})
-	db.Sync(func() { fmt.Println(len(log)) })
-	// Output: 2
+	db.Sync(func() { fmt.Println(rows["users"], rows["orders"]) })
+	// Output: 3 3
 }
 
 func ExampleQueue_TryAsync() {
 	q := queue.NewSerial("bounded", queue.WithLimit(1), queue.Inactive())
 	fmt.Println(q.TryAsync(func() {})) // accepted: one pending
-	fmt.Println(q.TryAsync(func() {})) // the limit is reached
+	fmt.Println(q.TryAsync(func() {})) // the limit is reached; Async would wait for room
 	q.Activate()
+	fmt.Println(q.Close(context.Background())) // runs the accepted block
 	// Output:
 	// <nil>
 	// queue: full
+	// <nil>
 }
 
 func ExampleQueue_SyncContext() {
