@@ -1,8 +1,6 @@
 package bench
 
 import (
-	"runtime"
-	"sync"
 	"testing"
 
 	"github.com/dispatchkit/dispatchkit/dispatch"
@@ -15,15 +13,11 @@ import (
 // go, so they even out. Same 10,000 indexes, same arithmetic as BenchmarkApply.
 
 func unevenChunk(i int) {
-	rounds := 40
 	if i >= chunks/2 {
-		rounds = 400
+		mix(i, 400)
+	} else {
+		mix(i, 40)
 	}
-	x := uint64(i)
-	for range rounds {
-		x = x*6364136223846793005 + 1442695040888963407
-	}
-	sink[i] = x
 }
 
 func BenchmarkApplyUneven(b *testing.B) {
@@ -35,16 +29,7 @@ func BenchmarkApplyUneven(b *testing.B) {
 
 func BenchmarkApplyUnevenPeerHandSplit(b *testing.B) {
 	for b.Loop() {
-		p := runtime.GOMAXPROCS(0)
-		var wg sync.WaitGroup
-		for w := range p {
-			wg.Go(func() {
-				for i := w * chunks / p; i < (w+1)*chunks/p; i++ {
-					unevenChunk(i)
-				}
-			})
-		}
-		wg.Wait()
+		handSplit(unevenChunk)
 	}
 }
 

@@ -17,12 +17,30 @@ const chunks = 10_000
 
 var sink [chunks]uint64
 
-func chunk(i int) {
+// mix does rounds steps of a linear congruential generator for index i.
+func mix(i, rounds int) {
 	x := uint64(i)
-	for range 200 {
+	for range rounds {
 		x = x*6364136223846793005 + 1442695040888963407
 	}
 	sink[i] = x
+}
+
+func chunk(i int) { mix(i, 200) }
+
+// handSplit is the peer of Apply: chunks indexes cut into GOMAXPROCS fixed ranges, one
+// goroutine each.
+func handSplit(fn func(int)) {
+	p := runtime.GOMAXPROCS(0)
+	var wg sync.WaitGroup
+	for w := range p {
+		wg.Go(func() {
+			for i := w * chunks / p; i < (w+1)*chunks/p; i++ {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func BenchmarkApply(b *testing.B) {
@@ -34,16 +52,7 @@ func BenchmarkApply(b *testing.B) {
 
 func BenchmarkApplyPeerHandSplit(b *testing.B) {
 	for b.Loop() {
-		p := runtime.GOMAXPROCS(0)
-		var wg sync.WaitGroup
-		for w := range p {
-			wg.Go(func() {
-				for i := w * chunks / p; i < (w+1)*chunks/p; i++ {
-					chunk(i)
-				}
-			})
-		}
-		wg.Wait()
+		handSplit(chunk)
 	}
 }
 
