@@ -37,10 +37,10 @@ type Observer interface {
 	// request's context without its cancellation; the returned context becomes the
 	// connection's root (and the parent of Conn.Context).
 	Handshake(ctx context.Context, r *http.Request) context.Context
-	// Rejected is called when a request is refused before the upgrade, with the HTTP status
+	// Refused is called when a request is refused before the upgrade, with the HTTP status
 	// (401, 403, 503, or what the handshake failed with) and why ("unauthorized",
 	// "forbidden", "max_conns", "shutdown", "handshake").
-	Rejected(ctx context.Context, r *http.Request, status int, reason string)
+	Refused(ctx context.Context, r *http.Request, status int, reason string)
 	// Opened is called when the connection is upgraded, before OnOpen is queued. ctx is the
 	// root context.
 	Opened(ctx context.Context, c *Conn)

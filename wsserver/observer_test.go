@@ -41,7 +41,7 @@ func (r *recorder) Handshake(ctx context.Context, req *http.Request) context.Con
 	r.add("handshake")
 	return context.WithValue(ctx, ctxKey("span"), "conn")
 }
-func (r *recorder) Rejected(ctx context.Context, req *http.Request, status int, reason string) {
+func (r *recorder) Refused(ctx context.Context, req *http.Request, status int, reason string) {
 	r.add("rejected " + reason)
 }
 func (r *recorder) Opened(ctx context.Context, c *Conn) { r.add("opened " + span(ctx)) }

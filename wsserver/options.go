@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/dispatchkit/dispatchkit/queue"
 )
 
 // SlowPolicy says what happens when a connection's outbound buffer is full.
@@ -94,6 +96,11 @@ type Options struct {
 	// Observer is told about connections, messages and sends (the tracing package implements
 	// it). Default nil: one nil check per event.
 	Observer Observer
+	// QueueObserver is given to the server's queues: the shared handler queue, every
+	// connection's queue (they inherit it from the handler queue) and every room's queue, so
+	// that a tracer sees each callback's wait and run on its queue. A tracing.Observer serves
+	// as both Observer and QueueObserver. Default nil: one nil check per block.
+	QueueObserver queue.Observer
 
 	// ReadBufferSize is the size of the buffer the reader parses frames from. A larger one
 	// takes several small messages per system call; each idle connection holds it. Default 512.

@@ -88,7 +88,9 @@ func (c *Conn) dispatch(m Message) {
 	ctx := obs.Received(c.root, c, m)
 	// AsyncContext runs the block under ctx: queue.CurrentContext() inside OnMessage is the
 	// receive span, and a Send there carries it.
-	c.q.AsyncContext(ctx, func(ctx context.Context) {
+	c.q.AsyncContext(ctx, func(context.Context) {
+		// Handled gets Received's context, not the block's (a queue observer may have
+		// wrapped it in a span of its own).
 		var recovered any
 		defer func() { obs.Handled(ctx, c, m, recovered) }()
 		recovered = c.onMessage(m)

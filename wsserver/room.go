@@ -27,7 +27,7 @@ const fanoutChunk = 256
 func newRoom(s *Server, name string) *Room {
 	// The room's queue targets a Global root, not the width-limited handler queue: a
 	// broadcast then never waits behind handlers, and handlers may Sync onto it (Len).
-	return &Room{name: name, s: s, q: queue.NewSerial("ws.room"), members: make(map[*Conn]int)}
+	return &Room{name: name, s: s, q: queue.NewSerial("ws.room", queue.WithObserver(s.opts.QueueObserver)), members: make(map[*Conn]int)}
 }
 
 // Name returns the room's name.

@@ -53,7 +53,7 @@ func New(h Handler, opts Options) *Server {
 		h:        h,
 		opts:     o,
 		obs:      o.Observer,
-		handlers: queue.NewConcurrent("ws.handlers", queue.WithWidth(o.HandlerWidth)),
+		handlers: queue.NewConcurrent("ws.handlers", queue.WithWidth(o.HandlerWidth), queue.WithObserver(o.QueueObserver)),
 		conns:    make(map[*Conn]struct{}),
 	}
 }
@@ -99,6 +99,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.register(c) {
 		// Shutdown began during the upgrade: the connection never opens.
 		s.stats.rejected.Add(1)
+		if s.obs != nil {
+			s.obs.Refused(root, r, http.StatusServiceUnavailable, "shutdown")
+		}
 		_ = c.nc.SetDeadline(time.Now().Add(min(closeGrace, s.opts.HandshakeTimeout)))
 		_ = c.ws.Close(websocket.StatusGoingAway, "server shutting down")
 		s.releaseSlot()
@@ -144,7 +147,7 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 		// Accept has answered (400, 403 for a foreign origin, 426, ...).
 		s.stats.rejected.Add(1)
 		if s.obs != nil {
-			s.obs.Rejected(root, r, hw.status, "handshake")
+			s.obs.Refused(root, r, hw.status, "handshake")
 		}
 		if hw.nc != nil {
 			_ = hw.nc.Close()
@@ -173,7 +176,7 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 func (s *Server) reject(root context.Context, w http.ResponseWriter, r *http.Request, status int, why string) {
 	s.stats.rejected.Add(1)
 	if s.obs != nil {
-		s.obs.Rejected(root, r, status, why)
+		s.obs.Refused(root, r, status, why)
 	}
 	http.Error(w, http.StatusText(status), status)
 }

@@ -36,7 +36,7 @@ func TestSlowConsumerDoesNotSlowBroadcast(t *testing.T) {
 				cl.record(c, err)
 			}
 		},
-	}, Options{SendBuffer: 4, WriteTimeout: 2 * time.Second})
+	}, Options{SendBuffer: 4, WriteTimeout: time.Minute}) // a full buffer, not a write timeout, must end it
 
 	// The slow client: tiny receive buffer, never reads.
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -1,0 +1,197 @@
+package tracing
+
+import (
+	"context"
+	"sync"
+	"weak"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/dispatchkit/dispatchkit/queue"
+)
+
+// durationBuckets are the histogram boundaries, in seconds: fine enough for in-process work
+// (10 µs) and wide enough for a stuck block (10 s).
+var durationBuckets = []float64{
+	0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+
+// connBuckets are for how long a WebSocket connection lived, in seconds.
+var connBuckets = []float64{0.01, 0.1, 1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600}
+
+// instruments are the Observer's metrics. Names follow the OTel rules: our own prefix,
+// dots between namespaces, units in UCUM (s, By, {block}), no _total suffix.
+type instruments struct {
+	wait     metric.Float64Histogram // dispatch.queue.wait.duration
+	run      metric.Float64Histogram // dispatch.queue.run.duration
+	rejected metric.Int64Counter     // dispatch.queue.rejected
+	size     metric.Int64ObservableUpDownCounter
+
+	conns    metric.Int64UpDownCounter // dispatch.ws.connection.count
+	connDur  metric.Float64Histogram   // dispatch.ws.connection.duration
+	messages metric.Int64Counter       // dispatch.ws.messages
+	bytes    metric.Int64Counter       // dispatch.ws.io
+	dropped  metric.Int64Counter       // dispatch.ws.dropped
+	closed   metric.Int64Counter       // dispatch.ws.closed
+	refused  metric.Int64Counter       // dispatch.ws.refused
+}
+
+// newInstruments makes the instruments; an error (a provider that refuses one) goes to
+// handle and leaves a no-op instrument in its place.
+func newInstruments(m metric.Meter, handle func(error)) instruments {
+	var in instruments
+	var err error
+	check := func(e error) {
+		if e != nil && err == nil {
+			err = e
+		}
+	}
+	var e error
+	in.wait, e = m.Float64Histogram("dispatch.queue.wait.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time a block waited on its queue, from accepted to started."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	check(e)
+	in.run, e = m.Float64Histogram("dispatch.queue.run.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time a block ran."),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	check(e)
+	in.rejected, e = m.Int64Counter("dispatch.queue.rejected", metric.WithUnit("{block}"),
+		metric.WithDescription("Blocks TryAsync refused, by error.type (full, closed)."))
+	check(e)
+	in.conns, e = m.Int64UpDownCounter("dispatch.ws.connection.count", metric.WithUnit("{connection}"),
+		metric.WithDescription("WebSocket connections open now."))
+	check(e)
+	in.connDur, e = m.Float64Histogram("dispatch.ws.connection.duration", metric.WithUnit("s"),
+		metric.WithDescription("How long WebSocket connections lived, by close reason."),
+		metric.WithExplicitBucketBoundaries(connBuckets...))
+	check(e)
+	in.messages, e = m.Int64Counter("dispatch.ws.messages", metric.WithUnit("{message}"),
+		metric.WithDescription("WebSocket messages received and written, by network.io.direction."))
+	check(e)
+	in.bytes, e = m.Int64Counter("dispatch.ws.io", metric.WithUnit("By"),
+		metric.WithDescription("WebSocket payload bytes received and written, by network.io.direction."))
+	check(e)
+	in.dropped, e = m.Int64Counter("dispatch.ws.dropped", metric.WithUnit("{message}"),
+		metric.WithDescription("Outbound WebSocket messages not written, by reason."))
+	check(e)
+	in.closed, e = m.Int64Counter("dispatch.ws.closed", metric.WithUnit("{connection}"),
+		metric.WithDescription("WebSocket connections closed, by reason."))
+	check(e)
+	in.refused, e = m.Int64Counter("dispatch.ws.refused", metric.WithUnit("{request}"),
+		metric.WithDescription("Upgrade requests refused before the handshake, by reason."))
+	check(e)
+	if err != nil {
+		handle(err)
+	}
+	return in
+}
+
+// observeQueues registers the one callback that reports dispatch.queue.size: the blocks
+// waiting in every live queue the Observer was given, summed by queue label.
+func (in *instruments) observeQueues(m metric.Meter, live *liveSet, labels *labelCache, handle func(error)) metric.Registration {
+	size, err := m.Int64ObservableUpDownCounter("dispatch.queue.size", metric.WithUnit("{block}"),
+		metric.WithDescription("Blocks accepted and not yet started, summed over the live queues of a label."))
+	if err != nil {
+		handle(err)
+		return nil
+	}
+	in.size = size
+	reg, err := m.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
+		sums := map[*labelAttrs]int64{}
+		live.each(func(q *queue.Queue) {
+			sums[labels.get(q)] += int64(q.Stats().Pending)
+		})
+		for a, n := range sums {
+			ob.ObserveInt64(size, n, a.size...)
+		}
+		return nil
+	}, size)
+	if err != nil {
+		handle(err)
+		return nil
+	}
+	return reg
+}
+
+// A liveSet holds the queues an observer was given, weakly: a queue that is dropped without
+// Close disappears from it when the garbage collector takes it, so a server that makes a
+// queue per connection does not leak through its observer.
+type liveSet struct {
+	mu sync.Mutex
+	m  map[weak.Pointer[queue.Queue]]struct{}
+}
+
+func (s *liveSet) add(q *queue.Queue) {
+	p := weak.Make(q)
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[weak.Pointer[queue.Queue]]struct{}{}
+	}
+	s.m[p] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *liveSet) remove(q *queue.Queue) {
+	p := weak.Make(q)
+	s.mu.Lock()
+	delete(s.m, p)
+	s.mu.Unlock()
+}
+
+// each calls f for every live queue, outside the set's lock, and forgets collected ones.
+func (s *liveSet) each(f func(*queue.Queue)) {
+	s.mu.Lock()
+	qs := make([]*queue.Queue, 0, len(s.m))
+	for p := range s.m {
+		if q := p.Value(); q != nil {
+			qs = append(qs, q)
+		} else {
+			delete(s.m, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, q := range qs {
+		f(q)
+	}
+}
+
+// len reports how many queues the set holds (collected ones included until the next each).
+func (s *liveSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+// Fixed attribute sets of the server metrics.
+var (
+	dirReceive  = attribute.String("network.io.direction", "receive")
+	dirTransmit = attribute.String("network.io.direction", "transmit")
+	optReceive  = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(dirReceive))}
+	optTransmit = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(dirTransmit))}
+)
+
+// reasonOpts caches the attribute option of each close, drop or refusal reason (a short,
+// fixed list of strings).
+var reasonOpts sync.Map // string -> *reasonAttrs
+
+type reasonAttrs struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
+}
+
+func reasonOf(why string) *reasonAttrs {
+	if v, ok := reasonOpts.Load(why); ok {
+		return v.(*reasonAttrs)
+	}
+	set := attribute.NewSet(attribute.String(keyReason, why))
+	v, _ := reasonOpts.LoadOrStore(why, &reasonAttrs{
+		add:    []metric.AddOption{metric.WithAttributeSet(set)},
+		record: []metric.RecordOption{metric.WithAttributeSet(set)},
+	})
+	return v.(*reasonAttrs)
+}
+
+const keyReason = "dispatch.ws.reason"

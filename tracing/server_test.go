@@ -1,0 +1,271 @@
+package tracing
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dispatchkit/dispatchkit/wsserver"
+)
+
+// chatServer is a wsserver where every connection joins "lobby" and every message is
+// broadcast to it, observed by r, behind wrap (nil: none).
+func chatServer(t *testing.T, r *rig, wrap func(http.Handler) http.Handler) (url string, joined chan *wsserver.Conn, closed chan *wsserver.Conn) {
+	t.Helper()
+	joined, closed = make(chan *wsserver.Conn, 8), make(chan *wsserver.Conn, 8)
+	var s *wsserver.Server
+	s = wsserver.New(wsserver.HandlerFuncs{
+		Open:    func(c *wsserver.Conn) { s.Room("lobby").Join(c); joined <- c },
+		Message: func(c *wsserver.Conn, m wsserver.Message) { s.Room("lobby").Broadcast(m) },
+		Close:   func(c *wsserver.Conn, err error) { closed <- c },
+	}, wsserver.Options{Observer: r, QueueObserver: r, Authenticate: func(req *http.Request) (any, error) {
+		if req.URL.Query().Get("deny") != "" {
+			return nil, errors.New("no")
+		}
+		return nil, nil
+	}})
+	var h http.Handler = s
+	if wrap != nil {
+		h = wrap(s)
+	}
+	hs := httptest.NewServer(h)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+		hs.Close()
+	})
+	return "ws" + strings.TrimPrefix(hs.URL, "http"), joined, closed
+}
+
+func dial(t *testing.T, url string) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, url, nil)
+	require.NoError(t, err)
+	return c
+}
+
+func readText(t *testing.T, c *websocket.Conn) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, b, err := c.Read(ctx)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// One message broadcast to three connections: one receive span, one publish span and three
+// send spans, all in one trace under the sender's handshake span.
+func TestChatExchangeSpans(t *testing.T) {
+	r := newRig(t)
+	url, joined, closed := chatServer(t, r, nil)
+	clients := make([]*websocket.Conn, 3)
+	ids := map[string]bool{}
+	var sender *wsserver.Conn
+	for i := range clients {
+		clients[i] = dial(t, url)
+		c := recv(t, joined, "join")
+		ids[connID(c).Value.AsString()] = true
+		if i == 0 {
+			sender = c
+		}
+	}
+	// Joins are queued on the room; a first message from the last client proves all three
+	// are members before the real one is sent.
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, clients[2].Write(ctx, websocket.MessageText, []byte("ready")))
+	for _, c := range clients {
+		require.Equal(t, "ready", readText(t, c))
+	}
+	require.NoError(t, clients[0].Write(ctx, websocket.MessageText, []byte("hello")))
+	for _, c := range clients {
+		require.Equal(t, "hello", readText(t, c))
+	}
+
+	handshakes := r.waitSpans(t, "ws.handshake", 3)
+	receives := r.waitSpans(t, "receive ws.conn", 2)
+	r.waitSpans(t, "send ws.conn", 6)
+	var hello sdktrace.ReadOnlySpan
+	for _, s := range receives {
+		if attrs(s.Attributes())["dispatch.ws.conn.id"] == connID(sender).Value.AsString() {
+			hello = s
+		}
+	}
+	require.NotNil(t, hello, "a receive span for the sender's message")
+	require.Equal(t, trace.SpanKindConsumer, hello.SpanKind())
+	require.Equal(t, int64(5), attrs(hello.Attributes())["messaging.message.body.size"])
+	var senderHandshake sdktrace.ReadOnlySpan
+	for _, h := range handshakes {
+		require.Equal(t, trace.SpanKindServer, h.SpanKind())
+		require.Equal(t, int64(http.StatusSwitchingProtocols), attrs(h.Attributes())["http.response.status_code"])
+		if attrs(h.Attributes())["dispatch.ws.conn.id"] == connID(sender).Value.AsString() {
+			senderHandshake = h
+		}
+	}
+	require.NotNil(t, senderHandshake)
+	require.Equal(t, senderHandshake.SpanContext().SpanID(), hello.Parent().SpanID(), "the handshake is the connection's root")
+
+	// Everything in hello's trace: its process span, one publish, three sends.
+	var inTrace []sdktrace.ReadOnlySpan
+	for _, s := range r.spans.Ended() {
+		if s.SpanContext().TraceID() == hello.SpanContext().TraceID() {
+			inTrace = append(inTrace, s)
+		}
+	}
+	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+	for _, s := range inTrace {
+		byID[s.SpanContext().SpanID()] = s
+	}
+	descends := func(s sdktrace.ReadOnlySpan, from trace.SpanID) bool {
+		for p := s.Parent().SpanID(); p.IsValid(); {
+			if p == from {
+				return true
+			}
+			ps, ok := byID[p]
+			if !ok {
+				return false
+			}
+			p = ps.Parent().SpanID()
+		}
+		return false
+	}
+	var publish []sdktrace.ReadOnlySpan
+	var sends []sdktrace.ReadOnlySpan
+	for _, s := range inTrace {
+		switch s.Name() {
+		case "publish ws.room":
+			if descends(s, hello.SpanContext().SpanID()) {
+				publish = append(publish, s)
+			}
+		case "send ws.conn":
+			sends = append(sends, s)
+		}
+	}
+	require.Len(t, publish, 1)
+	require.Equal(t, trace.SpanKindProducer, publish[0].SpanKind())
+	require.Equal(t, "lobby", attrs(publish[0].Attributes())["dispatch.ws.room"])
+	require.Equal(t, int64(3), attrs(publish[0].Attributes())["messaging.batch.message_count"])
+	require.Len(t, sends, 3, "one send span per member, in the message's trace")
+	got := map[string]bool{}
+	for _, s := range sends {
+		require.Equal(t, publish[0].SpanContext().SpanID(), s.Parent().SpanID())
+		require.Equal(t, trace.SpanKindProducer, s.SpanKind())
+		require.Equal(t, codes.Unset, s.Status().Code)
+		got[attrs(s.Attributes())["dispatch.ws.conn.id"].(string)] = true
+	}
+	require.Equal(t, ids, got, "a send span for each member")
+	process := 0
+	for _, s := range inTrace {
+		if s.Name() == "process ws.conn" && s.Parent().SpanID() == hello.SpanContext().SpanID() {
+			process++
+		}
+	}
+	require.Equal(t, 1, process, "OnMessage's block on the connection queue, child of the receive span")
+
+	// Metrics.
+	m := r.metrics(t)
+	require.Equal(t, int64(3), m["dispatch.ws.connection.count"].(metricdata.Sum[int64]).DataPoints[0].Value)
+	byDir := map[string]int64{}
+	for _, dp := range m["dispatch.ws.messages"].(metricdata.Sum[int64]).DataPoints {
+		v, _ := dp.Attributes.Value("network.io.direction")
+		byDir[v.AsString()] = dp.Value
+	}
+	require.Equal(t, map[string]int64{"receive": 2, "transmit": 6}, byDir)
+	bytesByDir := map[string]int64{}
+	for _, dp := range m["dispatch.ws.io"].(metricdata.Sum[int64]).DataPoints {
+		v, _ := dp.Attributes.Value("network.io.direction")
+		bytesByDir[v.AsString()] = dp.Value
+	}
+	require.Equal(t, map[string]int64{"receive": 10, "transmit": 30}, bytesByDir)
+
+	for _, c := range clients {
+		require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	}
+	for range clients {
+		recv(t, closed, "OnClose")
+	}
+	m = r.metrics(t)
+	require.Equal(t, int64(0), m["dispatch.ws.connection.count"].(metricdata.Sum[int64]).DataPoints[0].Value)
+	closes := m["dispatch.ws.closed"].(metricdata.Sum[int64]).DataPoints
+	require.Len(t, closes, 1)
+	reason, _ := closes[0].Attributes.Value("dispatch.ws.reason")
+	require.Equal(t, wsserver.ReasonNormal, reason.AsString())
+	require.Equal(t, int64(3), closes[0].Value)
+	require.Equal(t, uint64(3), m["dispatch.ws.connection.duration"].(metricdata.Histogram[float64]).DataPoints[0].Count)
+}
+
+// A refused upgrade ends its handshake span with an error and is counted by reason.
+func TestRefusedHandshake(t *testing.T) {
+	r := newRig(t)
+	url, _, _ := chatServer(t, r, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, url+"?deny=1", nil)
+	require.Error(t, err)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	h := r.waitSpans(t, "ws.handshake", 1)[0]
+	require.Equal(t, codes.Error, h.Status().Code)
+	require.Equal(t, int64(http.StatusUnauthorized), attrs(h.Attributes())["http.response.status_code"])
+	require.Equal(t, "unauthorized", attrs(h.Attributes())["error.type"])
+	dps := r.metrics(t)["dispatch.ws.refused"].(metricdata.Sum[int64]).DataPoints
+	require.Len(t, dps, 1)
+	require.Equal(t, int64(1), dps[0].Value)
+}
+
+// Under an HTTP server span (what otelhttp.NewHandler makes), the handshake is its INTERNAL
+// child, and the request span ends with the upgrade, not with the connection.
+func TestUnderHTTPServerSpan(t *testing.T) {
+	r := newRig(t)
+	requestEnded := make(chan struct{}, 4)
+	wrap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			ctx, span := r.tracerForTest().Start(req.Context(), "GET /ws", trace.WithSpanKind(trace.SpanKindServer))
+			next.ServeHTTP(w, req.WithContext(ctx))
+			span.End()
+			requestEnded <- struct{}{}
+		})
+	}
+	url, joined, _ := chatServer(t, r, wrap)
+	c := dial(t, url)
+	defer c.CloseNow()
+	recv(t, joined, "join")
+	recv(t, requestEnded, "the request span's end while the connection is open")
+	req := r.waitSpans(t, "GET /ws", 1)[0]
+	h := r.waitSpans(t, "ws.handshake", 1)[0]
+	require.Equal(t, trace.SpanKindInternal, h.SpanKind())
+	require.Equal(t, req.SpanContext().SpanID(), h.Parent().SpanID())
+}
+
+// A message dropped for a closed connection ends its send span with an error and counts.
+func TestDroppedSend(t *testing.T) {
+	r := newRig(t)
+	url, joined, closed := chatServer(t, r, nil)
+	c := dial(t, url)
+	conn := recv(t, joined, "join")
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	recv(t, closed, "OnClose")
+	require.ErrorIs(t, conn.SendText("late"), wsserver.ErrClosed)
+	var failed sdktrace.ReadOnlySpan
+	for _, s := range r.waitSpans(t, "send ws.conn", 1) {
+		failed = s
+	}
+	require.Equal(t, codes.Error, failed.Status().Code)
+	require.Equal(t, wsserver.ReasonClosed, attrs(failed.Attributes())["error.type"])
+	dps := r.metrics(t)["dispatch.ws.dropped"].(metricdata.Sum[int64]).DataPoints
+	require.Len(t, dps, 1)
+	reason, _ := dps[0].Attributes.Value("dispatch.ws.reason")
+	require.Equal(t, wsserver.ReasonClosed, reason.AsString())
+}
