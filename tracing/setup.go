@@ -10,10 +10,12 @@ import (
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // Setup configures the OpenTelemetry SDK from the standard OTEL_* environment and installs
@@ -31,7 +33,8 @@ import (
 //
 // Unlike the SDK's own default (otlp), an unset exporter variable means none, so a program
 // that calls Setup stays quiet until it is asked to export. A signal whose exporter is none
-// gets no SDK provider at all, so its instrumentation costs what the no-op API costs.
+// gets the API's no-op provider instead of an SDK, so an Observer made afterwards starts
+// no span at all (and metric instruments report Enabled false).
 //
 // The returned shutdown flushes and stops what Setup started; call it before exiting. On an
 // error Setup installs nothing.
@@ -69,6 +72,9 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 			}
 		}()
 	}
+	if !exporting("OTEL_TRACES_EXPORTER") {
+		otel.SetTracerProvider(tracenoop.NewTracerProvider())
+	}
 	if exporting("OTEL_METRICS_EXPORTER") {
 		reader, rerr := autoexport.NewMetricReader(ctx)
 		if err = rerr; err != nil {
@@ -82,6 +88,9 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 				otel.SetMeterProvider(mp)
 			}
 		}()
+	}
+	if !exporting("OTEL_METRICS_EXPORTER") {
+		otel.SetMeterProvider(metricnoop.NewMeterProvider())
 	}
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
 		propagation.TraceContext{}, propagation.Baggage{}))

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	collmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	colltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -132,21 +133,25 @@ func TestSetupExportsOTLP(t *testing.T) {
 func TestSetupFromEnvironment(t *testing.T) {
 	restoreGlobals(t)
 	ctx := context.Background()
-	before := otel.GetTracerProvider()
 	for _, env := range [][2]string{{"", ""}, {"none", "none"}} {
+		otel.SetTracerProvider(sdktrace.NewTracerProvider())
 		t.Setenv("OTEL_TRACES_EXPORTER", env[0])
 		t.Setenv("OTEL_METRICS_EXPORTER", env[1])
 		shutdown, err := Setup(ctx, "x")
 		require.NoError(t, err)
-		require.Equal(t, before, otel.GetTracerProvider())
+		require.IsType(t, tracenoop.TracerProvider{}, otel.GetTracerProvider())
+		require.IsType(t, metricnoop.MeterProvider{}, otel.GetMeterProvider())
+		require.False(t, NewObserver().spans, "an Observer over the no-op provider starts no span")
 		require.NoError(t, shutdown(ctx))
 	}
 
 	t.Setenv("OTEL_TRACES_EXPORTER", "console")
 	t.Setenv("OTEL_SDK_DISABLED", "true")
+	before := sdktrace.NewTracerProvider()
+	otel.SetTracerProvider(before)
 	shutdown, err := Setup(ctx, "x")
 	require.NoError(t, err)
-	require.Equal(t, before, otel.GetTracerProvider())
+	require.Same(t, before, otel.GetTracerProvider(), "disabled: nothing installed")
 	require.NoError(t, shutdown(ctx))
 
 	t.Setenv("OTEL_SDK_DISABLED", "")

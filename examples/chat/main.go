@@ -7,6 +7,10 @@
 // own serial queue; bursts of joins and leaves are coalesced into one presence update by a
 // dispatch data source. The page (embedded, no build step) reconnects with backoff when the
 // server goes away. Flags: -addr (default :8080).
+//
+// It calls tracing.Setup, so the standard OTEL_* variables send its traces and metrics
+// somewhere (OTEL_TRACES_EXPORTER=console prints spans), and it serves the live queue
+// inspector at /debug/dispatch.
 package main
 
 import (
@@ -27,6 +31,7 @@ import (
 	"time"
 
 	"github.com/dispatchkit/dispatchkit/queue"
+	"github.com/dispatchkit/dispatchkit/tracing"
 	"github.com/dispatchkit/dispatchkit/wsserver"
 )
 
@@ -50,6 +55,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	shutdownTelemetry, err := tracing.Setup(ctx, "chat")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTelemetry(ctx) // flush what was recorded; an exporter gone away is not fatal
+	}()
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
@@ -83,6 +97,8 @@ func displayAddr(a net.Addr) string {
 // chat is the application: the WebSocket server, its handler and the rooms.
 type chat struct {
 	ws      *wsserver.Server
+	obs     *tracing.Observer  // spans and metrics of the server and every queue
+	insp    *tracing.Inspector // served at /debug/dispatch
 	rooms   *queue.Guarded[map[string]*room]
 	clients sync.Map // *wsserver.Conn -> *client
 }
@@ -95,12 +111,16 @@ type client struct {
 }
 
 func newChat() *chat {
-	a := &chat{rooms: queue.NewGuarded(map[string]*room{}, queue.WithLabel("chat.rooms"))}
+	insp := tracing.NewInspector()
+	obs := tracing.NewObserver(tracing.WithInspector(insp))
+	a := &chat{obs: obs, insp: insp,
+		rooms: queue.NewGuarded(map[string]*room{}, queue.WithLabel("chat.rooms"), queue.WithObserver(obs))}
 	a.ws = wsserver.New(wsserver.HandlerFuncs{
 		Open:    a.open,
 		Message: a.message,
 		Close:   a.close,
-	}, wsserver.Options{ReadLimit: 16 << 10})
+	}, wsserver.Options{ReadLimit: 16 << 10, Observer: obs, QueueObserver: obs})
+	insp.WatchServer("chat", a.ws)
 	return a
 }
 
@@ -112,6 +132,7 @@ func (a *chat) routes() http.Handler {
 		http.ServeFileFS(w, r, sub, "index.html")
 	})
 	mux.Handle("/ws", a.ws)
+	mux.Handle("GET /debug/dispatch", a.insp)
 	return mux
 }
 
@@ -120,7 +141,7 @@ func (a *chat) room(name string) *room {
 	var r *room
 	a.rooms.Sync(func(m *map[string]*room) {
 		if r = (*m)[name]; r == nil {
-			r = newRoom(name, a.ws.Room("chat:"+name))
+			r = newRoom(name, a.ws.Room("chat:"+name), a.obs)
 			(*m)[name] = r
 		}
 	})

@@ -25,10 +25,10 @@ type room struct {
 	presence *dispatch.DataSource      // coalesces bursts of joins and leaves into one update
 }
 
-func newRoom(name string, ws *wsserver.Room) *room {
+func newRoom(name string, ws *wsserver.Room, obs queue.Observer) *room {
 	r := &room{
 		name:    name,
-		q:       queue.NewSerial("chat.room"),
+		q:       queue.NewSerial("chat.room", queue.WithObserver(obs)),
 		ws:      ws,
 		members: map[*wsserver.Conn]string{},
 	}
