@@ -23,16 +23,35 @@ func CurrentContext() context.Context {
 	return context.Background()
 }
 
-// setCurrent records ctx as the caller's current context and returns what restores the
-// previous one.
-func setCurrent(ctx context.Context) func() {
+// saved is what swapCurrent replaced, for restore.
+type saved struct {
+	g    uintptr
+	prev any
+	had  bool // the goroutine had a current context before
+	set  bool // swapCurrent recorded one
+}
+
+// swapCurrent records ctx as the caller's current context. Background is recorded only
+// when it has to hide an outer block's context: observed blocks without a context of their
+// own then cost no map write.
+func swapCurrent(ctx context.Context) saved {
 	g := goid.G()
-	prev, had := current.Swap(g, ctx)
-	return func() {
-		if had {
-			current.Store(g, prev)
-		} else {
-			current.Delete(g)
+	if ctx == context.Background() {
+		if _, ok := current.Load(g); !ok {
+			return saved{}
 		}
+	}
+	prev, had := current.Swap(g, ctx)
+	return saved{g: g, prev: prev, had: had, set: true}
+}
+
+// restore puts back what swapCurrent replaced.
+func (s saved) restore() {
+	switch {
+	case !s.set:
+	case s.had:
+		current.Store(s.g, s.prev)
+	default:
+		current.Delete(s.g)
 	}
 }

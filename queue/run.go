@@ -54,9 +54,9 @@ func (q *Queue) runSlow(it item) {
 		info = BlockInfo{Kind: x.kind, Enqueued: x.enq, Wait: start.Sub(x.enq), Site: x.site}
 		ctx = obs.Started(q, ctx, info)
 	}
-	var restore func()
+	var prev saved
 	if ctx != nil {
-		restore = setCurrent(ctx)
+		prev = swapCurrent(ctx)
 	}
 	catch := panics != nil || obs != nil
 	returned := false
@@ -72,9 +72,7 @@ func (q *Queue) runSlow(it item) {
 				stack = append([]byte("block submitted at "+x.site+"\n"), stack...)
 			}
 		}
-		if restore != nil {
-			restore()
-		}
+		prev.restore()
 		if obs != nil {
 			info.Run, info.Panic = now().Sub(start), r
 			obs.Finished(q, ctx, info)

@@ -124,12 +124,12 @@ func (q *Queue) syncCall(ctx context.Context, fn func(), cfn func(context.Contex
 				panic(info.Panic)
 			}
 		}()
-		defer setCurrent(ctx)()
+		defer swapCurrent(ctx).restore()
 		call(ctx, fn, cfn)
 		returned = true
 		return nil
 	}
-	defer setCurrent(ctx)()
+	defer swapCurrent(ctx).restore()
 	call(ctx, fn, cfn)
 	return nil
 }
