@@ -49,13 +49,8 @@ func serveOn(t *testing.T, ln net.Listener) (stop func()) {
 	}
 }
 
-func TestChatInTheBrowser(t *testing.T) {
-	exe := chromium(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	stop := serveOn(t, ln)
-
+// browser starts a headless Chromium for the test and returns its first tab.
+func browser(ctx context.Context, t *testing.T, exe string) (context.Context, context.CancelFunc) {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.Headless,
@@ -68,11 +63,21 @@ func TestChatInTheBrowser(t *testing.T) {
 		chromedp.Flag("disable-quic", true),
 		chromedp.UserDataDir(t.TempDir()),
 	)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	tab, cancelTab := chromedp.NewContext(alloc)
+	return tab, func() { cancelTab(); cancelAlloc() }
+}
+
+func TestChatInTheBrowser(t *testing.T) {
+	exe := chromium(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	stop := serveOn(t, ln)
+
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	ann, cancelAnn := chromedp.NewContext(alloc)
+	ann, cancelAnn := browser(ctx, t, exe)
 	defer cancelAnn()
 
 	page := func(nick string) string { return fmt.Sprintf("http://%s/?room=e2e&nick=%s", addr, nick) }
@@ -134,4 +139,68 @@ func TestChatInTheBrowser(t *testing.T) {
 	say(ann, "back again")
 	require.Eventually(t, func() bool { return strings.Contains(messages(ann), "back again") }, waitTimeout, 50*time.Millisecond)
 
+}
+
+// The inspector's page renders the chat's queues live: its script fetches the JSON, fills
+// the tables and draws the charts.
+func TestInspectorInTheBrowser(t *testing.T) {
+	exe := chromium(t)
+	_, url := startChat(t)
+	peers := []*peer{dial(t, url), dial(t, url), dial(t, url)}
+	for i, p := range peers {
+		p.send(map[string]string{"type": "join", "room": "lobby", "nick": fmt.Sprintf("user%d", i)})
+		p.next("welcome")
+	}
+	for i := range 20 {
+		peers[i%3].send(map[string]string{"type": "message", "text": fmt.Sprintf("message %d", i)})
+		for _, p := range peers {
+			p.next("message")
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a screenshot run takes 20 s more
+	defer cancel()
+	tab, cancelTab := browser(ctx, t, exe)
+	defer cancelTab()
+	require.NoError(t, chromedp.Do(tab, chromedp.Navigate(url+"/debug/dispatch")))
+	// The page rebuilds its tables every second, so wait with a script rather than on nodes
+	// (WaitVisible follows the nodes it first found, which the next refresh replaces).
+	shown := func(sel string) bool {
+		n, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll('`+sel+`').length`))
+		require.NoError(t, err)
+		return n > 0
+	}
+	require.Eventually(t, func() bool { return shown(`#labels td`) }, time.Minute, 100*time.Millisecond, "the script filled the tables")
+	require.Eventually(t, func() bool { return shown(`#servers-section:not([hidden])`) }, time.Minute, 100*time.Millisecond, "and showed the server")
+	cell := func(sel string) []string {
+		v, err := chromedp.Run(tab, chromedp.Evaluate[[]string](
+			`[...document.querySelectorAll('`+sel+`')].map(e => e.textContent)`))
+		require.NoError(t, err)
+		return v
+	}
+	require.Contains(t, cell(`#labels td:first-child`), "ws.conn")
+	require.Contains(t, cell(`#labels td:first-child`), "chat.room")
+	require.Contains(t, cell(`#queues td:first-child`), "ws.conn")
+	status := cell(`#status`)
+	require.Len(t, status, 1)
+	require.Contains(t, status[0], "updated", "the page reached the JSON")
+	// A second refresh draws a rate: the legend lists the labels.
+	require.Eventually(t, func() bool { return shown(`#legend-rate span`) }, time.Minute, 100*time.Millisecond, "the rate chart's legend")
+	// INSPECTOR_SCREENSHOT=docs/inspector.png go test -run InspectorInTheBrowser ./examples/chat
+	// refreshes the README's picture.
+	if path := os.Getenv("INSPECTOR_SCREENSHOT"); path != "" {
+		require.NoError(t, chromedp.Do(tab, chromedp.EmulateViewport(1200, 900)))
+		for sec := range 20 { // traffic of changing rates for the charts to show
+			for i := range 5 + (sec%5)*4 {
+				peers[i%3].send(map[string]string{"type": "message", "text": fmt.Sprintf("more %d", i)})
+				for _, p := range peers {
+					p.next("message")
+				}
+			}
+			require.NoError(t, chromedp.Do(tab, chromedp.Sleep(time.Second)))
+		}
+		png, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, png, 0o644))
+	}
 }
