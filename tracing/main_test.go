@@ -31,6 +31,7 @@ type rig struct {
 	spans  *recorder
 	reader *sdkmetric.ManualReader
 	tp     *sdktrace.TracerProvider
+	mp     *sdkmetric.MeterProvider
 }
 
 func newRig(t *testing.T, opts ...Option) *rig {
@@ -45,7 +46,7 @@ func newRig(t *testing.T, opts ...Option) *rig {
 		require.NoError(t, tp.Shutdown(context.Background()))
 		require.NoError(t, mp.Shutdown(context.Background()))
 	})
-	return &rig{Observer: o, spans: sr, reader: reader, tp: tp}
+	return &rig{Observer: o, spans: sr, reader: reader, tp: tp, mp: mp}
 }
 
 // ended returns the ended spans named name.
@@ -146,6 +147,9 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 		panic("unreachable")
 	}
 }
+
+// mpForTest is the rig's meter provider, for a second Observer reporting to the same reader.
+func (r *rig) mpForTest() *sdkmetric.MeterProvider { return r.mp }
 
 // tracerForTest is a tracer of the rig's provider, for the tests' own parent spans.
 func (r *rig) tracerForTest() trace.Tracer {
