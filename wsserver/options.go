@@ -101,6 +101,10 @@ type Options struct {
 	// that a tracer sees each callback's wait and run on its queue. A tracing.Observer serves
 	// as both Observer and QueueObserver. Default nil: one nil check per block.
 	QueueObserver queue.Observer
+	// Broker carries room broadcasts to the Server's peers in other processes, so that a Room
+	// spans them all (see Broker; the natsbroker package implements it over NATS). Default
+	// nil: rooms are in-process.
+	Broker Broker
 
 	// ReadBufferSize is the size of the buffer the reader parses frames from. A larger one
 	// takes several small messages per system call; each idle connection holds it. Default 512.

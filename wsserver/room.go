@@ -11,12 +11,20 @@ import (
 // own serial queue, not a mutex: Join, Leave and Broadcast queue a block there and return at
 // once, and they take effect in the order they were called, so a Broadcast made after a
 // Join reaches the new member, and two Broadcasts reach every member in order.
+//
+// With a Broker (Options.Broker) a room spans every node that has a room of that name: the
+// room subscribes to it when the node gains its first member and unsubscribes when it loses
+// its last; a Broadcast reaches this node's members directly and the other nodes' through
+// the Broker, in the order it was made.
 type Room struct {
 	name    string
 	s       *Server
 	q       *queue.Queue
 	members map[*Conn]int // index in list; touched only on q
 	list    []*Conn       // touched only on q
+
+	subscribed bool   // the Broker delivers the other nodes' messages; touched only on q
+	gen        uint64 // counts subscriptions, so that a late delivery of an old one is ignored; q only
 }
 
 // fanoutChunk is how many members one block serves in a parallel broadcast; rooms up to
@@ -45,7 +53,38 @@ func (r *Room) Join(c *Conn) {
 		}
 		r.members[c] = len(r.list)
 		r.list = append(r.list, c)
+		if !r.subscribed && r.s.broker != nil {
+			r.subscribe()
+		}
 	})
+}
+
+// subscribe asks the Broker for the other nodes' messages; it runs on q. A failure is
+// counted and logged, and the next Join tries again.
+func (r *Room) subscribe() {
+	r.gen++
+	gen := r.gen
+	err := r.s.broker.Subscribe(r.name, func(m Message) {
+		r.q.Async(func() { r.deliver(gen, m) })
+	})
+	if err != nil {
+		r.s.brokerFailed(r.name, "subscribe", err)
+		return
+	}
+	r.subscribed = true
+}
+
+// deliver serves a message another node published to the room; it runs on q.
+func (r *Room) deliver(gen uint64, m Message) {
+	if !r.subscribed || gen != r.gen {
+		return // from a subscription that has ended
+	}
+	r.s.stats.brokerReceived.Add(1)
+	var ctx context.Context
+	if r.s.obs != nil {
+		ctx = context.Background()
+	}
+	r.fanoutLocal(ctx, m)
 }
 
 // Leave removes c from the room; leaving a room one is not in does nothing.
@@ -63,6 +102,12 @@ func (r *Room) Leave(c *Conn) {
 		r.list = r.list[:last]
 		delete(r.members, c)
 		c.removeRoom(r)
+		if last == 0 && r.subscribed {
+			r.subscribed = false
+			if err := r.s.broker.Unsubscribe(r.name); err != nil {
+				r.s.brokerFailed(r.name, "unsubscribe", err)
+			}
+		}
 	})
 }
 
@@ -78,8 +123,32 @@ func (r *Room) Len() int {
 // Broadcast sends m to every member and returns at once. Each member gets it through its
 // own outbound buffer, so a slow member delays nobody (its SlowConsumer policy applies to
 // it alone). A large room is served by several blocks on the handler queue at once, spread
-// over the cores. m.Data is shared by every recipient: do not modify it afterwards.
+// over the cores. With a Broker, m is also published to the other nodes (first, so that
+// they start while this node serves its own members); a publication the Broker refuses is
+// counted in Stats as BrokerDropped, and this node's members get m all the same. m.Data is
+// shared by every recipient: do not modify it afterwards.
 func (r *Room) Broadcast(m Message) {
+	var sender context.Context
+	if r.s.obs != nil {
+		sender = queue.CurrentContext()
+	}
+	r.q.Async(func() {
+		if b := r.s.broker; b != nil {
+			if err := b.Publish(r.name, m); err != nil {
+				r.s.brokerFailed(r.name, "publish", err)
+			} else {
+				r.s.stats.brokerPublished.Add(1)
+				r.s.brokerOK()
+			}
+		}
+		r.fanout(sender, m)
+	})
+}
+
+// BroadcastLocal sends m to this node's members only, as Broadcast does without a Broker:
+// for what is about this node's view (examples/chat sends each node's merged presence list
+// this way).
+func (r *Room) BroadcastLocal(m Message) {
 	var sender context.Context
 	if r.s.obs != nil {
 		sender = queue.CurrentContext()
@@ -89,11 +158,16 @@ func (r *Room) Broadcast(m Message) {
 
 // fanout runs on the room's queue.
 func (r *Room) fanout(sender context.Context, m Message) {
-	list := r.list
 	var ctx context.Context
 	if obs := r.s.obs; obs != nil {
-		ctx = obs.Broadcast(sender, r.name, m, len(list))
+		ctx = obs.Broadcast(sender, r.name, m, len(r.list))
 	}
+	r.fanoutLocal(ctx, m)
+}
+
+// fanoutLocal hands m to every member of this node; it runs on the room's queue.
+func (r *Room) fanoutLocal(ctx context.Context, m Message) {
+	list := r.list
 	if len(list) <= 2*fanoutChunk {
 		for _, c := range list {
 			_ = c.enqueue(ctx, m)

@@ -24,6 +24,8 @@ type Server struct {
 	h        Handler
 	opts     Options
 	obs      Observer
+	broker   Broker
+	bstate   brokerState
 	handlers *queue.Queue
 	nextID   atomic.Uint64
 	closing  atomic.Bool
@@ -53,6 +55,7 @@ func New(h Handler, opts Options) *Server {
 		h:        h,
 		opts:     o,
 		obs:      o.Observer,
+		broker:   o.Broker,
 		handlers: queue.NewConcurrent("ws.handlers", queue.WithWidth(o.HandlerWidth), queue.WithObserver(o.QueueObserver)),
 		conns:    make(map[*Conn]struct{}),
 	}

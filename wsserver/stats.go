@@ -12,6 +12,9 @@ type counters struct {
 	msgsIn, msgsOut     atomic.Uint64
 	bytesIn, bytesOut   atomic.Uint64
 	dropped, slowCloses atomic.Uint64
+
+	brokerPublished, brokerReceived atomic.Uint64
+	brokerDropped, brokerErrors     atomic.Uint64
 }
 
 // ServerStats is a snapshot of a server's state and totals.
@@ -28,6 +31,13 @@ type ServerStats struct {
 	Pending            int    // received messages waiting for their handler, all connections
 	Queued             int    // outbound messages waiting for their writer, all connections
 	Handlers           queue.Stats
+
+	// With a Broker (Options.Broker):
+	BrokerPublished uint64 // room broadcasts the Broker took, for the other nodes
+	BrokerReceived  uint64 // room messages from other nodes served to this node's members
+	BrokerDropped   uint64 // room broadcasts the Broker refused: the other nodes missed them
+	BrokerErrors    uint64 // failed Subscribe and Unsubscribe calls
+	BrokerErr       error  // the Broker's Err now: nil while it reaches the other nodes
 }
 
 // Stats returns a snapshot of the server's counters and queue depths. It visits every
@@ -43,6 +53,13 @@ func (s *Server) Stats() ServerStats {
 		Dropped:            s.stats.dropped.Load(),
 		SlowConsumerCloses: s.stats.slowCloses.Load(),
 		Handlers:           s.handlers.Stats(),
+		BrokerPublished:    s.stats.brokerPublished.Load(),
+		BrokerReceived:     s.stats.brokerReceived.Load(),
+		BrokerDropped:      s.stats.brokerDropped.Load(),
+		BrokerErrors:       s.stats.brokerErrors.Load(),
+	}
+	if s.broker != nil {
+		st.BrokerErr = s.broker.Err()
 	}
 	s.mu.Lock()
 	conns := make([]*Conn, 0, len(s.conns))
