@@ -1,0 +1,438 @@
+// Package natsbroker is a wsserver.Broker over NATS: several server processes ("nodes")
+// behind a load balancer share their rooms, so that a broadcast on one node reaches the
+// room's members on every node.
+//
+// Each room is a NATS subject, Prefix + "." + the room's name in base64url. A publication
+// carries a small header before the payload: a version, the WebSocket message type, the
+// origin node and the room. A node subscribes to a room's subject while it has members in it
+// (wsserver's rooms do that), and NATS keeps the messages of one publisher on one subject in
+// order, so every node sees a room's broadcasts from a given node in the order they were
+// made. The connection is made with NoEcho, and the origin in the header is checked too, so
+// a node never gets its own publications back.
+//
+// NATS core is at-most-once. When the connection to NATS is lost, rooms keep serving the
+// members of their own node, the broker reconnects (nats.go's reconnect, forever by
+// default) and resubscribes, and what is published meanwhile is refused at once (no
+// reconnect buffer) and counted as dropped, in Stats and in the server's
+// ServerStats.BrokerDropped. Messages already written to the socket when it broke may be
+// lost without being counted: NATS core has no acknowledgement.
+package natsbroker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+
+	"github.com/dispatchkit/dispatchkit/wsserver"
+)
+
+// DefaultPrefix is the subject prefix of the rooms when Options.Prefix is empty.
+const DefaultPrefix = "dispatchkit.rooms"
+
+// MaxRoomName is the longest room name, in bytes, the broker accepts.
+const MaxRoomName = 1024
+
+// frameVersion is the first byte of every publication.
+const frameVersion = 1
+
+var (
+	// ErrDisconnected is returned by Publish while the connection to NATS is down (the
+	// broker is reconnecting): the message was dropped.
+	ErrDisconnected = errors.New("natsbroker: not connected to NATS")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("natsbroker: closed")
+	// ErrRoomName is returned for a room name longer than MaxRoomName.
+	ErrRoomName = fmt.Errorf("natsbroker: a room name is at most %d bytes", MaxRoomName)
+)
+
+// Options configures a Broker. The zero value is usable.
+type Options struct {
+	// Node names this node in the header of its publications; at most 255 bytes. Default: a
+	// random 16-hex-digit id, new for every Broker.
+	Node string
+	// Prefix is the subject prefix of the rooms (NATS subject tokens separated by dots, no
+	// wildcards). Nodes that share rooms use the same one. Default DefaultPrefix.
+	Prefix string
+	// Logger gets the connection's events (disconnected, reconnected, closed, asynchronous
+	// errors). Default slog.Default().
+	Logger *slog.Logger
+	// OnDisconnect is called (from nats.go's callback goroutine) when the connection to NATS
+	// is lost, with the reason.
+	OnDisconnect func(err error)
+	// OnReconnect is called when the connection is back and the subscriptions are restored
+	// on the server (a node may then re-announce state the others may have expired).
+	OnReconnect func()
+}
+
+// A Broker is a wsserver.Broker on one NATS connection. It is safe for concurrent use.
+type Broker struct {
+	nc     *nats.Conn
+	node   string
+	prefix string
+	log    *slog.Logger
+	opts   Options
+	closed chan struct{} // closed by nats.go's ClosedHandler
+
+	mu   sync.Mutex
+	subs map[string]*subscription
+
+	published, received, dropped       atomic.Uint64
+	malformed, disconnects, reconnects atomic.Uint64
+	slowDropped                        atomic.Uint64 // from subscriptions that have ended
+	lastErr                            atomic.Pointer[error]
+	closing                            atomic.Bool
+}
+
+// subscription is one room's NATS subscription. mu makes Unsubscribe wait for a delivery in
+// progress, so that none happens after it returns.
+type subscription struct {
+	mu      sync.Mutex
+	active  bool
+	deliver func(wsserver.Message)
+	sub     *nats.Subscription
+}
+
+var _ wsserver.Broker = (*Broker)(nil)
+
+// Connect connects to the NATS server(s) at url (comma-separated for several) and returns a
+// Broker to pass as wsserver.Options.Broker. natsOpts are applied after the broker's
+// defaults (MaxReconnects(-1): reconnect forever) and before what it needs (NoEcho, no
+// reconnect buffer, its connection handlers), so they may set credentials, TLS, timeouts or
+// the reconnect wait, but not those. It fails if no server can be reached now.
+func Connect(url string, o Options, natsOpts ...nats.Option) (*Broker, error) {
+	b := &Broker{
+		node:   o.Node,
+		prefix: o.Prefix,
+		log:    o.Logger,
+		opts:   o,
+		closed: make(chan struct{}),
+		subs:   make(map[string]*subscription),
+	}
+	if b.node == "" {
+		var id [8]byte
+		_, _ = rand.Read(id[:])
+		b.node = hex.EncodeToString(id[:])
+	}
+	if len(b.node) > 255 {
+		return nil, errors.New("natsbroker: Options.Node is at most 255 bytes")
+	}
+	if b.prefix == "" {
+		b.prefix = DefaultPrefix
+	}
+	if err := checkPrefix(b.prefix); err != nil {
+		return nil, err
+	}
+	if b.log == nil {
+		b.log = slog.Default()
+	}
+	all := []nats.Option{nats.MaxReconnects(-1), nats.Name("dispatchkit node " + b.node)}
+	all = append(all, natsOpts...)
+	all = append(all,
+		nats.NoEcho(),
+		nats.ReconnectBufSize(-1), // refuse, and count, what is published while disconnected
+		nats.DisconnectErrHandler(b.onDisconnect),
+		nats.ReconnectHandler(b.onReconnect),
+		nats.ClosedHandler(func(*nats.Conn) { close(b.closed) }),
+		nats.ErrorHandler(b.onAsyncError),
+	)
+	nc, err := nats.Connect(url, all...)
+	if err != nil {
+		return nil, fmt.Errorf("natsbroker: connect to %s: %w", url, err)
+	}
+	b.nc = nc
+	b.log.Info("natsbroker: connected", "node", b.node, "server", nc.ConnectedUrlRedacted())
+	return b, nil
+}
+
+func checkPrefix(p string) error {
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n*>") {
+			return fmt.Errorf("natsbroker: prefix %q is not a NATS subject (dot-separated tokens, no spaces or wildcards)", p)
+		}
+	}
+	return nil
+}
+
+// Node returns this node's name, as its publications carry it.
+func (b *Broker) Node() string { return b.node }
+
+// Conn returns the broker's NATS connection (for its statistics, say). Do not close it:
+// Close the Broker.
+func (b *Broker) Conn() *nats.Conn { return b.nc }
+
+// subject returns the room's subject.
+func (b *Broker) subject(room string) string {
+	return b.prefix + "._" + base64.RawURLEncoding.EncodeToString([]byte(room))
+}
+
+var framePool = sync.Pool{New: func() any { return new([]byte) }}
+
+// Publish sends m to the other nodes subscribed to room. While the connection is down it
+// returns ErrDisconnected (wrapped with the reason) and counts the message as dropped.
+func (b *Broker) Publish(room string, m wsserver.Message) error {
+	if len(room) > MaxRoomName {
+		b.dropped.Add(1)
+		return ErrRoomName
+	}
+	if !b.nc.IsConnected() {
+		b.dropped.Add(1)
+		return b.downErr()
+	}
+	bp := framePool.Get().(*[]byte)
+	frame := appendFrame((*bp)[:0], b.node, room, m)
+	err := b.nc.Publish(b.subject(room), frame)
+	*bp = frame
+	framePool.Put(bp)
+	if err != nil {
+		b.dropped.Add(1)
+		if errors.Is(err, nats.ErrReconnectBufExceeded) {
+			return b.downErr()
+		}
+		return fmt.Errorf("natsbroker: publish to room %q: %w", room, err)
+	}
+	b.published.Add(1)
+	return nil
+}
+
+// appendFrame appends the header and m's payload to buf:
+//
+//	version (1 byte) | message type (1 byte) | len(node) (1 byte) | node | uvarint len(room) | room | payload
+func appendFrame(buf []byte, node, room string, m wsserver.Message) []byte {
+	buf = append(buf, frameVersion, byte(m.Type), byte(len(node)))
+	buf = append(buf, node...)
+	buf = binary.AppendUvarint(buf, uint64(len(room)))
+	buf = append(buf, room...)
+	return append(buf, m.Data...)
+}
+
+// parseFrame reads a frame; the message's Data aliases frame.
+func parseFrame(frame []byte) (node, room string, m wsserver.Message, err error) {
+	if len(frame) < 3 || frame[0] != frameVersion {
+		return "", "", m, errors.New("natsbroker: not a room message (bad header)")
+	}
+	typ := websocket.MessageType(frame[1])
+	if typ != websocket.MessageText && typ != websocket.MessageBinary {
+		return "", "", m, fmt.Errorf("natsbroker: bad message type %d", frame[1])
+	}
+	n := int(frame[2])
+	rest := frame[3:]
+	if len(rest) < n {
+		return "", "", m, errors.New("natsbroker: truncated header")
+	}
+	node, rest = string(rest[:n]), rest[n:]
+	rl, k := binary.Uvarint(rest)
+	if k <= 0 || rl > MaxRoomName || uint64(len(rest)-k) < rl {
+		return "", "", m, errors.New("natsbroker: truncated header")
+	}
+	rest = rest[k:]
+	room, rest = string(rest[:rl]), rest[rl:]
+	return node, room, wsserver.Message{Type: typ, Data: rest}, nil
+}
+
+// Subscribe starts delivering the messages other nodes publish to room. It succeeds while
+// disconnected too: the subscription is made on the server when the connection is back.
+func (b *Broker) Subscribe(room string, deliver func(wsserver.Message)) error {
+	if deliver == nil {
+		return errors.New("natsbroker: Subscribe with a nil deliver")
+	}
+	if len(room) > MaxRoomName {
+		return ErrRoomName
+	}
+	s := &subscription{active: true, deliver: deliver}
+	ns, err := b.nc.Subscribe(b.subject(room), func(msg *nats.Msg) { b.handle(s, room, msg) })
+	if err != nil {
+		return fmt.Errorf("natsbroker: subscribe to room %q: %w", room, err)
+	}
+	// No limit on the messages waiting for a room's goroutine but their bytes: deliver only
+	// queues them on the room, so they wait little.
+	_ = ns.SetPendingLimits(-1, 256<<20)
+	s.sub = ns
+	b.mu.Lock()
+	old := b.subs[room]
+	b.subs[room] = s
+	b.mu.Unlock()
+	if old != nil {
+		b.end(old)
+	}
+	return nil
+}
+
+// handle runs on the subscription's goroutine (nats.go's, one per subscription, in order).
+func (b *Broker) handle(s *subscription, room string, msg *nats.Msg) {
+	node, r, m, err := parseFrame(msg.Data)
+	if err != nil || r != room {
+		if b.malformed.Add(1) == 1 {
+			b.log.Warn("natsbroker: ignoring a message that is not a room message of this room",
+				"subject", msg.Subject, "err", err)
+		}
+		return
+	}
+	if node == b.node {
+		return // our own, served locally already (NoEcho makes this rare)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.active {
+		return
+	}
+	b.received.Add(1)
+	s.deliver(m)
+}
+
+// Unsubscribe stops the deliveries for room; none happens after it returns.
+func (b *Broker) Unsubscribe(room string) error {
+	b.mu.Lock()
+	s := b.subs[room]
+	delete(b.subs, room)
+	b.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return b.end(s)
+}
+
+func (b *Broker) end(s *subscription) error {
+	s.mu.Lock()
+	s.active = false
+	s.mu.Unlock()
+	if n, err := s.sub.Dropped(); err == nil && n > 0 {
+		b.slowDropped.Add(uint64(n))
+	}
+	if err := s.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		return fmt.Errorf("natsbroker: unsubscribe: %w", err)
+	}
+	return nil
+}
+
+// Err returns nil while connected to NATS; otherwise why not (ErrDisconnected wrapping the
+// reason while reconnecting, ErrClosed after Close).
+func (b *Broker) Err() error {
+	if b.nc.IsClosed() {
+		return ErrClosed
+	}
+	if b.nc.IsConnected() {
+		return nil
+	}
+	return b.downErr()
+}
+
+func (b *Broker) downErr() error {
+	if b.nc.IsClosed() {
+		return ErrClosed
+	}
+	if p := b.lastErr.Load(); p != nil && *p != nil {
+		return fmt.Errorf("%w (reconnecting; last error: %v)", ErrDisconnected, *p)
+	}
+	return fmt.Errorf("%w (reconnecting)", ErrDisconnected)
+}
+
+// Flush waits until the NATS server has processed every Subscribe, Unsubscribe and Publish
+// made before it (a round trip). After a Flush on a node that subscribed to a room, every
+// publication that reaches the server reaches that node.
+func (b *Broker) Flush(ctx context.Context) error {
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("natsbroker: flush: %w", err)
+	}
+	return nil
+}
+
+// Stats is a snapshot of a Broker's counters.
+type Stats struct {
+	Node          string
+	Connected     bool
+	Err           error  // as Err
+	Subscriptions int    // rooms subscribed now
+	Published     uint64 // publications sent to NATS
+	Received      uint64 // messages from other nodes delivered to a room
+	Dropped       uint64 // publications refused (disconnected), and messages for this node NATS or nats.go dropped because it was too slow
+	Malformed     uint64 // messages on a room subject that were not room messages
+	Disconnects   uint64
+	Reconnects    uint64
+}
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() Stats {
+	b.mu.Lock()
+	n := len(b.subs)
+	slow := b.slowDropped.Load()
+	for _, s := range b.subs {
+		if d, err := s.sub.Dropped(); err == nil {
+			slow += uint64(d)
+		}
+	}
+	b.mu.Unlock()
+	return Stats{
+		Node:          b.node,
+		Connected:     b.nc.IsConnected(),
+		Err:           b.Err(),
+		Subscriptions: n,
+		Published:     b.published.Load(),
+		Received:      b.received.Load(),
+		Dropped:       b.dropped.Load() + slow,
+		Malformed:     b.malformed.Load(),
+		Disconnects:   b.disconnects.Load(),
+		Reconnects:    b.reconnects.Load(),
+	}
+}
+
+// Close flushes what was published, closes the connection and waits (up to 5 seconds) for
+// nats.go to be done with it. The Broker's subscriptions end; Publish fails from now on.
+func (b *Broker) Close() error {
+	if !b.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	if b.nc.IsConnected() {
+		_ = b.nc.FlushTimeout(2 * time.Second)
+	}
+	b.nc.Close()
+	select {
+	case <-b.closed:
+	case <-time.After(5 * time.Second):
+		return errors.New("natsbroker: close: nats.go did not report the connection closed in 5s")
+	}
+	return nil
+}
+
+func (b *Broker) onDisconnect(_ *nats.Conn, err error) {
+	if b.closing.Load() {
+		return
+	}
+	b.disconnects.Add(1)
+	if err != nil {
+		b.lastErr.Store(&err)
+	}
+	b.log.Warn("natsbroker: disconnected from NATS; reconnecting. Rooms serve this node's members only, and their broadcasts to other nodes are dropped meanwhile",
+		"node", b.node, "err", err)
+	if f := b.opts.OnDisconnect; f != nil {
+		f(err)
+	}
+}
+
+func (b *Broker) onReconnect(nc *nats.Conn) {
+	b.reconnects.Add(1)
+	b.log.Info("natsbroker: reconnected to NATS", "node", b.node, "server", nc.ConnectedUrlRedacted(),
+		"dropped_so_far", b.dropped.Load())
+	if f := b.opts.OnReconnect; f != nil {
+		f()
+	}
+}
+
+func (b *Broker) onAsyncError(_ *nats.Conn, sub *nats.Subscription, err error) {
+	subject := ""
+	if sub != nil {
+		subject = sub.Subject
+	}
+	b.log.Warn("natsbroker: asynchronous error", "node", b.node, "subject", subject, "err", err)
+}
