@@ -6,7 +6,8 @@
 // state needs no lock; every room keeps its members and its last 50 messages on the room's
 // own serial queue; bursts of joins and leaves are coalesced into one presence update by a
 // dispatch data source. The page (embedded, no build step) reconnects with backoff when the
-// server goes away. Flags: -addr (default :8080).
+// server goes away. Flags: -addr (default :8080), -nats (a NATS server to share the rooms
+// with other chat nodes through, e.g. nats://127.0.0.1:4222; see the README).
 //
 // It calls tracing.Setup, so the standard OTEL_* variables send its traces and metrics
 // somewhere (OTEL_TRACES_EXPORTER=console prints spans), and it serves the live queue
@@ -50,6 +51,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fset := flag.NewFlagSet("chat", flag.ContinueOnError)
 	fset.SetOutput(out)
 	addr := fset.String("addr", ":8080", "address to listen on")
+	natsURL := fset.String("nats", "", "NATS server URL(s), comma-separated, to share rooms with other chat nodes (e.g. nats://127.0.0.1:4222); empty: run alone")
 	if err := fset.Parse(args); err != nil {
 		return err
 	}
@@ -69,7 +71,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	app := newChat()
+	app, closeNode, err := newNode(*natsURL, out)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := &http.Server{Handler: app.routes(), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(out, "chat: listening on http://%s\n", displayAddr(ln.Addr()))
 	errc := make(chan error, 1)
@@ -77,13 +83,14 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	select {
 	case err := <-errc:
-		return err
+		return errors.Join(err, closeNode())
 	case <-ctx.Done():
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// WebSocket connections are hijacked: the server's Shutdown says goodbye to them (1001).
-	return errors.Join(app.ws.Shutdown(shutdown), srv.Shutdown(shutdown))
+	err = errors.Join(app.ws.Shutdown(shutdown), srv.Shutdown(shutdown))
+	return errors.Join(err, closeNode())
 }
 
 func displayAddr(a net.Addr) string {
@@ -101,6 +108,7 @@ type chat struct {
 	insp    *tracing.Inspector // served at /debug/dispatch
 	rooms   *queue.Guarded[map[string]*room]
 	clients sync.Map // *wsserver.Conn -> *client
+	cl      *cluster // the other nodes; nil when alone
 }
 
 // client is one connection's state. The connection's callbacks run one at a time on its
@@ -110,16 +118,24 @@ type client struct {
 	room *room
 }
 
-func newChat() *chat {
+func newChat() *chat { return newChatNode(nil) }
+
+// newChatNode returns the chat; with cl, its rooms span the nodes cl links.
+func newChatNode(cl *cluster) *chat {
 	insp := tracing.NewInspector()
 	obs := tracing.NewObserver(tracing.WithInspector(insp))
-	a := &chat{obs: obs, insp: insp,
+	a := &chat{obs: obs, insp: insp, cl: cl,
 		rooms: queue.NewGuarded(map[string]*room{}, queue.WithLabel("chat.rooms"), queue.WithObserver(obs))}
+	opts := wsserver.Options{ReadLimit: 16 << 10, Observer: obs, QueueObserver: obs}
+	if cl != nil {
+		opts.Broker = cl.broker
+		go cl.run(a)
+	}
 	a.ws = wsserver.New(wsserver.HandlerFuncs{
 		Open:    a.open,
 		Message: a.message,
 		Close:   a.close,
-	}, wsserver.Options{ReadLimit: 16 << 10, Observer: obs, QueueObserver: obs})
+	}, opts)
 	insp.WatchServer("chat", a.ws)
 	return a
 }
@@ -141,7 +157,7 @@ func (a *chat) room(name string) *room {
 	var r *room
 	a.rooms.Sync(func(m *map[string]*room) {
 		if r = (*m)[name]; r == nil {
-			r = newRoom(name, a.ws.Room("chat:"+name), a.obs)
+			r = newRoom(name, a.ws.Room("chat:"+name), a.obs, a.cl)
 			(*m)[name] = r
 		}
 	})

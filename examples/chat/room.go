@@ -23,17 +23,32 @@ type room struct {
 	members  map[*wsserver.Conn]string // conn -> nickname; owned by q
 	history  []chatMessage             // the last historySize messages, oldest first; owned by q
 	presence *dispatch.DataSource      // coalesces bursts of joins and leaves into one update
+
+	// With other nodes (cl not nil): their members, by node, and whether this node follows
+	// them (it does while it has members). Owned by q.
+	cl     *cluster
+	remote map[string]remoteMembers
+	synced bool
 }
 
-func newRoom(name string, ws *wsserver.Room, obs queue.Observer) *room {
+// What changed, merged into the presence source: this node's members (which the other
+// nodes are told about) or another node's (which they are not, lest they answer forever).
+const (
+	localChange  = 1
+	remoteChange = 2
+)
+
+func newRoom(name string, ws *wsserver.Room, obs queue.Observer, cl *cluster) *room {
 	r := &room{
 		name:    name,
 		q:       queue.NewSerial("chat.room", queue.WithObserver(obs)),
 		ws:      ws,
 		members: map[*wsserver.Conn]string{},
+		cl:      cl,
+		remote:  map[string]remoteMembers{},
 	}
 	// Ten joins in a burst cause one presence update, sent when the handler gets to run.
-	r.presence = dispatch.NewDataOr(r.q, func(uint64) { r.sendPresence() })
+	r.presence = dispatch.NewDataOr(r.q, r.sendPresence)
 	r.presence.Resume()
 	return r
 }
@@ -41,11 +56,15 @@ func newRoom(name string, ws *wsserver.Room, obs queue.Observer) *room {
 // join adds c to the room as nick, sends it the history, and tells the others. It runs on q.
 func (r *room) join(c *wsserver.Conn, nick string) {
 	r.q.Async(func() {
+		first := len(r.members) == 0
 		r.members[c] = nick
 		r.ws.Join(c)
+		if first && r.cl != nil {
+			r.firstMember()
+		}
 		sendJSON(c, historyMsg{Type: "history", Room: r.name, Messages: slices.Clone(r.history)})
 		r.broadcast(systemMsg{Type: "system", Room: r.name, Text: nick + " joined"})
-		r.presence.Merge(1)
+		r.presence.Merge(localChange)
 	})
 }
 
@@ -59,7 +78,10 @@ func (r *room) leave(c *wsserver.Conn) {
 		delete(r.members, c)
 		r.ws.Leave(c)
 		r.broadcast(systemMsg{Type: "system", Room: r.name, Text: nick + " left"})
-		r.presence.Merge(1)
+		if len(r.members) == 0 && r.cl != nil {
+			r.lastMember()
+		}
+		r.presence.Merge(localChange)
 	})
 }
 
@@ -72,7 +94,7 @@ func (r *room) rename(c *wsserver.Conn, nick string) {
 		}
 		r.members[c] = nick
 		r.broadcast(systemMsg{Type: "system", Room: r.name, Text: old + " is now " + nick})
-		r.presence.Merge(1)
+		r.presence.Merge(localChange)
 	})
 }
 
@@ -93,14 +115,33 @@ func (r *room) say(c *wsserver.Conn, text string) {
 	})
 }
 
-// sendPresence sends the member list; it runs on q, from the presence source.
-func (r *room) sendPresence() {
+// sendPresence sends this node's members the room's member list, on every node; it runs on
+// q, from the presence source. When this node's members changed, the other nodes are told.
+func (r *room) sendPresence(changed uint64) {
+	if changed&localChange != 0 && r.synced {
+		r.publishState()
+	}
+	names := r.localNames()
+	for _, m := range r.remote {
+		names = append(names, m.names...)
+	}
+	slices.Sort(names)
+	data, err := json.Marshal(presenceMsg{Type: "presence", Room: r.name, Members: names})
+	if err != nil {
+		return
+	}
+	// Each node sends its own merged view to its own members.
+	r.ws.BroadcastLocal(wsserver.Message{Type: websocket.MessageText, Data: data})
+}
+
+// localNames returns this node's members' nicknames, sorted.
+func (r *room) localNames() []string {
 	names := make([]string, 0, len(r.members))
 	for _, n := range r.members {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	r.broadcast(presenceMsg{Type: "presence", Room: r.name, Members: names})
+	return names
 }
 
 func (r *room) broadcast(v any) {
