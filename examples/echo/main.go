@@ -6,9 +6,12 @@
 // queue, all of them on one shared queue as wide as the machine has cores; sending never
 // blocks, and an idle connection costs a blocked reader goroutine and a few kilobytes. With
 // -pprof it also serves net/http/pprof under /debug/pprof/, to see where the time and the
-// memory go. Stop it with Ctrl-C: it closes every connection with 1001 first.
+// memory go. With -nats it is one node of several sharing the broadcast room through a NATS
+// server (wsserver/natsbroker), as the multi-node benchmark runs it. Stop it with Ctrl-C: it
+// closes every connection with 1001 first.
 //
 //	go run ./examples/echo -addr 127.0.0.1:8080 -pprof
+//	go run ./examples/echo -addr 127.0.0.1:8081 -nats nats://127.0.0.1:4222
 package main
 
 import (
@@ -24,11 +27,13 @@ import (
 	"time"
 
 	"github.com/dispatchkit/dispatchkit/wsserver"
+	"github.com/dispatchkit/dispatchkit/wsserver/natsbroker"
 )
 
 func main() {
 	addr := flag.String("addr", ":8080", "address to listen on")
 	withPprof := flag.Bool("pprof", false, "serve net/http/pprof under /debug/pprof/")
+	natsURL := flag.String("nats", "", "NATS server URL: share the broadcast room with the other nodes on it")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -36,14 +41,27 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	var broker wsserver.Broker // an interface: nil unless -nats, never a nil *natsbroker.Broker
+	var nb *natsbroker.Broker
+	if *natsURL != "" {
+		if nb, err = natsbroker.Connect(*natsURL, natsbroker.Options{}); err != nil {
+			log.Fatal(err)
+		}
+		broker = nb
+	}
 	log.Printf("echo: serving ws://%s/ws", ln.Addr())
-	if err := run(ctx, ln, *withPprof); err != nil {
+	err = run(ctx, ln, *withPprof, broker)
+	if nb != nil {
+		err = errors.Join(err, nb.Close())
+	}
+	if err != nil {
 		log.Fatal(err)
 	}
 }
 
-// newServer is the whole application: echo, or broadcast what starts with "B".
-func newServer() *wsserver.Server {
+// newServer is the whole application: echo, or broadcast what starts with "B" (to every
+// node's connections, with a Broker).
+func newServer(broker wsserver.Broker) *wsserver.Server {
 	var srv *wsserver.Server
 	srv = wsserver.New(wsserver.HandlerFuncs{
 		Open: func(c *wsserver.Conn) { srv.Room("all").Join(c) },
@@ -54,14 +72,14 @@ func newServer() *wsserver.Server {
 			}
 			_ = c.Send(m) // a full buffer closes the slow client; nothing to do here
 		},
-	}, wsserver.Options{})
+	}, wsserver.Options{Broker: broker})
 	return srv
 }
 
 // run serves on ln until ctx ends, then shuts down: WebSocket connections first (each
 // gets what it has queued, then 1001), then the HTTP server.
-func run(ctx context.Context, ln net.Listener, withPprof bool) error {
-	srv := newServer()
+func run(ctx context.Context, ln net.Listener, withPprof bool, broker wsserver.Broker) error {
+	srv := newServer(broker)
 	mux := http.NewServeMux()
 	mux.Handle("/ws", srv)
 	if withPprof {

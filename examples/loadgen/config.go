@@ -36,7 +36,8 @@ var errRemote = errors.New("loadgen: not a loopback address (pass -allow-remote 
 // config is one run's parameters. A parent passes its children the same config, with their
 // share of Conns and Rate, as JSON.
 type config struct {
-	URL            string        `json:"url"`
+	URL            string        `json:"url"`   // one URL, or several separated by commas
+	First          int           `json:"first"` // global index of this process's first connection`
 	Conns          int           `json:"conns"`
 	Procs          int           `json:"procs"`
 	Src            []netip.Addr  `json:"src"`
@@ -59,7 +60,7 @@ func parseArgs(args []string, usage io.Writer, fileLimit uint64) (config, error)
 	var src string
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(usage)
-	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080/ws", "WebSocket URL of the server under test")
+	fs.StringVar(&c.URL, "url", "ws://127.0.0.1:8080/ws", "WebSocket URL of the server under test; several, comma-separated, spread the connections over them in turn (several nodes of one service)")
 	fs.IntVar(&c.Conns, "conns", 100, "number of connections")
 	fs.IntVar(&c.Procs, "procs", 1, "spread the connections over this many child processes")
 	fs.StringVar(&src, "src", "", "comma-separated loopback source addresses, used in turn (default: the kernel's choice)")
@@ -118,8 +119,10 @@ func (c config) check(fileLimit uint64) error {
 	if share := uint64((c.Conns + c.Procs - 1) / c.Procs); share+fdReserve > fileLimit {
 		return fmt.Errorf("loadgen: %d connections per process do not fit the limit of %d files: raise -procs (or ulimit -n)", share, fileLimit)
 	}
-	if err := checkTarget(c.URL, c.AllowRemote); err != nil {
-		return err
+	for _, u := range c.targets() {
+		if err := checkTarget(u, c.AllowRemote); err != nil {
+			return err
+		}
 	}
 	for _, a := range c.Src {
 		if !a.IsLoopback() && !c.AllowRemote {
@@ -159,6 +162,24 @@ func checkTarget(raw string, allowRemote bool) error {
 	return fmt.Errorf("%w: -url host %s", errRemote, host)
 }
 
+// targets returns the URLs of -url, in order.
+func (c config) targets() []string {
+	var urls []string
+	for u := range strings.SplitSeq(c.URL, ",") {
+		urls = append(urls, strings.TrimSpace(u))
+	}
+	return urls
+}
+
+// target returns the URL for this process's connection i: connections go to the URLs in
+// turn, counted over all the processes, so that every URL gets its share (±1) however the
+// connections are split. Connection 0 of the whole run, the broadcast sender, goes to the
+// first URL.
+func (c config) target(i int) string {
+	urls := c.targets()
+	return urls[(c.First+i)%len(urls)]
+}
+
 // share is what child i of c.Procs takes: its part of the connections and of the rate.
 func (c config) share(i int) config {
 	s := c
@@ -168,5 +189,6 @@ func (c config) share(i int) config {
 		s.Conns++
 	}
 	s.Rate = c.Rate / float64(c.Procs)
+	s.First = c.First + i*(c.Conns/c.Procs) + min(i, c.Conns%c.Procs)
 	return s
 }

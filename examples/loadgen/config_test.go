@@ -119,3 +119,41 @@ func TestShareSplitsConnsAndRate(t *testing.T) {
 	}
 	require.Equal(t, 10, total)
 }
+
+func TestSeveralURLsSpreadTheConnections(t *testing.T) {
+	c, err := parseArgs([]string{
+		"-url", "ws://127.0.0.1:8081/ws, ws://127.0.0.1:8082/ws,ws://localhost:8083/ws",
+		"-conns", "11", "-procs", "4",
+	}, io.Discard, plenty)
+	require.NoError(t, err)
+	require.Equal(t, []string{"ws://127.0.0.1:8081/ws", "ws://127.0.0.1:8082/ws", "ws://localhost:8083/ws"}, c.targets())
+	// Over all the processes, connection k goes to URL k mod 3: 4, 4 and 3 connections.
+	per := map[string]int{}
+	k := 0
+	for i := range c.Procs {
+		s := c.share(i)
+		require.Equal(t, k, s.First, "child %d starts where the one before it stopped", i)
+		require.NoError(t, s.check(plenty))
+		for j := range s.Conns {
+			require.Equal(t, c.targets()[k%3], s.target(j))
+			per[s.target(j)]++
+			k++
+		}
+	}
+	require.Equal(t, 11, k)
+	require.Equal(t, map[string]int{"ws://127.0.0.1:8081/ws": 4, "ws://127.0.0.1:8082/ws": 4, "ws://localhost:8083/ws": 3}, per)
+	require.Equal(t, "ws://127.0.0.1:8081/ws", c.target(0), "the first connection (the broadcast sender) goes to the first URL")
+
+	single, err := parseArgs([]string{"-url", "ws://127.0.0.1:9/ws"}, io.Discard, plenty)
+	require.NoError(t, err)
+	require.Equal(t, "ws://127.0.0.1:9/ws", single.target(5))
+
+	for args, msg := range map[string]string{
+		"ws://127.0.0.1:1/ws,ws://10.0.0.1/ws": "-url host 10.0.0.1",
+		"ws://127.0.0.1:1/ws,":                 "want a ws:// or wss:// URL",
+		"ws://127.0.0.1:1/ws,http://[::1]/ws":  "want a ws:// or wss:// URL",
+	} {
+		_, err := parseArgs([]string{"-url", args}, io.Discard, plenty)
+		require.ErrorContains(t, err, msg, args)
+	}
+}

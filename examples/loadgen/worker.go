@@ -112,7 +112,7 @@ func (w *worker) connect(ctx context.Context) {
 				if w.cfg.Rate > 0 && !sleepUntil(ctx, start.Add(time.Duration(float64(i)/w.cfg.Rate*float64(time.Second)))) {
 					return
 				}
-				c, err := dial(ctx, client, w.cfg.URL)
+				c, err := dial(ctx, client, w.cfg.target(i))
 				if err != nil {
 					failed.Add(1)
 					w.noteErr(err)

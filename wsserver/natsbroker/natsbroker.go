@@ -241,8 +241,12 @@ func parseFrame(frame []byte) (node, room string, m wsserver.Message, err error)
 	return node, room, wsserver.Message{Type: typ, Data: rest}, nil
 }
 
-// Subscribe starts delivering the messages other nodes publish to room. It succeeds while
-// disconnected too: the subscription is made on the server when the connection is back.
+// Subscribe starts delivering the messages other nodes publish to room. While connected it
+// returns once the NATS server has the subscription (a round trip, bounded by a second), so
+// that a publication made after it returns reaches this node: a wsserver Room's Len, which
+// waits for the Joins before it, then also waits for the room's subscription. It succeeds
+// while disconnected too: the subscription is made on the server when the connection is
+// back.
 func (b *Broker) Subscribe(room string, deliver func(wsserver.Message)) error {
 	if deliver == nil {
 		return errors.New("natsbroker: Subscribe with a nil deliver")
@@ -264,7 +268,12 @@ func (b *Broker) Subscribe(room string, deliver func(wsserver.Message)) error {
 	b.subs[room] = s
 	b.mu.Unlock()
 	if old != nil {
-		b.end(old)
+		_ = b.end(old)
+	}
+	if b.nc.IsConnected() {
+		// Not an error if it times out: the subscription stands, and is made again on
+		// reconnect.
+		_ = b.nc.FlushTimeout(time.Second)
 	}
 	return nil
 }
