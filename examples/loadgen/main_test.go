@@ -30,15 +30,16 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// echoServer builds examples/echo and runs it on a loopback port until the test ends.
-func echoServer(t *testing.T) (url string, pid int) {
+// echoServer builds examples/echo and runs it on a loopback port, with args, until the test
+// ends.
+func echoServer(t *testing.T, args ...string) (url string, pid int) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "echo")
 	build := exec.Command("go", "build", "-o", bin, "../echo")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "building examples/echo: %s", out)
 
-	srv := exec.Command(bin, "-addr", "127.0.0.1:0")
+	srv := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0"}, args...)...)
 	stderr, err := srv.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, srv.Start())
