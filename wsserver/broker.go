@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // A Broker carries room messages between server processes ("nodes") so that a Room spans
@@ -52,8 +53,8 @@ type BrokerObserver interface {
 // brokerState is what a Server keeps about its Broker: counters for Stats and whether the
 // last operation failed (so that a failing broker is logged once, not once per message).
 type brokerState struct {
+	failing atomic.Bool // read without mu by every successful publication; written under mu
 	mu      sync.Mutex
-	failing bool
 	dropped uint64 // publications refused since the broker started failing
 }
 
@@ -70,8 +71,8 @@ func (s *Server) brokerFailed(room, op string, err error) {
 	}
 	b := &s.bstate
 	b.mu.Lock()
-	first := !b.failing
-	b.failing = true
+	first := !b.failing.Load()
+	b.failing.Store(true)
 	if op == "publish" {
 		b.dropped++
 	}
@@ -87,12 +88,15 @@ func (s *Server) brokerFailed(room, op string, err error) {
 // brokerOK records that an operation succeeded, logging the recovery of a failing broker.
 func (s *Server) brokerOK() {
 	b := &s.bstate
+	if !b.failing.Load() {
+		return // the common case: one atomic load per publication
+	}
 	b.mu.Lock()
-	if !b.failing {
+	if !b.failing.Load() {
 		b.mu.Unlock()
 		return
 	}
-	b.failing = false
+	b.failing.Store(false)
 	dropped := b.dropped
 	b.dropped = 0
 	b.mu.Unlock()

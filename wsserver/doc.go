@@ -25,6 +25,10 @@
 // net/http's Server are: a server states only what it changes, and every field documents
 // its default. Tracing plugs in through Observer (the tracing package implements it).
 //
+// Rooms span several server processes through a Broker (Options.Broker): each node's room
+// subscribes while it has members and publishes every broadcast; the natsbroker package
+// carries them over NATS, and LocalBus links the servers of one process (ExampleBroker).
+//
 // Start with ExampleServer; examples/echo is the smallest complete server and
 // examples/chat the full demo.
 package wsserver

@@ -102,8 +102,8 @@ type Options struct {
 	// as both Observer and QueueObserver. Default nil: one nil check per block.
 	QueueObserver queue.Observer
 	// Broker carries room broadcasts to the Server's peers in other processes, so that a Room
-	// spans them all (see Broker; the natsbroker package implements it over NATS). Default
-	// nil: rooms are in-process.
+	// spans them all (see Broker; the natsbroker package implements it over NATS). The
+	// Server does not close it: close it after Shutdown. Default nil: rooms are in-process.
 	Broker Broker
 
 	// ReadBufferSize is the size of the buffer the reader parses frames from. A larger one

@@ -80,11 +80,11 @@ func (r *Room) deliver(gen uint64, m Message) {
 		return // from a subscription that has ended
 	}
 	r.s.stats.brokerReceived.Add(1)
-	var ctx context.Context
+	var sender context.Context
 	if r.s.obs != nil {
-		ctx = context.Background()
+		sender = context.Background() // the sender's context stayed on its node
 	}
-	r.fanoutLocal(ctx, m)
+	r.fanout(sender, m)
 }
 
 // Leave removes c from the room; leaving a room one is not in does nothing.

@@ -37,6 +37,7 @@ type chatNode struct {
 	app    *chat
 	url    string
 	broker *natsbroker.Broker
+	stop   func() // as the command stops: Shutdown, then the goodbyes; once
 }
 
 // startNode serves a chat node whose presence is re-announced every `every`.
@@ -46,15 +47,19 @@ func startNode(t *testing.T, natsURL string, every time.Duration) *chatNode {
 	require.NoError(t, err)
 	app := newChatNode(newCluster(b, every))
 	srv := httptest.NewServer(app.routes())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		require.NoError(t, app.ws.Shutdown(ctx))
-		srv.Close()
-		require.NoError(t, app.closeCluster())
-		require.NoError(t, b.Close())
-	})
-	return &chatNode{app: app, url: srv.URL, broker: b}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			require.NoError(t, app.ws.Shutdown(ctx))
+			srv.Close()
+			require.NoError(t, app.closeCluster())
+			require.NoError(t, b.Close())
+		})
+	}
+	t.Cleanup(stop)
+	return &chatNode{app: app, url: srv.URL, broker: b, stop: stop}
 }
 
 // nextAny reads the next message, whatever its type.
@@ -153,6 +158,20 @@ func TestPresenceExpiresWhenANodeDiesSilently(t *testing.T) {
 	require.NoError(t, b.broker.Close())
 	ann.presenceIs("ann")
 	bob.presenceIs("bob") // and A's state expires on B
+}
+
+// A node that stops cleanly says goodbye: its members leave the others' lists at once (the
+// states are believed for hours here, so expiry cannot be what removes them).
+func TestStoppingNodeSaysGoodbye(t *testing.T) {
+	ns := startNATS(t)
+	a, b := startNode(t, ns.ClientURL(), time.Hour), startNode(t, ns.ClientURL(), time.Hour)
+	ann, bob := dial(t, a.url), dial(t, b.url)
+	ann.send(map[string]string{"type": "join", "room": "lobby", "nick": "ann"})
+	ann.presenceIs("ann")
+	bob.send(map[string]string{"type": "join", "room": "lobby", "nick": "bob"})
+	ann.presenceIs("ann", "bob")
+	b.stop()
+	ann.presenceIs("ann")
 }
 
 // The command runs a node with -nats and stops cleanly; an unreachable NATS server is a clear
