@@ -43,6 +43,7 @@
 //	dispatch.ws.io                   By           payload bytes, by network.io.direction
 //	dispatch.ws.dropped              {message}    outbound messages not written, by dispatch.ws.reason
 //	dispatch.ws.refused              {request}    upgrades refused, by dispatch.ws.reason
+//	dispatch.ws.broker.errors        {error}      failed Broker operations, by dispatch.ws.broker.operation
 //
 // Durations use buckets from 10 µs to 10 s. The hot paths use precomputed attribute sets
 // and the instruments' Enabled guards.

@@ -30,13 +30,14 @@ type instruments struct {
 	rejected metric.Int64Counter     // dispatch.queue.rejected
 	size     metric.Int64ObservableUpDownCounter
 
-	conns    metric.Int64UpDownCounter // dispatch.ws.connection.count
-	connDur  metric.Float64Histogram   // dispatch.ws.connection.duration
-	messages metric.Int64Counter       // dispatch.ws.messages
-	bytes    metric.Int64Counter       // dispatch.ws.io
-	dropped  metric.Int64Counter       // dispatch.ws.dropped
-	closed   metric.Int64Counter       // dispatch.ws.closed
-	refused  metric.Int64Counter       // dispatch.ws.refused
+	conns      metric.Int64UpDownCounter // dispatch.ws.connection.count
+	connDur    metric.Float64Histogram   // dispatch.ws.connection.duration
+	messages   metric.Int64Counter       // dispatch.ws.messages
+	bytes      metric.Int64Counter       // dispatch.ws.io
+	dropped    metric.Int64Counter       // dispatch.ws.dropped
+	closed     metric.Int64Counter       // dispatch.ws.closed
+	refused    metric.Int64Counter       // dispatch.ws.refused
+	brokerErrs metric.Int64Counter       // dispatch.ws.broker.errors
 }
 
 // newInstruments makes the instruments; an error (a provider that refuses one) goes to
@@ -82,6 +83,9 @@ func newInstruments(m metric.Meter, handle func(error)) instruments {
 	check(e)
 	in.refused, e = m.Int64Counter("dispatch.ws.refused", metric.WithUnit("{request}"),
 		metric.WithDescription("Upgrade requests refused before the handshake, by reason."))
+	check(e)
+	in.brokerErrs, e = m.Int64Counter("dispatch.ws.broker.errors", metric.WithUnit("{error}"),
+		metric.WithDescription("Failed Broker operations, by dispatch.ws.broker.operation (publish, subscribe, unsubscribe)."))
 	check(e)
 	if err != nil {
 		handle(err)
@@ -180,6 +184,7 @@ var reasonOpts sync.Map // string -> *reasonAttrs
 type reasonAttrs struct {
 	add    []metric.AddOption
 	record []metric.RecordOption
+	opAdd  []metric.AddOption // the same string as a broker operation
 }
 
 func reasonOf(why string) *reasonAttrs {
@@ -190,8 +195,12 @@ func reasonOf(why string) *reasonAttrs {
 	v, _ := reasonOpts.LoadOrStore(why, &reasonAttrs{
 		add:    []metric.AddOption{metric.WithAttributeSet(set)},
 		record: []metric.RecordOption{metric.WithAttributeSet(set)},
+		opAdd:  []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String(keyBrokerOp, why)))},
 	})
 	return v.(*reasonAttrs)
 }
 
-const keyReason = "dispatch.ws.reason"
+const (
+	keyReason   = "dispatch.ws.reason"
+	keyBrokerOp = "dispatch.ws.broker.operation"
+)

@@ -43,8 +43,9 @@ type Observer struct {
 
 // Compile-time checks that an Observer fits both hooks.
 var (
-	_ queue.Observer    = (*Observer)(nil)
-	_ wsserver.Observer = (*Observer)(nil)
+	_ queue.Observer          = (*Observer)(nil)
+	_ wsserver.Observer       = (*Observer)(nil)
+	_ wsserver.BrokerObserver = (*Observer)(nil)
 )
 
 // An Option configures an Observer.

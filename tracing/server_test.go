@@ -15,6 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/dispatchkit/dispatchkit/wsserver"
 )
 
@@ -268,4 +269,31 @@ func TestDroppedSend(t *testing.T) {
 	require.Len(t, dps, 1)
 	reason, _ := dps[0].Attributes.Value("dispatch.ws.reason")
 	require.Equal(t, wsserver.ReasonClosed, reason.AsString())
+}
+
+// A broker failure shows in the trace of the broadcast that met it, and in the metrics.
+func TestBrokerFailed(t *testing.T) {
+	r := newRig(t)
+	q := queue.NewSerial("ws.room", queue.WithObserver(r))
+	defer q.Close(context.Background())
+	q.Sync(func() { r.BrokerFailed("lobby", "publish", errors.New("nats: connection closed")) })
+	r.BrokerFailed("lobby", "subscribe", errors.New("nats: timeout"))
+	block := r.waitSpans(t, "process ws.room", 1)[0]
+	pub := r.waitSpans(t, "broker publish", 1)[0]
+	require.Equal(t, block.SpanContext().SpanID(), pub.Parent().SpanID())
+	require.Equal(t, codes.Error, pub.Status().Code)
+	require.Equal(t, "nats: connection closed", pub.Status().Description)
+	require.Equal(t, "lobby", attrs(pub.Attributes())["dispatch.ws.room"])
+	require.Len(t, r.waitSpans(t, "broker subscribe", 1), 1)
+	m := r.metrics(t)
+	ops := map[string]int64{}
+	for _, dp := range m["dispatch.ws.broker.errors"].(metricdata.Sum[int64]).DataPoints {
+		v, _ := dp.Attributes.Value("dispatch.ws.broker.operation")
+		ops[v.AsString()] = dp.Value
+	}
+	require.Equal(t, map[string]int64{"publish": 1, "subscribe": 1}, ops)
+	drops := m["dispatch.ws.dropped"].(metricdata.Sum[int64]).DataPoints
+	require.Len(t, drops, 1)
+	why, _ := drops[0].Attributes.Value("dispatch.ws.reason")
+	require.Equal(t, "broker", why.AsString())
 }

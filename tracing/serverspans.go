@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/dispatchkit/dispatchkit/wsserver"
 )
 
@@ -225,3 +226,28 @@ func endSend(ctx context.Context, err error, reason string) {
 func connID(c *wsserver.Conn) attribute.KeyValue {
 	return attribute.String(keyConnID, strconv.FormatUint(c.ID(), 10))
 }
+
+// BrokerFailed (wsserver.BrokerObserver) records a failed Publish, Subscribe or Unsubscribe
+// of the server's Broker: a span "broker <op>" with status Error, a child of the span that
+// was current where it failed (the broadcast's, for a publication), and the count
+// dispatch.ws.broker.errors by operation. A failed publication is also a drop, reason
+// "broker".
+func (o *Observer) BrokerFailed(room, op string, err error) {
+	ctx := queue.CurrentContext()
+	if o.m.brokerErrs.Enabled(ctx) {
+		o.m.brokerErrs.Add(ctx, 1, reasonOf(op).opAdd...)
+	}
+	if op == "publish" && o.m.dropped.Enabled(ctx) {
+		o.m.dropped.Add(ctx, 1, reasonOf(reasonBroker).add...)
+	}
+	if !o.spans {
+		return
+	}
+	_, span := o.tracer.Start(ctx, "broker "+op, trace.WithAttributes(
+		attrSystem, attribute.String(keyRoom, room), attribute.String(keyErrorType, fmt.Sprintf("%T", err))))
+	span.SetStatus(codes.Error, err.Error())
+	span.End()
+}
+
+// reasonBroker is the drop reason of a publication the Broker refused.
+const reasonBroker = "broker"
