@@ -25,6 +25,26 @@
 // is the one exception the executor knows of: while a worker waits in Sync, another may
 // start in its place.
 //
+// QoS and priority inversion: when workers are scarce, higher classes start first. Work of a
+// higher class that waits behind a lower-class queue raises (overrides) that queue's class
+// until the work is past, as GCD does: a Sync caller, an Async submitted by a block running
+// at a higher class, and the drain of a higher-class queue that targets it. A goroutine
+// outside the executor has no class of its own: its Asyncs raise nothing.
+//
+// Tests with testing/synctest: queues work inside a bubble. The executor keeps one pool of
+// workers per bubble: a root's item is run by workers of the bubble of the goroutine that
+// queued it (the one that submitted to an idle queue, or a worker that yields), so blocks may
+// use the bubble's channels and fake clock; a stalled-worker monitor of the bubble runs on
+// fake time; and when the bubble's work is done its workers and monitor exit at once, without
+// time passing, so synctest.Test and synctest.Wait see no goroutine of the executor left. What
+// the runtime does not allow, and queues cannot hide: a queue shared by a bubble and code
+// outside it runs blocks submitted from one side on a worker of the other side while its
+// drain is there, and a block touching a bubble's channels from outside is a fatal error. Give
+// a bubble its own queues, made inside it. (The runtime offers no API to ask for a goroutine's
+// bubble: the executor looks for it only when a goroutine that is not a worker queues work,
+// using the bubble's clock, which has no monotonic reading, then the goroutine's traceback
+// header.)
+//
 // Panics: a panic in an Async block crashes the program, as it would in a goroutine, unless
 // the queue (or a queue it targets) has WithPanicHandler; then the handler gets it and the
 // queue goes on. A panic in a Sync block reaches the Sync caller.

@@ -8,30 +8,50 @@ import (
 	"github.com/dispatchkit/dispatchkit/internal/goid"
 )
 
-// maxWorkers caps the goroutines the executor runs at once, counting the extra ones it starts
+// maxWorkers caps the goroutines a pool runs at once, counting the extra ones it starts
 // while workers are blocked in Sync.
 const maxWorkers = 4096
 
 // executor runs the Global root queues on worker goroutines. Workers exist only while there
 // is work: one is started when a root gets an item and fewer than GOMAXPROCS are running, and
 // it exits when every root is empty. A worker always takes the highest-QoS item first.
+//
+// The roots' items and workers are kept in pools, one per testing/synctest bubble (see
+// bubble.go): the goroutine that pushes an item decides its pool, and only that pool's
+// workers, started by goroutines of the same bubble, run it. Outside tests there is one pool.
 type executor struct {
 	mu      sync.Mutex
 	roots   [numQoS]*Queue
-	items   [numQoS]deque
-	workers int32 // running worker goroutines
-	blocked int32 // of those, waiting in a Sync (they do not count against GOMAXPROCS)
+	main    pool             // the pool of goroutines outside any bubble
+	bubbles map[uint64]*pool // pools of synctest bubbles, while they have work
 	list    []*worker
 	cpus    atomic.Int32 // GOMAXPROCS as last read; re-read whenever a worker starts
-	queued  atomic.Int32 // items in all roots, for the spinning worker to watch
-	spinner bool         // a worker is briefly waiting for work before it exits
-	refused uint32       // spawns refused by the CPU cap, to pace re-reading GOMAXPROCS
+	queued  atomic.Int32 // items in all roots of all pools, for spinning workers to watch
+
+	// running counts workers by the QoS of the root item they ran last; a worker moves
+	// between counts only when its class changes. It lets Async skip looking for its caller's
+	// QoS when no worker runs above the queue's class (see override.go).
+	running [numQoS]atomic.Int32
+
+	extraTotal uint64                      // workers ever lent by monitors
+	overrides  map[*Queue][]*overrideEntry // see override.go
+	overrideN  atomic.Int32                // entries in overrides
+}
+
+// pool is the roots' items and workers of one bubble, or of everything outside bubbles.
+type pool struct {
+	bubble  uint64 // 0: outside any bubble
+	items   [numQoS]deque
+	n       int32 // items in items
+	workers int32 // running worker goroutines
+	blocked int32 // of those, waiting in a Sync (they do not count against GOMAXPROCS)
+	spinner bool  // a worker is briefly waiting for work before it exits
+	refused uint32
 
 	// The monitor lends workers when every worker is stuck (see monitor.go).
-	extra      int32  // workers lent beyond GOMAXPROCS because the others were stuck
-	extraTotal uint64 // workers ever lent
-	started    uint64 // root items taken by workers: progress, as the monitor sees it
-	monitoring bool   // the monitor goroutine is running
+	extra   int32         // workers lent beyond GOMAXPROCS because the others were stuck
+	started uint64        // root items taken by workers: progress, as the monitor sees it
+	idle    chan struct{} // non-nil while a monitor runs; closed to make it exit
 }
 
 // spinRounds is how many times an idle worker yields (runtime.Gosched) while watching for new
@@ -41,13 +61,15 @@ const spinRounds = 16
 
 type worker struct {
 	g    uintptr
+	p    *pool
 	root *Queue // the root whose item the worker runs now
+	qos  QoS    // the class counted in executor.running
 }
 
 var exec = newExecutor()
 
 func newExecutor() *executor {
-	e := &executor{}
+	e := &executor{bubbles: map[uint64]*pool{}, overrides: map[*Queue][]*overrideEntry{}}
 	for i := range e.roots {
 		qos := QoS(i)
 		e.roots[i] = &Queue{label: "global." + qos.String(), kind: rootKind, qos: qos}
@@ -72,55 +94,103 @@ func (e *executor) procs() int32 { return e.cpus.Load() }
 
 func (e *executor) refreshProcs() { e.cpus.Store(int32(runtime.GOMAXPROCS(0))) }
 
-// push adds an item to a root queue and starts a worker if one may run.
+// push adds an item to a root queue and starts a worker if one may run. The item goes to the
+// pool of the calling goroutine: a worker's own, or the one of the caller's bubble.
 func (e *executor) push(root *Queue, it item) {
+	g := goid.G()
 	e.mu.Lock()
+	p := e.workerPoolLocked(g)
+	if p == nil {
+		e.mu.Unlock()
+		b := currentBubble() // outside the lock: it may cost a stack trace in a bubble
+		e.mu.Lock()
+		p = e.poolLocked(b)
+	}
 	qos := root.qos
 	if c := it.child; c != nil {
+		if c.override != 0 {
+			e.refreshOverrideLocked(c)
+		}
 		qos = max(qos, QoS(c.override))
 		c.slot = int8(qos)
 	}
-	e.items[qos].pushBack(it)
+	p.items[qos].pushBack(it)
+	p.n++
 	e.queued.Add(1)
 	if it.child == nil {
 		root.acc++
 	}
 	// The spinning worker, if any, will take one item; start another for anything more.
-	covered := e.spinner && e.queued.Load() <= 1
-	spawn := !covered && e.workers-e.blocked < e.capLocked() && e.workers < maxWorkers
-	if !spawn && !covered && e.workers < maxWorkers {
+	covered := p.spinner && p.n <= 1
+	spawn := !covered && p.workers-p.blocked < e.capLocked(p) && p.workers < maxWorkers
+	if !spawn && !covered && p.workers < maxWorkers {
 		// Refused by the CPU cap: GOMAXPROCS may have grown since we last looked. Look again
 		// now and then, not on every submission to a saturated executor.
-		if e.refused++; e.refused%64 == 1 {
+		if p.refused++; p.refused%64 == 1 {
 			e.refreshProcs()
-			spawn = e.workers-e.blocked < e.capLocked()
+			spawn = p.workers-p.blocked < e.capLocked(p)
 		}
 	}
 	if spawn {
-		e.workers++
+		p.workers++
 		e.refreshProcs() // a goroutine start costs far more than this look
 	}
-	startMonitor := !e.monitoring
-	e.monitoring = true
+	var idle chan struct{}
+	if p.idle == nil {
+		idle = make(chan struct{}) // made here, by a goroutine of the pool's bubble
+		p.idle = idle
+	}
 	e.mu.Unlock()
-	if startMonitor {
-		go e.monitor()
+	if idle != nil {
+		go e.monitor(p, idle)
 	}
 	if spawn {
-		go e.work()
+		go e.work(p)
 	}
 }
 
-// popLocked takes the next item, highest QoS first.
-func (e *executor) popLocked() (*Queue, item, bool) {
+// workerPoolLocked returns the pool of worker g, or nil if g is not a worker.
+func (e *executor) workerPoolLocked(g uintptr) *pool {
+	for _, w := range e.list {
+		if w.g == g {
+			return w.p
+		}
+	}
+	return nil
+}
+
+// poolLocked returns the pool of a bubble (0: outside any), making it if needed.
+func (e *executor) poolLocked(bubble uint64) *pool {
+	if bubble == 0 {
+		return &e.main
+	}
+	p := e.bubbles[bubble]
+	if p == nil {
+		p = &pool{bubble: bubble}
+		e.bubbles[bubble] = p
+	}
+	return p
+}
+
+// pools calls fn for each pool; e.mu is held.
+func (e *executor) poolsLocked(fn func(p *pool)) {
+	fn(&e.main)
+	for _, p := range e.bubbles {
+		fn(p)
+	}
+}
+
+// popLocked takes the next item of pool p, highest QoS first.
+func (e *executor) popLocked(p *pool) (*Queue, item, bool) {
 	for i := numQoS - 1; i >= 0; i-- {
-		for e.items[i].n > 0 {
+		for p.items[i].n > 0 {
+			p.n--
 			e.queued.Add(-1)
-			it := e.items[i].popFront()
+			it := p.items[i].popFront()
 			if it.fn == nil && it.child == nil && it.x == nil {
 				continue // a drain moved to a higher QoS
 			}
-			e.started++
+			p.started++
 			if it.child != nil {
 				it.child.slot = -1
 			}
@@ -130,19 +200,22 @@ func (e *executor) popLocked() (*Queue, item, bool) {
 	return nil, item{}, false
 }
 
-func (e *executor) work() {
-	w := &worker{g: goid.G()}
+func (e *executor) work(p *pool) {
+	w := &worker{g: goid.G(), p: p, qos: -1}
 	e.mu.Lock()
 	e.list = append(e.list, w)
-	for e.workers-e.blocked <= e.capLocked() {
-		root, it, ok := e.popLocked()
+	for p.workers-p.blocked <= e.capLocked(p) {
+		root, it, ok := e.popLocked(p)
 		if !ok {
-			if e.spinner || !e.spinLocked() {
+			if p.spinner || !e.spinLocked(p) {
 				break
 			}
 			continue
 		}
 		w.root = root
+		if w.qos != root.qos {
+			e.setWorkerQoS(w, root.qos)
+		}
 		e.mu.Unlock()
 		if it.child == nil {
 			root.setLabels()
@@ -170,63 +243,75 @@ func (e *executor) work() {
 			break
 		}
 	}
-	e.workers--
+	e.setWorkerQoS(w, -1)
+	p.workers--
+	if p.workers == 0 && p.n == 0 {
+		e.idleLocked(p)
+	}
 	e.mu.Unlock()
 	e.refreshProcs()
 }
 
-// spinLocked waits a little for new work, as the one spinning worker; e.mu is held on entry
-// and exit. It reports whether work arrived.
-func (e *executor) spinLocked() bool {
-	e.spinner = true
+// setWorkerQoS moves w between the running counts; -1 takes it out.
+func (e *executor) setWorkerQoS(w *worker, qos QoS) {
+	if w.qos >= 0 {
+		e.running[w.qos].Add(-1)
+	}
+	if qos >= 0 {
+		e.running[qos].Add(1)
+	}
+	w.qos = qos
+}
+
+// idleLocked is called when pool p has no worker and no item left: its monitor exits now,
+// not at its next tick (inside a synctest bubble the tick might never come: time stops when
+// the bubble's test function returns), and a bubble's pool is forgotten.
+func (e *executor) idleLocked(p *pool) {
+	if p.idle != nil {
+		close(p.idle)
+		p.idle = nil
+	}
+	p.extra = 0
+	if p.bubble != 0 {
+		delete(e.bubbles, p.bubble)
+	}
+}
+
+// spinLocked waits a little for new work, as the pool's one spinning worker; e.mu is held on
+// entry and exit. It reports whether work arrived.
+func (e *executor) spinLocked(p *pool) bool {
+	p.spinner = true
 	e.mu.Unlock()
 	for i := 0; i < spinRounds && e.queued.Load() == 0; i++ {
 		runtime.Gosched()
 	}
 	e.mu.Lock()
-	e.spinner = false
-	return e.hasItemsLocked()
+	p.spinner = false
+	return p.n > 0
 }
 
 // blockEnter tells the executor that goroutine g is about to wait in a Sync. If g is a
 // worker, another worker may start in its place, so waiting for a queue can never use up the
-// executor. It reports whether g is a worker (and so must call blockExit).
-func (e *executor) blockEnter(g uintptr) bool {
+// executor. It returns g's pool if g is a worker (which must then call blockExit), else nil.
+func (e *executor) blockEnter(g uintptr) *pool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.isWorkerLocked(g) {
-		return false
+	p := e.workerPoolLocked(g)
+	if p == nil {
+		return nil
 	}
-	e.blocked++
-	if e.workers-e.blocked < e.capLocked() && e.workers < maxWorkers && e.hasItemsLocked() {
-		e.workers++
-		go e.work()
+	p.blocked++
+	if p.workers-p.blocked < e.capLocked(p) && p.workers < maxWorkers && p.n > 0 {
+		p.workers++
+		go e.work(p) // g is of p's bubble, so the new worker is too
 	}
-	return true
+	return p
 }
 
-func (e *executor) blockExit() {
+func (e *executor) blockExit(p *pool) {
 	e.mu.Lock()
-	e.blocked--
+	p.blocked--
 	e.mu.Unlock()
-}
-
-func (e *executor) isWorkerLocked(g uintptr) bool {
-	for _, w := range e.list {
-		if w.g == g {
-			return true
-		}
-	}
-	return false
-}
-
-func (e *executor) hasItemsLocked() bool {
-	for i := range e.items {
-		if e.items[i].n > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // runningOn reports whether goroutine g is a worker running an item of root.
@@ -249,5 +334,6 @@ func (e *executor) rootLoad(root *Queue) (pending, running int) {
 			running++
 		}
 	}
-	return e.items[root.qos].n, running
+	e.poolsLocked(func(p *pool) { pending += p.items[root.qos].n })
+	return pending, running
 }

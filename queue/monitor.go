@@ -10,8 +10,9 @@ import (
 // libdispatch's monitor on Linux, a monitor goroutine watches the roots while they have
 // work: if no root item has started for a whole stallThreshold while items wait and every
 // worker is taken, it lends one more worker, up to maxExtraWorkers. Lent workers are retired
-// as soon as the roots run dry. The monitor exits when the roots are empty, so an idle
-// program holds no goroutine for it.
+// as soon as the roots run dry. The monitor exits the moment the last worker does with the
+// roots empty, so an idle program holds no goroutine for it, and the next item starts it
+// again. There is one monitor per pool (per synctest bubble, see pool).
 
 const (
 	// stallThreshold is how long the roots may make no progress, with work waiting, before
@@ -21,36 +22,41 @@ const (
 	maxExtraWorkers = 256
 )
 
-// capLocked is the number of workers that may run blocks now.
-func (e *executor) capLocked() int32 { return e.procs() + e.extra }
+// capLocked is the number of workers of pool p that may run blocks now.
+func (e *executor) capLocked(p *pool) int32 { return e.procs() + p.extra }
 
 // noLending holds the monitor back; tests that need workers to stay scarce set it.
 var noLending atomic.Bool
 
-func (e *executor) monitor() {
+// monitor watches pool p until the pool goes idle, which closes idle (see idleLocked).
+// Its timer and channel belong to the bubble of the goroutine that started it, which is the
+// pool's, and so do the workers it lends.
+func (e *executor) monitor(p *pool, idle chan struct{}) {
 	t := time.NewTimer(stallThreshold)
 	defer t.Stop()
 	e.mu.Lock()
-	last := e.started
+	last := p.started
 	for {
 		e.mu.Unlock()
-		<-t.C
-		e.mu.Lock()
-		if !e.hasItemsLocked() {
-			if e.workers == 0 {
-				e.monitoring = false
-				e.extra = 0
-				e.mu.Unlock()
-				return
-			}
-			e.extra = 0 // nothing waits: no need for lent workers
-		} else if e.started == last && !noLending.Load() && e.workers-e.blocked >= e.capLocked() && e.extra < maxExtraWorkers && e.workers < maxWorkers {
-			e.extra++
-			e.extraTotal++
-			e.workers++
-			go e.work()
+		select {
+		case <-idle:
+			return
+		case <-t.C:
 		}
-		last = e.started
+		e.mu.Lock()
+		if p.idle != idle {
+			e.mu.Unlock()
+			return
+		}
+		if p.n == 0 {
+			p.extra = 0 // nothing waits: no need for lent workers
+		} else if p.started == last && !noLending.Load() && p.workers-p.blocked >= e.capLocked(p) && p.extra < maxExtraWorkers && p.workers < maxWorkers {
+			p.extra++
+			e.extraTotal++
+			p.workers++
+			go e.work(p)
+		}
+		last = p.started
 		t.Reset(stallThreshold)
 	}
 }
@@ -70,12 +76,12 @@ func Executor() ExecutorStats {
 	e := exec
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n := 0
-	for i := range e.items {
-		n += e.items[i].n
-	}
-	return ExecutorStats{
-		GOMAXPROCS: int(e.procs()), Workers: int(e.workers), Blocked: int(e.blocked),
-		Lent: int(e.extra), LentTotal: e.extraTotal, Queued: n,
-	}
+	s := ExecutorStats{GOMAXPROCS: int(e.procs()), LentTotal: e.extraTotal}
+	e.poolsLocked(func(p *pool) {
+		s.Workers += int(p.workers)
+		s.Blocked += int(p.blocked)
+		s.Lent += int(p.extra)
+		s.Queued += int(p.n)
+	})
+	return s
 }

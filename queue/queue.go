@@ -315,6 +315,7 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 	q.active += n
 	q.mu.Unlock()
 	q.startDrainers(n)
+	q.inheritQoS() // override.go
 	return nil
 }
 
@@ -419,6 +420,9 @@ func (q *Queue) submitChild(child *Queue) {
 	q.active += n
 	q.mu.Unlock()
 	q.startDrainers(n)
+	if child.qos > q.qos {
+		q.inheritChildQoS(child) // override.go
+	}
 }
 
 // Suspend stops the queue's blocks from starting until a matching Resume; a running block

@@ -11,6 +11,9 @@ import (
 // as finished (drainers count a batch at a time).
 func (q *Queue) runBlock(it item, g uintptr) bool {
 	if it.child != nil {
+		if exec.overrideN.Load() > 0 {
+			exec.childStarted(it.child)
+		}
 		it.child.drain(g)
 		q.setLabels() // back to this queue's name after the child's batch
 		return false

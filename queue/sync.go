@@ -197,18 +197,18 @@ func (q *Queue) acquireSync(ctx context.Context, me uintptr, barrier bool) error
 		return err
 	}
 	defer end()
-	if exec.boost(q, callerQoS(me)) {
-		defer exec.unboost(q)
+	if o := exec.boost(q, callerQoS(me)); o != nil {
+		defer exec.unboost(q, o)
 	}
-	isWorker := exec.blockEnter(me)
+	p := exec.blockEnter(me)
 	select {
 	case <-w.ch:
 	case <-ctx.Done():
 		err = ctx.Err()
 		q.giveUp(w, me)
 	}
-	if isWorker {
-		exec.blockExit()
+	if p != nil {
+		exec.blockExit(p)
 	}
 	return err
 }

@@ -1,0 +1,67 @@
+package queue
+
+import (
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// A block of a higher QoS stuck behind a Background queue raises that queue until the block
+// has run (GCD's override). One worker, held by a gate; then 50 Background blocks queue up,
+// and then the low queue's drain behind them. What the test counts is how many of those 50
+// ran before the urgent block: all of them without an override, none with one.
+func TestAHigherQoSBlockOverridesTheQueueItWaitsIn(t *testing.T) {
+	const n = 50
+	for _, tc := range []struct {
+		name  string
+		setup func(low *Queue, gate func(), urgent func()) // holds the worker with gate, submits urgent
+		ahead int32                                        // background blocks that ran before urgent
+	}{
+		{"a Background block submits: no override", func(low *Queue, gate, urgent func()) {
+			Global(Background).Async(func() { gate(); low.Async(urgent) })
+		}, n},
+		{"a UserInteractive block submits", func(low *Queue, gate, urgent func()) {
+			Global(UserInteractive).Async(func() { gate(); low.Async(urgent) })
+		}, 0},
+		{"a UserInteractive queue that targets it", func(low *Queue, gate, urgent func()) {
+			high := NewSerial("high", WithQoS(UserInteractive), WithTarget(low))
+			Global(Background).Async(func() { gate(); high.Async(urgent) })
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			withProcs(t, 1)
+			scarceWorkers(t)
+			low := NewSerial("low", WithQoS(Background))
+			g := newGate()
+			seen := make(chan int32, 1)
+			var others atomic.Int32
+			tc.setup(low, g.block, func() { seen <- others.Load() })
+			recv(t, g.started, "the block holding the only worker")
+			for range n {
+				Global(Background).Async(func() { others.Add(1) })
+			}
+			first := make(chan int32, 1)
+			low.Async(func() { first <- others.Load() }) // low's drain now waits behind the n
+			g.open()
+			got := recv(t, seen, "the urgent block")
+			require.Equal(t, tc.ahead, got)
+			require.LessOrEqual(t, recv(t, first, "low's first block"), got, "low stays FIFO")
+			syncDone(t, Global(Background))
+			syncDone(t, low)
+
+			// The override ended with the block: low waits its turn again.
+			g2 := newGate()
+			Global(Background).Async(g2.block)
+			recv(t, g2.started, "the block holding the only worker")
+			before := others.Load()
+			for range n {
+				Global(Background).Async(func() { others.Add(1) })
+			}
+			low.Async(func() { seen <- others.Load() - before })
+			g2.open()
+			require.Equal(t, int32(n), recv(t, seen, "low's block after the override"))
+			syncDone(t, Global(Background))
+		})
+	}
+}
