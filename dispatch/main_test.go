@@ -4,7 +4,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -46,27 +45,6 @@ func none[T any](t testing.TB, ch <-chan T, what string) {
 		t.Fatalf("%s", what)
 	default:
 	}
-}
-
-// bubble runs fn in a synctest bubble, where time is fake and moves only when every goroutine
-// of the bubble is blocked.
-//
-// The queue executor's goroutines are shared by the whole process: those started in the
-// bubble belong to it, those started outside must not run the bubble's blocks (they would
-// touch its channels from outside). So first wait until the executor has none left from the
-// tests before (goleak retries until only the test runner's goroutines remain), and at the
-// end let fake time pass so that the executor's monitor goroutine, started in the bubble, sees
-// the executor idle and exits before the bubble ends.
-func bubble(t *testing.T, fn func(t *testing.T)) {
-	t.Helper()
-	goleak.VerifyNone(t)
-	synctest.Test(t, func(t *testing.T) {
-		defer func() { // also after a failed require, so that the failure is what gets reported
-			time.Sleep(time.Minute)
-			synctest.Wait()
-		}()
-		fn(t)
-	})
 }
 
 // dispatchGoroutines returns the stacks of the goroutines, other than the caller, that run a

@@ -12,7 +12,7 @@ import (
 )
 
 func TestSemaphoreKeepsSignalsAndWakesWaitersInOrder(t *testing.T) {
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		s := NewSemaphore(0)
 		require.False(t, s.Signal(), "no waiter: the signal is kept")
 		require.False(t, s.Signal(), "a second kept signal")

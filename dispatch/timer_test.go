@@ -10,7 +10,7 @@ import (
 )
 
 func TestTimerFirstTickIsOneIntervalAfterResume(t *testing.T) {
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		q := queue.NewSerial("timer")
 		ticks := make(chan time.Time, 100)
 		tm := NewTimer(q, time.Second, 0, func() { ticks <- time.Now() })
@@ -38,7 +38,7 @@ func TestTimerFirstTickIsOneIntervalAfterResume(t *testing.T) {
 }
 
 func TestTimerTicksWhileSuspendedAreDeliveredOnceOnResume(t *testing.T) {
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		q := queue.NewSerial("timer")
 		ticks := make(chan time.Time, 100)
 		tm := NewTimer(q, time.Second, 0, func() { ticks <- time.Now() })
@@ -77,7 +77,7 @@ func TestTimerTicksWhileSuspendedAreDeliveredOnceOnResume(t *testing.T) {
 }
 
 func TestTimerTicksWhileTheHandlerRunsAreCoalesced(t *testing.T) {
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		q := queue.NewSerial("timer")
 		calls := make(chan struct{}, 100)
 		release := make(chan struct{})
@@ -105,7 +105,7 @@ func TestTimerTicksWhileTheHandlerRunsAreCoalesced(t *testing.T) {
 }
 
 func TestTimerHoldsNoGoroutineBetweenTicks(t *testing.T) {
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		q := queue.NewSerial("timer")
 		ticks := make(chan struct{}, 100)
 		tm := NewTimer(q, time.Minute, 0, func() { ticks <- struct{}{} })
@@ -123,7 +123,7 @@ func TestTimerHoldsNoGoroutineBetweenTicks(t *testing.T) {
 }
 
 func TestTimerLeewayAlignsDeadlinesAndNeverFiresEarly(t *testing.T) {
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		// The bubble's clock starts at midnight, so multiples of the leeway fall on whole
 		// 100ms marks. Two timers started 30ms apart, their deadlines inside one 100ms
 		// window, fire at the same instants: at its end.
@@ -152,7 +152,7 @@ func TestTimerLeewayAlignsDeadlinesAndNeverFiresEarly(t *testing.T) {
 }
 
 func TestTimerCancelHandlerRunsOnceAfterTheLastTick(t *testing.T) {
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		q := queue.NewSerial("timer")
 		var events []string // touched only on q
 		var tm *Source

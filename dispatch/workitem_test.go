@@ -73,7 +73,7 @@ func TestWorkItemPanicStillCompletesIt(t *testing.T) {
 }
 
 func TestAfterRunsOnItsQueueAtItsTimeAndNotBefore(t *testing.T) {
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		q := queue.NewSerial("later")
 		start := time.Now()
 		ran := make(chan time.Time, 1)
@@ -91,12 +91,13 @@ func TestAfterRunsOnItsQueueAtItsTimeAndNotBefore(t *testing.T) {
 		require.True(t, onQ, "After's block runs on its queue")
 		require.NoError(t, w.Wait(context.Background()))
 		require.False(t, w.Cancelled())
+		synctest.Wait() // the worker that ran the block may still be on its way out
 		require.Empty(t, dispatchGoroutines(""))
 	})
 }
 
 func TestCancelledAfterNeverRunsAndFinishesAtOnce(t *testing.T) {
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		q := queue.NewSerial("later")
 		w := After(time.Hour, q, func() { t.Error("a cancelled After ran") })
 		notified := make(chan struct{})
@@ -114,7 +115,7 @@ func TestCancelledAfterNeverRunsAndFinishesAtOnce(t *testing.T) {
 }
 
 func TestAfterOnAQueueClosedMeanwhileEndsCancelled(t *testing.T) {
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		q := queue.NewSerial("later")
 		w := After(time.Second, q, func() { t.Error("ran on a closed queue") })
 		require.NoError(t, q.Close(context.Background()))
@@ -126,7 +127,7 @@ func TestAfterOnAQueueClosedMeanwhileEndsCancelled(t *testing.T) {
 }
 
 func TestAfterCancelledAfterItFiredStillDoesNotRunIfNotStarted(t *testing.T) {
-	bubble(t, func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
 		q := queue.NewSerial("busy")
 		release := make(chan struct{})
 		q.Async(func() { <-release }) // q is busy when the timer fires
