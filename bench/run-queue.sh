@@ -18,7 +18,7 @@ if ! command -v benchstat >/dev/null; then
 fi
 
 echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(go version | cut -d' ' -f3)"
-go test -run '^$' -bench '^Benchmark(Serial|Lock|Concurrent|PingPong)' -count "$COUNT" -benchtime "$BENCHTIME" . | tee "$OUT"
+go test -run '^$' -bench '^Benchmark(Serial|Lock|Concurrent|PingPong|Starfish)' -count "$COUNT" -benchtime "$BENCHTIME" . | tee "$OUT"
 # A million idle queues per run: one iteration each.
 go test -run '^$' -bench '^BenchmarkIdle' -count "$COUNT" -benchtime 1x . | tee -a "$OUT"
 echo

@@ -38,6 +38,9 @@ var comparisons = []comparison{
 	{"concurrent submit+wait vs errgroup SetLimit", "ConcurrentAsync", "ConcurrentPeerErrgroup", "ns/op", 0},
 	{"idle queue bytes vs goroutine + channel", "IdleQueue", "IdlePeerGoroutineAndChannel", "bytes/queue", 0},
 	{"ping-pong between two serial queues vs channels", "PingPong", "PingPongPeerChannels", "ns/op", 0},
+	{"starfish, 1000 serial queues, per message, vs goroutines + channels", "Starfish", "StarfishPeerChannels", "ns/op", 0},
+	{"starfish per message, pprof labels on vs off", "Starfish", "StarfishNoProfileLabels", "ns/op", 0},
+	{"serial Async per block, pprof labels on vs off", "SerialAsync", "SerialAsyncNoProfileLabels", "ns/op", 0},
 }
 
 // limit is an absolute bar on one of our figures.
