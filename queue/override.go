@@ -80,13 +80,30 @@ func (e *executor) raise(q *Queue, o *overrideEntry) bool {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.overrides[top] = append(e.overrides[top], o)
-	e.overrideN.Add(1)
+	if !e.mergeLocked(top, o) {
+		e.overrides[top] = append(e.overrides[top], o)
+		e.overrideN.Add(1)
+	}
 	if QoS(top.override) < o.qos {
 		top.override = int8(o.qos)
 		e.moveLocked(top, o.qos)
 	}
 	return true
+}
+
+// mergeLocked folds o into an entry of top for the same Async queue or child at the same
+// class, so that a stream of submissions keeps one entry, not one per block.
+func (e *executor) mergeLocked(top *Queue, o *overrideEntry) bool {
+	if o.sync {
+		return false
+	}
+	for _, x := range e.overrides[top] {
+		if x.qos == o.qos && x.q == o.q && x.child == o.child && !x.sync {
+			x.until = max(x.until, o.until)
+			return true
+		}
+	}
+	return false
 }
 
 // moveLocked moves top's drain, if one waits at a root below qos, to the root of qos. It
@@ -198,6 +215,16 @@ func (q *Queue) inheritQoS() {
 // q's own: q's chain is raised to child's class until the drain starts.
 func (q *Queue) inheritChildQoS(child *Queue) {
 	exec.raise(q, &overrideEntry{qos: child.qos, child: child})
+}
+
+// drained forgets the overrides of top that are past once a drain of top returns, so that a
+// queue that goes idle is not kept in executor.overrides; called only while some exist.
+func (e *executor) drained(top *Queue) {
+	e.mu.Lock()
+	if len(e.overrides[top]) > 0 {
+		e.refreshOverrideLocked(top)
+	}
+	e.mu.Unlock()
 }
 
 // childStarted ends the overrides a drain of child asked for; called as the drain starts,

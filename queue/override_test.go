@@ -65,3 +65,34 @@ func TestAHigherQoSBlockOverridesTheQueueItWaitsIn(t *testing.T) {
 		})
 	}
 }
+
+// overrides returns how many override entries the executor keeps for top.
+func overrides(top *Queue) int {
+	exec.mu.Lock()
+	defer exec.mu.Unlock()
+	return len(exec.overrides[top])
+}
+
+// A stream of Asyncs from a higher-QoS block keeps one override entry, and the entry goes
+// when the queue has run the blocks, so an idle queue is not held by the executor.
+func TestOverridesOfAStreamAreOneEntryAndEndWhenDrained(t *testing.T) {
+	withProcs(t, 1)
+	scarceWorkers(t)
+	low := NewSerial("low", WithQoS(Background))
+	var ran atomic.Int32
+	held := make(chan int, 1)
+	Global(UserInteractive).Async(func() {
+		for range 100 {
+			low.Async(func() { ran.Add(1) })
+		}
+		held <- overrides(low) // low cannot run yet: this block holds the only worker
+	})
+	require.Equal(t, 1, recv(t, held, "the entries while the stream waits"))
+	syncDone(t, low)
+	require.Equal(t, int32(100), ran.Load())
+	// The only worker takes this after it has finished with low's last drain.
+	after := make(chan struct{})
+	Global(Background).Async(func() { close(after) })
+	recv(t, after, "a block after low's drain")
+	require.Zero(t, overrides(low), "entries of a drained queue")
+}

@@ -15,6 +15,9 @@ func (q *Queue) runBlock(it item, g uintptr) bool {
 			exec.childStarted(it.child)
 		}
 		it.child.drain(g)
+		if exec.overrideN.Load() > 0 {
+			exec.drained(it.child)
+		}
 		q.setLabels() // back to this queue's name after the child's batch
 		return false
 	}
