@@ -30,8 +30,11 @@ type executor struct {
 
 	// running counts workers by the QoS of the root item they ran last; a worker moves
 	// between counts only when its class changes. It lets Async skip looking for its caller's
-	// QoS when no worker runs above the queue's class (see override.go).
+	// QoS when no worker runs above the queue's class (see override.go). Every Async reads
+	// it: it gets a cache line of its own, away from queued, which every push writes.
+	_       [64]byte
 	running [numQoS]atomic.Int32
+	_       [64 - 4*numQoS]byte
 
 	extraTotal uint64                      // workers ever lent by monitors
 	overrides  map[*Queue][]*overrideEntry // see override.go
