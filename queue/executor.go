@@ -82,8 +82,9 @@ func newExecutor() *executor {
 }
 
 // Global returns the shared root concurrent queue of a QoS class. Its width is GOMAXPROCS,
-// and all roots share one pool of that many workers, the higher classes served first. Queues
-// created without WithTarget run on Global(their QoS).
+// and all roots share one pool of that many workers, the higher classes served first (each
+// testing/synctest bubble gets a pool of its own: see the package doc). Queues created
+// without WithTarget run on Global(their QoS).
 func Global(qos QoS) *Queue {
 	if !qos.valid() {
 		panic("queue: Global of an invalid QoS " + qos.String())
