@@ -36,7 +36,9 @@
 // queued it (the one that submitted to an idle queue, or a worker that yields), so blocks may
 // use the bubble's channels and fake clock; a stalled-worker monitor of the bubble runs on
 // fake time; and when the bubble's work is done its workers and monitor exit at once, without
-// time passing, so synctest.Test and synctest.Wait see no goroutine of the executor left. What
+// time passing, so synctest.Test and synctest.Wait see no goroutine of the executor left (while a worker is
+// blocked, the monitor ticks every 20 ms of fake time, so a block sleeping for fake hours
+// costs the test real milliseconds). What
 // the runtime does not allow, and queues cannot hide: a queue shared by a bubble and code
 // outside it runs blocks submitted from one side on a worker of the other side while its
 // drain is there, and a block touching a bubble's channels from outside is a fatal error. Give
