@@ -69,3 +69,27 @@ func TestMonitorLendsAWorkerInsideABubble(t *testing.T) {
 		<-slept
 	})
 }
+
+// Two bubbles at once: each has its own pool, so neither bubble's workers run the other's
+// blocks (which would touch the other bubble's channels: a fatal error).
+func TestTwoBubblesAtOnceKeepTheirWorkersApart(t *testing.T) {
+	for _, name := range []string{"a", "b"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				q := NewSerial(name)
+				got := make(chan int)
+				for i := range 200 {
+					q.Async(func() {
+						time.Sleep(time.Millisecond)
+						got <- i
+					})
+					Global(Default).Async(func() {}) // root items of both bubbles side by side
+					require.Equal(t, i, <-got)
+				}
+				require.Equal(t, 200*time.Millisecond, time.Since(start))
+			})
+		})
+	}
+}
