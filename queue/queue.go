@@ -284,7 +284,7 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 		}
 		it.x.site = callSite(2)
 	}
-	if q.cfg != nil && q.cfg.obs != nil {
+	if observing && q.cfg != nil && q.cfg.obs != nil {
 		it = q.observeEnqueue(it, k)
 	}
 	if q.kind == rootKind {

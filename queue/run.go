@@ -49,6 +49,9 @@ func (q *Queue) runSlow(it item) {
 	if q.cfg != nil {
 		obs, panics = q.cfg.obs, q.cfg.panics
 	}
+	if !observing {
+		obs = nil
+	}
 	ctx := x.ctx
 	var info BlockInfo
 	var start time.Time

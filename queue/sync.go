@@ -99,7 +99,7 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 // syncCall runs a Sync block on the calling goroutine, telling the observer.
 func (q *Queue) syncCall(ctx context.Context, fn func(), cfn func(context.Context)) error {
 	obs := Observer(nil)
-	if q.cfg != nil {
+	if observing && q.cfg != nil {
 		obs = q.cfg.obs
 	}
 	if obs == nil && cfn == nil {
