@@ -176,8 +176,12 @@ func (c *coord) redraw() {
 // and returns what was measured. The members are always ended, whatever happens.
 func coordinate(ctx context.Context, cfg config, start func() ([]member, error), progress io.Writer) (rep report, err error) {
 	rep = newReport(cfg)
-	rss := rssReader(cfg.ServerPID)
+	rss, cpu := rssReader(cfg.ServerPID), cpuReader(cfg.ServerPID)
 	if rep.RSSBefore, err = rss(); err != nil {
+		return rep, err
+	}
+	cpu0, err := cpu()
+	if err != nil {
 		return rep, err
 	}
 	members, err := start()
@@ -201,31 +205,45 @@ func coordinate(ctx context.Context, cfg config, start func() ([]member, error),
 	if rep.RSSConnected, err = rss(); err != nil {
 		return rep, err
 	}
+	cpu1, err := cpu()
+	if err != nil {
+		return rep, err
+	}
+	rep.CPUConnect = (cpu1 - cpu0).Seconds()
 	if rep.Connected == 0 {
 		return rep, errors.New("loadgen: no connection opened")
 	}
 
 	c.sendAll(command{Cmd: cmdStart})
 	c.setPhase(cfg.Mode)
-	end := time.Now().Add(cfg.Duration)
+	begun := time.Now()
+	end := begun.Add(cfg.Duration)
 	never := func() bool { return false }
+	var cpu2 time.Duration
+	var errCPU error
 	switch cfg.Mode {
 	case modeIdle:
 		c.until(ctx, end, never)
 		rep.RSSEnd, err = rss()
+		cpu2, errCPU = cpu()
 		c.sendAll(command{Cmd: cmdStop})
 	case modeEcho:
-		// Memory under load, read before the loops end and the connections close.
+		// Memory under load, read before the loops end and the connections close; CPU
+		// when the loops end (the workers stop theirs at the same moment).
 		c.until(ctx, time.Now().Add(cfg.Duration*9/10), never)
 		rep.RSSEnd, err = rss()
+		c.until(ctx, end, never)
+		cpu2, errCPU = cpu()
 	case modeBroadcast:
 		c.broadcasts(ctx, end, &rep)
+		cpu2, errCPU = cpu()
 		rep.RSSEnd, err = rss()
 		c.sendAll(command{Cmd: cmdStop})
 	}
-	if err != nil {
+	if err = cmp(err, errCPU); err != nil {
 		return rep, err
 	}
+	rep.CPURun, rep.CPURunWall = (cpu2 - cpu1).Seconds(), time.Since(begun).Seconds()
 	allResults := c.each(func(i int) bool { return c.results[i] != nil })
 	if !c.until(ctx, end.Add(30*time.Second), allResults) {
 		return rep, fmt.Errorf("loadgen: waiting for results: %w", cmp(ctx.Err(), errTimeout))

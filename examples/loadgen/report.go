@@ -35,6 +35,16 @@ type report struct {
 	RSSEnd       int64   `json:"rss_end,omitempty"` // at the end of idle and broadcast, at 90% of echo
 	BytesPerConn float64 `json:"bytes_per_conn,omitempty"`
 
+	// The server's CPU time (user + system, from /proc/PID/stat): while connecting, per
+	// connection, and in the measured phase (echo: the loops; broadcast: all broadcasts),
+	// per echoed message or per broadcast delivery. It is the figure least disturbed by
+	// the load generator sharing the server's cores.
+	CPUConnect   float64 `json:"cpu_connect_s,omitempty"`
+	CPUPerConnUS float64 `json:"cpu_per_conn_us,omitempty"`
+	CPURun       float64 `json:"cpu_run_s,omitempty"`
+	CPURunWall   float64 `json:"cpu_run_wall_s,omitempty"` // the wall time CPURun was spent in
+	CPUPerMsgUS  float64 `json:"cpu_per_msg_us,omitempty"`
+
 	Msgs       uint64  `json:"msgs,omitempty"`
 	MsgsPerSec float64 `json:"msgs_per_s,omitempty"`
 	RTTP50     float64 `json:"rtt_p50_ms,omitempty"`
@@ -105,6 +115,24 @@ func (r *report) results(rs []*workerResult) {
 	if r.RSSEnd > 0 && r.Connected > 0 {
 		r.BytesPerConn = float64(r.RSSEnd-r.RSSBefore) / float64(r.Connected)
 	}
+	r.cpuFigures()
+}
+
+// cpuFigures divides the server's CPU time by what it served.
+func (r *report) cpuFigures() {
+	if r.Connected > 0 {
+		r.CPUPerConnUS = r.CPUConnect * 1e6 / float64(r.Connected)
+	}
+	var served float64
+	switch r.Mode {
+	case modeEcho:
+		served = float64(r.Msgs)
+	case modeBroadcast:
+		served = float64(r.BroadcastDeliveries)
+	}
+	if served > 0 {
+		r.CPUPerMsgUS = r.CPURun * 1e6 / served
+	}
 }
 
 func (r *report) noteErrs(errs []string) {
@@ -143,11 +171,25 @@ func (r *report) writeTable(w io.Writer) error {
 		row("broadcast", "%d/%d reached every connection: last receiver p50 %.3fms p99 %.3fms",
 			r.BroadcastsComplete, r.Broadcasts, r.LastP50, r.LastP99)
 	}
+	if r.ServerPID > 0 {
+		row("server CPU", "%.2fs connecting (%.0fµs per connection), %.2fs in %.1fs of %s: %s",
+			r.CPUConnect, r.CPUPerConnUS, r.CPURun, r.CPURunWall, r.Mode, perMsg(r))
+	}
 	row("errors", "%d, %d connections lost", r.Errors, r.Lost)
 	for _, e := range r.ErrorLog {
 		row("", "%s", e)
 	}
 	return tw.Flush()
+}
+
+func perMsg(r *report) string {
+	switch r.Mode {
+	case modeEcho:
+		return fmt.Sprintf("%.1fµs per echoed message", r.CPUPerMsgUS)
+	case modeBroadcast:
+		return fmt.Sprintf("%.2fµs per broadcast delivery", r.CPUPerMsgUS)
+	}
+	return "nothing served"
 }
 
 func mib(b int64) string   { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
@@ -190,4 +232,46 @@ func parseVmRSS(r io.Reader) (int64, error) {
 		return 0, fmt.Errorf("loadgen: server memory: %w", err)
 	}
 	return 0, fmt.Errorf("loadgen: server memory: no VmRSS line (a kernel thread, or a zombie?)")
+}
+
+// clockTick is the unit of utime and stime in /proc/PID/stat: USER_HZ, which Linux fixes
+// at 100 for user space on every architecture Go runs on.
+const clockTick = 10 * time.Millisecond
+
+// cpuReader returns a function reading pid's CPU time (user + system), or 0 when pid is 0.
+func cpuReader(pid int) func() (time.Duration, error) {
+	if pid == 0 {
+		return func() (time.Duration, error) { return 0, nil }
+	}
+	return func() (time.Duration, error) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, fmt.Errorf("loadgen: server CPU: %w", err)
+		}
+		return parseCPU(b)
+	}
+}
+
+// parseCPU reads utime + stime (fields 14 and 15) from a /proc/PID/stat line. The second
+// field, the command in parentheses, may hold spaces and parentheses itself, so the
+// fields are counted from the last ')'.
+func parseCPU(stat []byte) (time.Duration, error) {
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("loadgen: server CPU: no command field in %q", s)
+	}
+	f := strings.Fields(s[i+1:]) // f[0] is field 3, the state
+	if len(f) < 13 {
+		return 0, fmt.Errorf("loadgen: server CPU: %d fields after the command, want at least 13", len(f))
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		t, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || t < 0 {
+			return 0, fmt.Errorf("loadgen: server CPU: odd tick count %q", v)
+		}
+		ticks += t
+	}
+	return time.Duration(ticks) * clockTick, nil
 }

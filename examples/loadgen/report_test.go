@@ -36,6 +36,63 @@ func TestRSSReader(t *testing.T) {
 	require.ErrorContains(t, err, "server memory")
 }
 
+func TestParseCPU(t *testing.T) {
+	// utime 250 and stime 40 ticks; the command holds a space and a ')'.
+	stat := "4242 (my echo) srv) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 40 0 0 20 0 7 0 100 0 0\n"
+	d, err := parseCPU([]byte(stat))
+	require.NoError(t, err)
+	require.Equal(t, 2900*time.Millisecond, d)
+
+	for _, bad := range []string{
+		"",
+		"4242 echo S 1 2 3",                      // no command field
+		"4242 (echo) S 1 4242 4242 0 -1 4194560", // cut short
+		"4242 (echo) S 1 4242 4242 0 -1 4194560 1 0 0 0 x 40 0",
+		"4242 (echo) S 1 4242 4242 0 -1 4194560 1 0 0 0 250 -4 0",
+	} {
+		_, err := parseCPU([]byte(bad))
+		require.ErrorContains(t, err, "server CPU", "%q", bad)
+	}
+}
+
+func TestCPUReader(t *testing.T) {
+	// Burn CPU until this process has a tick to show, for at most 10s.
+	read := cpuReader(os.Getpid())
+	deadline := time.Now().Add(10 * time.Second)
+	var d time.Duration
+	var err error
+	for d == 0 && err == nil {
+		require.True(t, time.Now().Before(deadline), "no CPU time read in 10s of spinning")
+		for x := 0; x < 1e6; x++ {
+			_ = x * x
+		}
+		d, err = read()
+	}
+	require.NoError(t, err)
+	require.Positive(t, d)
+	d, err = cpuReader(0)()
+	require.NoError(t, err)
+	require.Zero(t, d, "no -server-pid, no reading")
+	_, err = cpuReader(1 << 30)()
+	require.ErrorContains(t, err, "server CPU")
+}
+
+func TestCPUFigures(t *testing.T) {
+	r := report{Mode: modeEcho, Connected: 1000, CPUConnect: 0.5, CPURun: 2, Msgs: 400000}
+	r.cpuFigures()
+	require.InDelta(t, 500, r.CPUPerConnUS, 1e-9)
+	require.InDelta(t, 5, r.CPUPerMsgUS, 1e-9)
+
+	r = report{Mode: modeBroadcast, Connected: 100, CPURun: 0.03, BroadcastDeliveries: 2000}
+	r.cpuFigures()
+	require.InDelta(t, 15, r.CPUPerMsgUS, 1e-9, "per delivery")
+
+	r = report{Mode: modeIdle, CPURun: 1}
+	r.cpuFigures()
+	require.Zero(t, r.CPUPerConnUS, "nothing connected, nothing divided")
+	require.Zero(t, r.CPUPerMsgUS, "idle serves no messages")
+}
+
 func TestBcastPayload(t *testing.T) {
 	sent := time.Unix(1700000000, 123456789)
 	p := bcastPayload(17, sent, 64)

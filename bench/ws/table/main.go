@@ -31,6 +31,8 @@ type result struct {
 	BroadcastsComplete int     `json:"broadcasts_complete"`
 	LastP50            float64 `json:"last_p50_ms"`
 	LastP99            float64 `json:"last_p99_ms"`
+	CPUPerConnUS       float64 `json:"cpu_per_conn_us"`
+	CPUPerMsgUS        float64 `json:"cpu_per_msg_us"`
 	Errors             uint64  `json:"errors"`
 	Lost               int     `json:"lost"`
 }
@@ -107,10 +109,10 @@ func read(in io.Reader) ([]*row, error) {
 }
 
 func write(w io.Writer, rows []*row) {
-	fmt.Fprintln(w, "| server | N | connects/s | idle KiB/conn | echo KiB/conn | echo msg/s | echo RTT p50 / p99 ms | broadcast last p50 / p99 ms | errors, lost |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| server | N | connects/s | idle KiB/conn | echo KiB/conn | echo msg/s | echo RTT p50 / p99 ms | broadcast last p50 / p99 ms | server CPU µs: per connect / echo / broadcast delivery | errors, lost |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", r.server, r.n,
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s / %s / %s | %s |\n", r.server, r.n,
 			opt(r.idle, func(x *result) string { return fmt.Sprintf("%.0f", x.ConnectRate) }),
 			opt(r.idle, func(x *result) string { return fmt.Sprintf("%.1f", x.BytesPerConn/1024) }),
 			opt(r.echo, func(x *result) string { return fmt.Sprintf("%.1f", x.BytesPerConn/1024) }),
@@ -123,6 +125,9 @@ func write(w io.Writer, rows []*row) {
 				}
 				return s
 			}),
+			opt(r.idle, func(x *result) string { return fmt.Sprintf("%.0f", x.CPUPerConnUS) }),
+			opt(r.echo, func(x *result) string { return fmt.Sprintf("%.1f", x.CPUPerMsgUS) }),
+			opt(r.bcast, func(x *result) string { return fmt.Sprintf("%.2f", x.CPUPerMsgUS) }),
 			troubles(r))
 	}
 	bars(w, rows)
@@ -181,7 +186,10 @@ func bars(w io.Writer, rows []*row) {
 		mem := ratio(us, peers, func(r *row) *result { return r.idle }, func(x *result) float64 { return x.BytesPerConn }, false)
 		echo := ratio(us, peers, func(r *row) *result { return r.echo }, func(x *result) float64 { return x.MsgsPerSec }, true)
 		p99 := ratio(us, peers, func(r *row) *result { return r.bcast }, func(x *result) float64 { return x.LastP99 }, false)
-		lines = append(lines, fmt.Sprintf("- N=%d: idle memory %s; echo msg/s %s; broadcast p99 %s", n, mem, echo, p99))
+		echoCPU := ratio(us, peers, func(r *row) *result { return r.echo }, func(x *result) float64 { return x.CPUPerMsgUS }, false)
+		bcastCPU := ratio(us, peers, func(r *row) *result { return r.bcast }, func(x *result) float64 { return x.CPUPerMsgUS }, false)
+		lines = append(lines, fmt.Sprintf("- N=%d: idle memory %s; echo msg/s %s; broadcast p99 %s; CPU per echo %s; CPU per broadcast delivery %s",
+			n, mem, echo, p99, echoCPU, bcastCPU))
 	}
 	if len(lines) > 0 {
 		fmt.Fprintln(w)
@@ -193,10 +201,10 @@ func bars(w io.Writer, rows []*row) {
 }
 
 // ratio compares our figure with the best peer's: the highest if higherBetter, else the
-// lowest.
+// lowest. A zero figure is one not measured and is left out.
 func ratio(us *row, peers []*row, pick func(*row) *result, fig func(*result) float64, higherBetter bool) string {
 	u := pick(us)
-	if u == nil {
+	if u == nil || fig(u) == 0 {
 		return "not measured"
 	}
 	best, name := 0.0, ""
@@ -206,11 +214,14 @@ func ratio(us *row, peers []*row, pick func(*row) *result, fig func(*result) flo
 			continue
 		}
 		v := fig(x)
+		if v == 0 {
+			continue // not measured (or nothing completed): no figure to compare with
+		}
 		if name == "" || (higherBetter && v > best) || (!higherBetter && v < best) {
 			best, name = v, p.server
 		}
 	}
-	if name == "" || best == 0 {
+	if name == "" {
 		return "no peer figure"
 	}
 	r := fig(u) / best
