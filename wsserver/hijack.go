@@ -3,11 +3,18 @@ package wsserver
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // hijackWriter wraps the ResponseWriter that coder/websocket's Accept hijacks, to hand it
@@ -58,7 +65,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		br = bufio.NewReaderSize(nc, h.readSize)
 	}
 	h.nc = nc
-	h.bw = &batchWriter{nc: nc}
+	h.bw = newBatchWriter(nc, !strings.Contains(h.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"))
 	return flushingConn{nc, h.bw}, bufio.NewReadWriter(br, bufio.NewWriterSize(h.bw, controlFrameMax)), nil
 }
 
@@ -84,16 +91,49 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, batchBufSize); 
 // (control frames written by the reader or a ping). While the connection's writer runs a
 // batch, frames collect in a pooled buffer and go out in one write at flush, under the
 // write deadline the writer set.
+//
+// Unless permessage-deflate was negotiated (direct), data frames are framed here, not by
+// coder/websocket: a server frame is a 2-10 byte header and the payload, and framing it
+// here spares coder's per-message locking and lets a message go out from the sender's
+// goroutine (tryFrame) when the socket takes it at once. coder/websocket then writes only
+// control frames, each (at most 127 bytes, within its 128-byte bufio.Writer) in one Write,
+// and every write to the socket happens under mu, so frames never interleave.
 type batchWriter struct {
 	mu       sync.Mutex
 	nc       net.Conn
 	buf      *[]byte
 	batching bool
+
+	direct    bool
+	closeSent bool // direct: a close frame went out; no data frame may follow it
+
+	// The one-shot, non-blocking write of tryFrame; raw is nil when nc is no socket (TLS).
+	raw    syscall.RawConn
+	rawFn  func(fd uintptr) bool // w.rawWrite, made once: no allocation per write
+	rawBuf []byte
+	rawN   int
+	rawErr error
 }
+
+func newBatchWriter(nc net.Conn, direct bool) *batchWriter {
+	w := &batchWriter{nc: nc, direct: direct}
+	if sc, ok := nc.(syscall.Conn); ok && direct && runtime.GOOS != "windows" {
+		if raw, err := sc.SyscallConn(); err == nil {
+			w.raw, w.rawFn = raw, w.rawWrite
+		}
+	}
+	return w
+}
+
+// opClose is the first byte of a close frame (FIN and opcode 8).
+const opClose = 0x88
 
 func (w *batchWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.direct && len(p) > 0 && p[0] == opClose {
+		w.closeSent = true
+	}
 	if !w.batching {
 		return w.nc.Write(p)
 	}
@@ -162,4 +202,115 @@ func (w *batchWriter) end() error {
 	}
 	_ = w.nc.SetWriteDeadline(time.Time{})
 	return err
+}
+
+// maxFrameHeader is the longest header of a server's (unmasked) frame.
+const maxFrameHeader = 10
+
+// appendFrameHeader appends the header of one final, unmasked data frame of n bytes.
+func appendFrameHeader(b []byte, typ websocket.MessageType, n int) []byte {
+	b = append(b, 0x80|byte(typ))
+	switch {
+	case n <= 125:
+		return append(b, byte(n))
+	case n <= 0xffff:
+		return append(b, 126, byte(n>>8), byte(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, 127), uint64(n))
+	}
+}
+
+// errCloseSent refuses a data frame after the close frame.
+var errCloseSent = errors.New("wsserver: close frame already sent")
+
+// writeFrame adds one data frame to the batch, flushing first when it does not fit; a
+// frame larger than the buffer goes out at once, header and payload in one writev. Call it
+// only between begin and end, in direct mode.
+func (w *batchWriter) writeFrame(typ websocket.MessageType, data []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closeSent {
+		return errCloseSent
+	}
+	need := maxFrameHeader + len(data)
+	if len(*w.buf)+need > cap(*w.buf) {
+		if err := w.flushLocked(); err != nil {
+			return err
+		}
+		if need > cap(*w.buf) {
+			var hdr [maxFrameHeader]byte
+			bufs := net.Buffers{appendFrameHeader(hdr[:0], typ, len(data)), data}
+			_, err := bufs.WriteTo(w.nc)
+			return err
+		}
+	}
+	*w.buf = append(appendFrameHeader(*w.buf, typ, len(data)), data...)
+	return nil
+}
+
+// Outcomes of tryFrame.
+const (
+	frameNotSent = iota // nothing written: the writer goroutine must send it
+	frameSent           // the whole frame is in the socket
+	framePart           // part of it is: the rest waits in a batch begun here, for the writer
+)
+
+// tryFrame makes one non-blocking attempt to write a data frame straight to the socket,
+// outside a batch, from the caller's goroutine. It does nothing (frameNotSent) when the
+// socket is not raw, a batch or another write is under way, the frame is larger than a
+// batch buffer, or the socket's buffer is full; an error is the socket's (or
+// errCloseSent).
+func (w *batchWriter) tryFrame(typ websocket.MessageType, data []byte) (int, error) {
+	if w.raw == nil || maxFrameHeader+len(data) > batchBufSize || !w.mu.TryLock() {
+		return frameNotSent, nil
+	}
+	defer w.mu.Unlock()
+	if w.closeSent {
+		return frameNotSent, errCloseSent
+	}
+	if w.batching {
+		return frameNotSent, nil
+	}
+	bp := batchPool.Get().(*[]byte)
+	b := append(appendFrameHeader((*bp)[:0], typ, len(data)), data...)
+	w.rawBuf, w.rawN, w.rawErr = b, 0, nil
+	err := w.raw.Write(w.rawFn)
+	n := w.rawN
+	if err == nil && !errors.Is(w.rawErr, syscall.EAGAIN) {
+		err = w.rawErr
+	}
+	w.rawBuf, w.rawErr = nil, nil
+	switch {
+	case err != nil || n == 0:
+		*bp = b[:0]
+		batchPool.Put(bp)
+		return frameNotSent, err
+	case n == len(b):
+		*bp = b[:0]
+		batchPool.Put(bp)
+		return frameSent, nil
+	default:
+		// The rest must go before any other frame: it starts a batch that the connection's
+		// writer goes on with (its begin keeps the buffer, its end flushes it).
+		*bp = append(b[:0], b[n:]...)
+		w.buf, w.batching = bp, true
+		return framePart, nil
+	}
+}
+
+// rawWrite is one write(2) of rawBuf on the socket; it never waits for the socket.
+func (w *batchWriter) rawWrite(fd uintptr) bool {
+	for {
+		n, err := sysWrite(syscall.Write, fd, w.rawBuf)
+		if err == syscall.EINTR {
+			continue
+		}
+		w.rawN, w.rawErr = max(n, 0), err
+		return true
+	}
+}
+
+// sysWrite calls write with fd as the descriptor type of the platform (an int on Unix).
+func sysWrite[H ~int | ~uintptr](write func(H, []byte) (int, error), fd uintptr, p []byte) (int, error) {
+	return write(H(fd), p)
 }

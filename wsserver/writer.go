@@ -3,6 +3,8 @@ package wsserver
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,6 +42,9 @@ func (c *Conn) enqueue(ctx context.Context, m Message) error {
 		}
 		ctx = obs.Sent(ctx, c, m)
 	}
+	if m.Type != websocket.MessageText && m.Type != websocket.MessageBinary {
+		return fmt.Errorf("wsserver: message type %v: want websocket.MessageText or websocket.MessageBinary", m.Type)
+	}
 	opts := &c.s.opts
 	c.mu.Lock()
 	if c.state.Load() != stateOpen {
@@ -72,11 +77,14 @@ func (c *Conn) enqueue(ctx context.Context, m Message) error {
 		}
 		return ErrSlowConsumer
 	}
-	if c.out == nil {
-		c.out = getOut()
+	if !c.writing && c.bw != nil && c.bw.raw != nil {
+		// Nothing queued, no writer: try to write it from here, sparing a goroutine.
+		c.writing = true
+		c.mu.Unlock()
+		c.sendNow(ctx, m)
+		return nil
 	}
-	c.out = append(c.out, outMsg{m: m, ctx: ctx})
-	c.outBytes += len(m.Data)
+	c.appendLocked(ctx, m, false)
 	start := !c.writing
 	c.writing = true
 	c.mu.Unlock()
@@ -84,6 +92,55 @@ func (c *Conn) enqueue(ctx context.Context, m Message) error {
 		go c.writeLoop()
 	}
 	return nil
+}
+
+// appendLocked adds m to the outbound buffer, at its front if first.
+func (c *Conn) appendLocked(ctx context.Context, m Message, first bool) {
+	if c.out == nil {
+		c.out = getOut()
+	}
+	if first {
+		c.out = slices.Insert(c.out, 0, outMsg{m: m, ctx: ctx})
+	} else {
+		c.out = append(c.out, outMsg{m: m, ctx: ctx})
+	}
+	c.outBytes += len(m.Data)
+}
+
+// sendNow writes m from the sender's goroutine when the socket takes it at once (a frame
+// never waits for the socket here); otherwise the writer goroutine sends it, or the rest
+// of it. The caller has taken the writer's role (c.writing): Sends made meanwhile queue
+// behind it, and a close decided meanwhile is left to the writer started here.
+func (c *Conn) sendNow(ctx context.Context, m Message) {
+	how, err := c.bw.tryFrame(m.Type, m.Data)
+	if obs := c.s.obs; obs != nil && (how != frameNotSent || err != nil) {
+		obs.Written(ctx, c, m, err)
+	}
+	if err != nil {
+		c.s.stats.dropped.Add(1)
+		c.mu.Lock()
+		c.discardLocked()
+		c.closeReq = nil
+		c.writing = false
+		c.mu.Unlock()
+		c.writeFailed(err)
+		return
+	}
+	c.mu.Lock()
+	switch how {
+	case frameNotSent:
+		c.appendLocked(ctx, m, true)
+	default:
+		c.s.stats.msgsOut.Add(1)
+		c.s.stats.bytesOut.Add(uint64(len(m.Data)))
+		if how == frameSent && len(c.out) == 0 && c.closeReq == nil {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+	}
+	c.mu.Unlock()
+	go c.writeLoop()
 }
 
 func (c *Conn) dropped(ctx context.Context, m Message, why string) {
@@ -165,7 +222,11 @@ func (c *Conn) writeBatch(batch []outMsg) error {
 	for i := range batch {
 		e := &batch[i]
 		if err == nil {
-			err = c.ws.Write(context.Background(), e.m.Type, e.m.Data)
+			if c.bw.direct {
+				err = c.bw.writeFrame(e.m.Type, e.m.Data)
+			} else {
+				err = c.ws.Write(context.Background(), e.m.Type, e.m.Data)
+			}
 			bytes += uint64(len(e.m.Data))
 		}
 		if obs != nil {
