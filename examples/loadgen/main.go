@@ -12,6 +12,9 @@
 //   - broadcast: one connection sends -broadcasts messages starting with "B", one at a time,
 //     and each is timed until the last connection received it; p50 and p99 of that time.
 //
+// With -server-pid it also reads the server's CPU time (utime + stime in /proc/PID/stat)
+// and divides it by the connections made, the messages echoed or the broadcast deliveries:
+// the load generator shares the server's cores, and this is the figure it disturbs least.
 // Every run reports the connect rate. A progress line runs on stderr; the result is a table,
 // or one line of JSON with -json. Runs are bounded in time and count, and loadgen refuses a
 // target or source outside loopback unless -allow-remote is given.
