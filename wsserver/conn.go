@@ -125,10 +125,13 @@ func (c *Conn) Context() context.Context {
 // String identifies the connection in logs.
 func (c *Conn) String() string { return fmt.Sprintf("ws conn %d (%s)", c.id, c.req.remoteAddr) }
 
-// Send queues m for the connection and returns at once; a writer goroutine, started while
-// there is something to write, sends it. It returns ErrClosed if the connection is closed or
-// closing, and ErrSlowConsumer if the outbound buffer is full (then the SlowConsumer policy
-// applies). m.Data must not be modified afterwards.
+// Send queues m for the connection and returns at once. When nothing is queued and the
+// socket takes the whole frame at once, it is written from the caller's goroutine with one
+// non-blocking write; otherwise a writer goroutine, started while there is something to
+// write, sends it. It returns ErrClosed if the connection is closed or closing,
+// ErrSlowConsumer if the outbound buffer is full (then the SlowConsumer policy applies), and
+// an error for a type other than websocket.MessageText or MessageBinary. m.Data must not be
+// modified afterwards.
 func (c *Conn) Send(m Message) error {
 	var ctx context.Context
 	if c.s.obs != nil {
