@@ -57,3 +57,11 @@ type Observer interface {
 	// QueueClosed is called once, when Close is first called on the queue.
 	QueueClosed(q *Queue)
 }
+
+// Inert is an optional interface of an Observer. A queue made WithObserver(o), where o is
+// Inert and o.Inert() reports true at that moment, treats o as absent: no hooks, no clock
+// reads, the cost of no observer at all; queues that target it inherit that. The tracing
+// package's Observer is inert when its providers are the OpenTelemetry no-op ones.
+type Inert interface {
+	Inert() bool
+}

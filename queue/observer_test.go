@@ -99,3 +99,37 @@ func TestObserverSeesEveryStepOfABlock(t *testing.T) {
 		require.GreaterOrEqual(t, b.Run, time.Duration(0))
 	}
 }
+
+// inertRecorder is a recorder that may say it is inert.
+type inertRecorder struct {
+	recorder
+	inert bool
+}
+
+func (r *inertRecorder) Inert() bool { return r.inert }
+
+// An observer that reports itself inert when a queue is made is skipped by that queue and
+// the queues that target it; one that does not is told everything.
+func TestInertObserverIsSkipped(t *testing.T) {
+	off := &inertRecorder{inert: true}
+	parent := NewConcurrent("parent", WithObserver(off))
+	child := NewSerial("child", WithTarget(parent))
+	child.Sync(func() {})
+	require.NoError(t, child.TryAsync(func() {}))
+	child.Sync(func() {})
+	require.NoError(t, child.Close(context.Background()))
+	require.NoError(t, parent.Close(context.Background()))
+	require.Empty(t, off.list())
+
+	on := &inertRecorder{inert: false}
+	q := NewSerial("q", WithObserver(on))
+	q.Sync(func() {})
+	require.NoError(t, q.Close(context.Background()))
+	require.Equal(t, []string{
+		"created q",
+		"enqueued q sync parent=<nil>",
+		"started q sync enq=q",
+		"finished q sync span=span-q panic=<nil>",
+		"closed q",
+	}, on.list())
+}

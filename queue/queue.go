@@ -134,6 +134,9 @@ func newQueue(k kind, label string, opts []Option) *Queue {
 	}
 	if s.obs != nil {
 		inherited.obs = s.obs
+		if in, ok := s.obs.(Inert); ok && in.Inert() {
+			inherited.obs = nil // observed by nobody: cost nothing
+		}
 	}
 	if inherited.panics != nil || inherited.obs != nil {
 		q.cfg = &inherited

@@ -50,8 +50,10 @@
 //
 // # Cost
 //
-// A queue without an observer pays one nil check per block. Over a no-op TracerProvider an
-// Observer starts no span at all. Figures are in BENCHMARKS.md.
+// A queue without an observer pays one nil check per block. An Observer over the no-op
+// providers (what Setup installs for a signal exported nowhere) is inert: queues and servers
+// made with it skip it, and cost what they cost without one. Over a no-op TracerProvider
+// alone it starts no span. Figures are in BENCHMARKS.md.
 //
 // # Setup and the inspector
 //

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
@@ -31,6 +32,7 @@ const Version = "0.1.0"
 type Observer struct {
 	tracer  trace.Tracer
 	spans   bool // false when the provider is a no-op one: no span is ever started
+	inert   bool // no-op providers and no inspector: queues and the server skip the hooks
 	linked  bool // WithNewRoots: process spans start a trace linked to the enqueuer's span
 	produce bool // WithProducerSpans
 	insp    *Inspector
@@ -46,6 +48,7 @@ var (
 	_ queue.Observer          = (*Observer)(nil)
 	_ wsserver.Observer       = (*Observer)(nil)
 	_ wsserver.BrokerObserver = (*Observer)(nil)
+	_ queue.Inert             = (*Observer)(nil)
 )
 
 // An Option configures an Observer.
@@ -112,11 +115,19 @@ func NewObserver(opts ...Option) *Observer {
 	}
 	_, noop := c.tp.(tracenoop.TracerProvider)
 	o.spans = !noop
+	_, noMetrics := c.mp.(metricnoop.MeterProvider)
+	o.inert = noop && noMetrics && c.insp == nil
 	meter := c.mp.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
 	o.m = newInstruments(meter, otel.Handle)
 	o.reg = o.m.observeQueues(meter, &o.live, &o.labels, otel.Handle)
 	return o
 }
+
+// Inert reports whether the Observer has nothing to report to: both providers are the
+// OpenTelemetry no-op ones and it feeds no Inspector. Queues and servers made with an inert
+// Observer skip it altogether (queue.Inert), so instrumented code costs nothing while
+// telemetry is off (tracing.Setup installs the no-op providers for a signal exported nowhere).
+func (o *Observer) Inert() bool { return o.inert }
 
 // Close unregisters the Observer's metric callback. Queues and connections that still use
 // the Observer keep producing spans and the other metrics.

@@ -268,3 +268,21 @@ func TestMetricsAllocateNothing(t *testing.T) {
 	h := r.metrics(t)["dispatch.queue.run.duration"].(metricdata.Histogram[float64])
 	require.Equal(t, uint64(1002), h.DataPoints[0].Count, "every block was recorded")
 }
+
+// Over no-op providers and without an inspector an Observer is inert, so queues skip it;
+// with an SDK provider or an inspector it is not.
+func TestInertOverNoopProviders(t *testing.T) {
+	noopTP, noopMP := tracenoop.NewTracerProvider(), noop.NewMeterProvider()
+	o := NewObserver(WithTracerProvider(noopTP), WithMeterProvider(noopMP))
+	require.True(t, o.Inert())
+	r := newRig(t)
+	require.False(t, r.Inert())
+	require.False(t, NewObserver(WithTracerProvider(noopTP), WithMeterProvider(noopMP), WithInspector(NewInspector())).Inert())
+	require.False(t, NewObserver(WithTracerProvider(noopTP), WithMeterProvider(r.mpForTest())).Inert())
+
+	// A queue made with the inert Observer never reaches it: its live set stays empty.
+	q := queue.NewSerial("off", queue.WithObserver(o))
+	defer q.Close(context.Background())
+	q.Sync(func() {})
+	require.Zero(t, o.live.len())
+}

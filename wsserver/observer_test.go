@@ -138,3 +138,22 @@ func without(events []string, names ...string) []string {
 	}
 	return out
 }
+
+// inertRecorder is a recorder that says it is inert (queue.Inert).
+type inertRecorder struct{ recorder }
+
+func (*inertRecorder) Inert() bool { return true }
+
+// An inert Observer is skipped: the server behaves as without one.
+func TestInertObserverIsSkipped(t *testing.T) {
+	rec := &inertRecorder{}
+	got := make(chan string, 1)
+	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) { got <- string(m.Data) }}, Options{Observer: rec})
+	c := dial(t, ts.url)
+	defer c.CloseNow()
+	write(t, c, "hi")
+	require.Equal(t, "hi", recv(t, got, "the message"))
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.Empty(t, rec.events)
+}

@@ -54,7 +54,7 @@ func New(h Handler, opts Options) *Server {
 	return &Server{
 		h:        h,
 		opts:     o,
-		obs:      o.Observer,
+		obs:      activeObserver(o.Observer),
 		broker:   o.Broker,
 		handlers: queue.NewConcurrent("ws.handlers", queue.WithWidth(o.HandlerWidth), queue.WithObserver(o.QueueObserver)),
 		conns:    make(map[*Conn]struct{}),
@@ -274,4 +274,14 @@ func (s *Server) Room(name string) *Room {
 	}
 	r, _ := s.rooms.LoadOrStore(name, newRoom(s, name))
 	return r.(*Room)
+}
+
+// activeObserver returns o, or nil when o is a queue.Inert observer that reports itself
+// inert (a tracing.Observer over no-op providers): the server then pays one nil check per
+// event, as with no Observer.
+func activeObserver(o Observer) Observer {
+	if in, ok := o.(queue.Inert); ok && in.Inert() {
+		return nil
+	}
+	return o
 }
