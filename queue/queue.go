@@ -348,6 +348,15 @@ func (q *Queue) waitRoomLocked(ctx context.Context) error {
 		}
 		ch := x.roomWait
 		q.waiters.Add(1)
+		if q.pending.Load() < int64(q.limit) {
+			// A block started between the check above and the count: its started() counts
+			// pending down and then reads waiters, we count waiters up and then read pending,
+			// so one of us sees the other. Without this look, a drainer that had the last
+			// pending blocks in its batch could start them all unseen, and we would wait for
+			// a room that nobody announces.
+			q.waiters.Add(-1)
+			continue
+		}
 		q.mu.Unlock()
 		var err error
 		select {
