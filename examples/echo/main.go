@@ -7,8 +7,10 @@
 // blocks, and an idle connection costs a blocked reader goroutine and a few kilobytes. With
 // -pprof it also serves net/http/pprof under /debug/pprof/, to see where the time and the
 // memory go. With -nats it is one node of several sharing the broadcast room through a NATS
-// server (wsserver/natsbroker), as the multi-node benchmark runs it. Stop it with Ctrl-C: it
-// closes every connection with 1001 first.
+// server (wsserver/natsbroker), as the multi-node benchmark runs it. It calls tracing.Setup,
+// so the OTEL_* variables turn on traces and metrics (OTEL_TRACES_EXPORTER=console); left
+// unset, its observer is inert and costs nothing. Stop it with Ctrl-C: it closes every
+// connection with 1001 first.
 //
 //	go run ./examples/echo -addr 127.0.0.1:8080 -pprof
 //	go run ./examples/echo -addr 127.0.0.1:8081 -nats nats://127.0.0.1:4222
@@ -26,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dispatchkit/dispatchkit/tracing"
 	"github.com/dispatchkit/dispatchkit/wsserver"
 	"github.com/dispatchkit/dispatchkit/wsserver/natsbroker"
 )
@@ -37,6 +40,11 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	shutdownTelemetry, err := tracing.Setup(ctx, "echo")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer shutdownTelemetry(context.Background())
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
@@ -62,6 +70,7 @@ func main() {
 // newServer is the whole application: echo, or broadcast what starts with "B" (to every
 // node's connections, with a Broker).
 func newServer(broker wsserver.Broker) *wsserver.Server {
+	obs := tracing.NewObserver() // the global providers tracing.Setup installed
 	var srv *wsserver.Server
 	srv = wsserver.New(wsserver.HandlerFuncs{
 		Open: func(c *wsserver.Conn) { srv.Room("all").Join(c) },
@@ -72,7 +81,7 @@ func newServer(broker wsserver.Broker) *wsserver.Server {
 			}
 			_ = c.Send(m) // a full buffer closes the slow client; nothing to do here
 		},
-	}, wsserver.Options{Broker: broker})
+	}, wsserver.Options{Broker: broker, Observer: obs, QueueObserver: obs})
 	return srv
 }
 
