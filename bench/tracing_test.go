@@ -63,14 +63,7 @@ func BenchmarkTracingBlock(b *testing.B) {
 		}
 		q.Sync(func() {})
 	}
-	b.Run("NoObserver", func(b *testing.B) { run(b) })
-	for _, p := range providers(b) {
-		b.Run(p.name, func(b *testing.B) {
-			o := tracing.NewObserver(tracing.WithTracerProvider(p.tp), tracing.WithMeterProvider(p.mp))
-			defer o.Close()
-			run(b, queue.WithObserver(o))
-		})
-	}
+	eachObserver(b, run)
 }
 
 // BenchmarkTracingSync is the same comparison with Sync, which runs the block on the
@@ -85,6 +78,12 @@ func BenchmarkTracingSync(b *testing.B) {
 			q.Sync(f)
 		}
 	}
+	eachObserver(b, run)
+}
+
+// eachObserver runs run without an observer, then with a tracing.Observer over each set of
+// providers.
+func eachObserver(b *testing.B, run func(*testing.B, ...queue.Option)) {
 	b.Run("NoObserver", func(b *testing.B) { run(b) })
 	for _, p := range providers(b) {
 		b.Run(p.name, func(b *testing.B) {
