@@ -566,7 +566,7 @@ type Stats struct {
 	QoS       QoS
 	Pending   int    // accepted, not started
 	Running   int    // running now (Sync callers included)
-	Executed  uint64 // finished (returned or panicked)
+	Executed  uint64 // Async and barrier blocks finished (returned or panicked); a Sync is not counted
 	Rejected  uint64 // TryAsync refusals
 	Cancelled uint64 // AsyncContext blocks skipped because their ctx ended
 	Suspended bool
