@@ -89,7 +89,7 @@ func WithProducerSpans() Option {
 	return func(c *config) { c.produce = true }
 }
 
-// WithInspector makes the Observer also feed in (a live inspector), so that one observer per
+// WithInspector makes the Observer also feed the live Inspector in, so that one observer per
 // queue does both.
 func WithInspector(in *Inspector) Option {
 	return func(c *config) { c.insp = in }
