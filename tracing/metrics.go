@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"weak"
 
@@ -43,51 +44,35 @@ type instruments struct {
 // newInstruments makes the instruments; an error (a provider that refuses one) goes to
 // handle and leaves a no-op instrument in its place.
 func newInstruments(m metric.Meter, handle func(error)) instruments {
-	var in instruments
-	var err error
-	check := func(e error) {
-		if e != nil && err == nil {
-			err = e
-		}
+	var errs []error
+	counter := func(name, unit, desc string) metric.Int64Counter {
+		c, err := m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
 	}
-	var e error
-	in.wait, e = m.Float64Histogram("dispatch.queue.wait.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time a block waited on its queue, from accepted to started."),
-		metric.WithExplicitBucketBoundaries(durationBuckets...))
-	check(e)
-	in.run, e = m.Float64Histogram("dispatch.queue.run.duration", metric.WithUnit("s"),
-		metric.WithDescription("Time a block ran."),
-		metric.WithExplicitBucketBoundaries(durationBuckets...))
-	check(e)
-	in.rejected, e = m.Int64Counter("dispatch.queue.rejected", metric.WithUnit("{block}"),
-		metric.WithDescription("Blocks TryAsync refused, by error.type (full, closed)."))
-	check(e)
-	in.conns, e = m.Int64UpDownCounter("dispatch.ws.connection.count", metric.WithUnit("{connection}"),
+	histogram := func(name, desc string, buckets []float64) metric.Float64Histogram {
+		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+			metric.WithExplicitBucketBoundaries(buckets...))
+		errs = append(errs, err)
+		return h
+	}
+	in := instruments{
+		wait:     histogram("dispatch.queue.wait.duration", "Time a block waited on its queue, from accepted to started.", durationBuckets),
+		run:      histogram("dispatch.queue.run.duration", "Time a block ran.", durationBuckets),
+		rejected: counter("dispatch.queue.rejected", "{block}", "Blocks TryAsync refused, by error.type (full, closed)."),
+		connDur:  histogram("dispatch.ws.connection.duration", "How long WebSocket connections lived, by close reason.", connBuckets),
+		messages: counter("dispatch.ws.messages", "{message}", "WebSocket messages received and written, by network.io.direction."),
+		bytes:    counter("dispatch.ws.io", "By", "WebSocket payload bytes received and written, by network.io.direction."),
+		dropped:  counter("dispatch.ws.dropped", "{message}", "Outbound WebSocket messages not written, by reason."),
+		closed:   counter("dispatch.ws.closed", "{connection}", "WebSocket connections closed, by reason."),
+		refused:  counter("dispatch.ws.refused", "{request}", "Upgrade requests refused before the handshake, by reason."),
+		brokerErrs: counter("dispatch.ws.broker.errors", "{error}",
+			"Failed Broker operations, by dispatch.ws.broker.operation (publish, subscribe, unsubscribe)."),
+	}
+	var err error
+	in.conns, err = m.Int64UpDownCounter("dispatch.ws.connection.count", metric.WithUnit("{connection}"),
 		metric.WithDescription("WebSocket connections open now."))
-	check(e)
-	in.connDur, e = m.Float64Histogram("dispatch.ws.connection.duration", metric.WithUnit("s"),
-		metric.WithDescription("How long WebSocket connections lived, by close reason."),
-		metric.WithExplicitBucketBoundaries(connBuckets...))
-	check(e)
-	in.messages, e = m.Int64Counter("dispatch.ws.messages", metric.WithUnit("{message}"),
-		metric.WithDescription("WebSocket messages received and written, by network.io.direction."))
-	check(e)
-	in.bytes, e = m.Int64Counter("dispatch.ws.io", metric.WithUnit("By"),
-		metric.WithDescription("WebSocket payload bytes received and written, by network.io.direction."))
-	check(e)
-	in.dropped, e = m.Int64Counter("dispatch.ws.dropped", metric.WithUnit("{message}"),
-		metric.WithDescription("Outbound WebSocket messages not written, by reason."))
-	check(e)
-	in.closed, e = m.Int64Counter("dispatch.ws.closed", metric.WithUnit("{connection}"),
-		metric.WithDescription("WebSocket connections closed, by reason."))
-	check(e)
-	in.refused, e = m.Int64Counter("dispatch.ws.refused", metric.WithUnit("{request}"),
-		metric.WithDescription("Upgrade requests refused before the handshake, by reason."))
-	check(e)
-	in.brokerErrs, e = m.Int64Counter("dispatch.ws.broker.errors", metric.WithUnit("{error}"),
-		metric.WithDescription("Failed Broker operations, by dispatch.ws.broker.operation (publish, subscribe, unsubscribe)."))
-	check(e)
-	if err != nil {
+	if err = errors.Join(append(errs, err)...); err != nil {
 		handle(err)
 	}
 	return in

@@ -43,7 +43,6 @@ var (
 	receiveFixed   = trace.WithAttributes(attrSystem, attrOpReceive, attrOpTypeRecv, wsDest)
 	sendFixed      = trace.WithAttributes(attrSystem, attrOpSend, attrOpTypeSend, wsDest)
 	broadcastFixed = trace.WithAttributes(attrSystem, attrOpPublish, attrOpTypeSend, roomDest)
-	errDropped     = errors.New("dropped")
 )
 
 // sendSpanKey carries a send span from Sent to Written or Dropped.
@@ -189,7 +188,7 @@ func (o *Observer) Written(ctx context.Context, c *wsserver.Conn, m wsserver.Mes
 		if o.m.bytes.Enabled(ctx) {
 			o.m.bytes.Add(ctx, int64(len(m.Data)), optTransmit...)
 		}
-		endSend(ctx, nil, "")
+		endSend(ctx, "")
 		return
 	}
 	why := wsserver.ReasonWriteError
@@ -199,7 +198,7 @@ func (o *Observer) Written(ctx context.Context, c *wsserver.Conn, m wsserver.Mes
 	if o.m.dropped.Enabled(ctx) {
 		o.m.dropped.Add(ctx, 1, reasonOf(why).add...)
 	}
-	endSend(ctx, err, why)
+	endSend(ctx, why)
 }
 
 // Dropped counts a message refused by reason and ends its send span with an error.
@@ -207,18 +206,19 @@ func (o *Observer) Dropped(ctx context.Context, c *wsserver.Conn, m wsserver.Mes
 	if o.m.dropped.Enabled(ctx) {
 		o.m.dropped.Add(ctx, 1, reasonOf(reason).add...)
 	}
-	endSend(ctx, errDropped, reason)
+	endSend(ctx, reason)
 }
 
-// endSend ends the send span Sent put in ctx, if there is one.
-func endSend(ctx context.Context, err error, reason string) {
+// endSend ends the send span Sent put in ctx, if there is one; a non-empty failed is why
+// the message was not written (status Error, error.type).
+func endSend(ctx context.Context, failed string) {
 	span, ok := ctx.Value(sendSpanKey{}).(trace.Span)
 	if !ok {
 		return
 	}
-	if err != nil {
-		span.SetStatus(codes.Error, reason)
-		span.SetAttributes(attribute.String(keyErrorType, reason))
+	if failed != "" {
+		span.SetStatus(codes.Error, failed)
+		span.SetAttributes(attribute.String(keyErrorType, failed))
 	}
 	span.End()
 }

@@ -10,11 +10,13 @@ import (
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
@@ -51,47 +53,38 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
 		return shutdown, nil
 	}
-	res, rerr := resource.New(ctx,
+	res, err := resource.New(ctx,
 		resource.WithTelemetrySDK(),
 		resource.WithAttributes(attribute.String("service.name", serviceName)),
 		resource.WithFromEnv(),
 	)
-	if rerr != nil {
-		return shutdown, rerr
+	if err != nil {
+		return shutdown, err
 	}
+	var tp trace.TracerProvider = tracenoop.NewTracerProvider()
 	if exporting("OTEL_TRACES_EXPORTER") {
-		exp, xerr := autoexport.NewSpanExporter(ctx)
-		if err = xerr; err != nil {
+		exp, err := autoexport.NewSpanExporter(ctx)
+		if err != nil {
 			return shutdown, fmt.Errorf("tracing: OTEL_TRACES_EXPORTER=%q: %w", os.Getenv("OTEL_TRACES_EXPORTER"), err)
 		}
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-		stops = append(stops, tp.Shutdown)
-		defer func() {
-			if err == nil {
-				otel.SetTracerProvider(tp)
-			}
-		}()
+		sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		stops = append(stops, sdk.Shutdown)
+		tp = sdk
 	}
-	if !exporting("OTEL_TRACES_EXPORTER") {
-		otel.SetTracerProvider(tracenoop.NewTracerProvider())
-	}
+	var mp metric.MeterProvider = metricnoop.NewMeterProvider()
 	if exporting("OTEL_METRICS_EXPORTER") {
-		reader, rerr := autoexport.NewMetricReader(ctx)
-		if err = rerr; err != nil {
+		reader, err := autoexport.NewMetricReader(ctx)
+		if err != nil {
 			err = fmt.Errorf("tracing: OTEL_METRICS_EXPORTER=%q: %w", os.Getenv("OTEL_METRICS_EXPORTER"), err)
 			return shutdown, errors.Join(err, shutdown(ctx))
 		}
-		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
-		stops = append(stops, mp.Shutdown)
-		defer func() {
-			if err == nil {
-				otel.SetMeterProvider(mp)
-			}
-		}()
+		sdk := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
+		stops = append(stops, sdk.Shutdown)
+		mp = sdk
 	}
-	if !exporting("OTEL_METRICS_EXPORTER") {
-		otel.SetMeterProvider(metricnoop.NewMeterProvider())
-	}
+	// Installed only now that both exist: on an error above, nothing is.
+	otel.SetTracerProvider(tp)
+	otel.SetMeterProvider(mp)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(
 		propagation.TraceContext{}, propagation.Baggage{}))
 	return shutdown, nil
