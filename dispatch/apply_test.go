@@ -9,6 +9,8 @@ import (
 	"github.com/dispatchkit/dispatchkit/internal/goid"
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // withProcs runs the test with GOMAXPROCS at n, so that Global queues are n wide whatever the
@@ -58,7 +60,7 @@ func TestApplyRunsInParallelUpToTheWidth(t *testing.T) {
 		Apply(q, 2, needEachOther())
 		close(done)
 	}()
-	recv(t, done, "two iterations that need each other")
+	testutil.Recv(t, done, "two iterations that need each other")
 
 	var running, most atomic.Int32
 	Apply(q, 200, func(int) {
@@ -138,7 +140,7 @@ func TestNestedApplyRunsInline(t *testing.T) {
 		Apply(s, 3, func(int) { total.Add(1) })
 		close(done)
 	})
-	recv(t, done, "Apply onto the target of the caller's serial queue")
+	testutil.Recv(t, done, "Apply onto the target of the caller's serial queue")
 	require.EqualValues(t, 22, total.Load())
 
 	// Apply from an Apply on the Global queue onto the Global queue.
@@ -171,7 +173,7 @@ func TestApplyFromInsideAQueueIsStillParallel(t *testing.T) {
 		Apply(queue.Global(queue.Default), 2, needEachOther())
 		close(done)
 	})
-	recv(t, done, "two iterations at once on Global, called from a serial queue's block")
+	testutil.Recv(t, done, "two iterations at once on Global, called from a serial queue's block")
 
 	// From a plain block of a concurrent queue of width 3, onto that queue: the caller uses
 	// the slot it holds, and the helper takes another.
@@ -181,7 +183,7 @@ func TestApplyFromInsideAQueueIsStillParallel(t *testing.T) {
 		Apply(c, 2, needEachOther())
 		close(done)
 	})
-	recv(t, done, "two iterations at once on c, called from c's block")
+	testutil.Recv(t, done, "two iterations at once on c, called from c's block")
 }
 
 func TestApplyPanicReachesTheCallerAfterTheOthersStop(t *testing.T) {
@@ -204,7 +206,7 @@ func TestApplyPanicReachesTheCallerAfterTheOthersStop(t *testing.T) {
 	}()
 	notYet(t, panicked, "Apply returning while an iteration still runs")
 	close(release)
-	require.Equal(t, "boom at 0", recv(t, panicked, "the panic"))
+	require.Equal(t, "boom at 0", testutil.Recv(t, panicked, "the panic"))
 	require.True(t, otherDone.Load(), "Apply panicked before the other iteration ended")
 
 	var ran atomic.Int32

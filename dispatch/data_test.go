@@ -7,6 +7,8 @@ import (
 
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestDataSourceStartsSuspendedAndDeliversMergesAsOneOnResume(t *testing.T) {
@@ -20,7 +22,7 @@ func TestDataSourceStartsSuspendedAndDeliversMergesAsOneOnResume(t *testing.T) {
 	q.Sync(func() {})
 	require.Empty(t, got, "a source delivered before its first Resume")
 	d.Resume()
-	require.EqualValues(t, 1000, recv(t, got, "the merges"))
+	require.EqualValues(t, 1000, testutil.Recv(t, got, "the merges"))
 	q.Sync(func() {})
 	require.Empty(t, got, "merges made while suspended arrive as one call")
 
@@ -30,7 +32,7 @@ func TestDataSourceStartsSuspendedAndDeliversMergesAsOneOnResume(t *testing.T) {
 	q.Sync(func() {})
 	require.Empty(t, got, "a suspended source delivered")
 	d.Resume()
-	require.EqualValues(t, 5, recv(t, got, "the merges made while suspended"))
+	require.EqualValues(t, 5, testutil.Recv(t, got, "the merges made while suspended"))
 	d.Cancel()
 }
 
@@ -49,13 +51,13 @@ func TestDataSourceCoalescesMergesWhileTheHandlerRuns(t *testing.T) {
 	})
 	d.Resume()
 	d.Merge(1)
-	recv(t, entered, "the handler")
+	testutil.Recv(t, entered, "the handler")
 	for range 100 {
 		d.Merge(1) // while the handler runs
 	}
 	close(release)
-	require.EqualValues(t, 1, recv(t, got, "the first call"))
-	require.EqualValues(t, 100, recv(t, got, "the merges made while it ran, as one call"))
+	require.EqualValues(t, 1, testutil.Recv(t, got, "the first call"))
+	require.EqualValues(t, 100, testutil.Recv(t, got, "the merges made while it ran, as one call"))
 	q.Sync(func() {})
 	require.Empty(t, got)
 	d.Cancel()
@@ -84,7 +86,7 @@ func TestDataSourceLosesNoMergeUnderConcurrentMerging(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	recv(t, all, "every merge delivered")
+	testutil.Recv(t, all, "every merge delivered")
 	d.Cancel()
 	require.NoError(t, q.Close(context.Background()))
 	require.EqualValues(t, want, total, "more delivered than merged")
@@ -99,12 +101,12 @@ func TestDataOrAndReplace(t *testing.T) {
 	or.Merge(4)
 	or.Merge(1)
 	or.Resume()
-	require.EqualValues(t, 5, recv(t, got, "the OR of the merges"))
+	require.EqualValues(t, 5, testutil.Recv(t, got, "the OR of the merges"))
 	rep := NewDataReplace(q, func(v uint64) { got <- v })
 	rep.Merge(7)
 	rep.Merge(9)
 	rep.Resume()
-	require.EqualValues(t, 9, recv(t, got, "the last value"))
+	require.EqualValues(t, 9, testutil.Recv(t, got, "the last value"))
 	or.Cancel()
 	rep.Cancel()
 }
@@ -130,13 +132,13 @@ func TestSourceCancelHandlerRunsOnceAfterTheRunningHandler(t *testing.T) {
 	})
 	d.Resume()
 	d.Merge(1)
-	recv(t, entered, "the handler")
+	testutil.Recv(t, entered, "the handler")
 	d.Merge(1) // pending when Cancel comes: dropped
 	d.Cancel()
 	d.Cancel() // a second Cancel does nothing
 	notYet(t, cancelled, "the cancel handler while the handler runs")
 	close(release)
-	recv(t, cancelled, "the cancel handler")
+	testutil.Recv(t, cancelled, "the cancel handler")
 	d.Merge(5) // after Cancel: dropped
 	require.NoError(t, q.Close(context.Background()), "Close waits for any delivery still queued")
 	mu.Lock()
@@ -151,7 +153,7 @@ func TestCancelOfASuspendedSourceRunsItsCancelHandler(t *testing.T) {
 	cancelled := make(chan struct{})
 	d.SetCancelHandler(func() { close(cancelled) })
 	d.Cancel() // never resumed
-	recv(t, cancelled, "the cancel handler of a suspended source")
+	testutil.Recv(t, cancelled, "the cancel handler of a suspended source")
 	d.Resume() // balances the creation; delivers nothing
 	q.Sync(func() {})
 	require.Panics(t, d.Resume, "unbalanced Resume")
@@ -167,7 +169,7 @@ func TestSourceSuspendIsCounted(t *testing.T) {
 	q.Sync(func() {})
 	require.Empty(t, got, "one Resume for two suspensions delivered")
 	d.Resume()
-	require.EqualValues(t, 1, recv(t, got, "the merge"))
+	require.EqualValues(t, 1, testutil.Recv(t, got, "the merge"))
 	require.PanicsWithValue(t,
 		"dispatch: Resume of a source that is not suspended (unbalanced Resume: a source starts suspended and takes one Resume per Suspend)",
 		d.Resume)
@@ -197,8 +199,8 @@ func TestDataSourceWaitsForRoomOnALimitedQueue(t *testing.T) {
 	go func() { d.Merge(3); close(merged) }()
 	notYet(t, merged, "a Merge that found the queue full")
 	close(release)
-	recv(t, merged, "the Merge, once the queue had room")
-	require.EqualValues(t, 3, recv(t, got, "the merge"))
+	testutil.Recv(t, merged, "the Merge, once the queue had room")
+	require.EqualValues(t, 3, testutil.Recv(t, got, "the merge"))
 	d.Cancel()
 }
 

@@ -7,6 +7,8 @@ import (
 
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestGroupWaitsForEveryBlockAndNotifiesOnce(t *testing.T) {
@@ -31,13 +33,13 @@ func TestGroupWaitsForEveryBlockAndNotifiesOnce(t *testing.T) {
 	close(release)
 	require.NoError(t, g.Wait(context.Background()))
 	require.EqualValues(t, 100, n.Load())
-	require.EqualValues(t, 100, recv(t, notified, "the first Notify"), "Notify ran before the last block left")
-	require.EqualValues(t, 100, recv(t, notified, "the second Notify"))
+	require.EqualValues(t, 100, testutil.Recv(t, notified, "the first Notify"), "Notify ran before the last block left")
+	require.EqualValues(t, 100, testutil.Recv(t, notified, "the second Notify"))
 	require.NoError(t, main.Close(context.Background()))
 	require.Empty(t, notified, "a notification ran twice")
 
 	g.Notify(q, func() { notified <- -1 })
-	require.EqualValues(t, -1, recv(t, notified, "Notify on an empty group"))
+	require.EqualValues(t, -1, testutil.Recv(t, notified, "Notify on an empty group"))
 }
 
 func TestGroupIsReusable(t *testing.T) {
@@ -62,7 +64,7 @@ func TestGroupEnterLeave(t *testing.T) {
 	g.Leave()
 	notYet(t, done, "Wait with one unit left")
 	g.Leave()
-	require.NoError(t, recv(t, done, "Wait"))
+	require.NoError(t, testutil.Recv(t, done, "Wait"))
 	require.PanicsWithValue(t, "dispatch: Group.Leave without a matching Enter (unbalanced Leave)", g.Leave)
 	require.NoError(t, g.Wait(context.Background()), "an unbalanced Leave leaves the group as it was")
 }

@@ -15,17 +15,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // failure means a hang, not a slow machine.
 const waitTimeout = 10 * time.Second
 
-func recv[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(waitTimeout):
-		t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		panic("unreachable")
-	}
-}
-
 // notYet checks that nothing arrived on ch in a short while. Outside a synctest bubble it can
 // only catch what happens early; inside one, call synctest.Wait first and it is exact.
 func notYet[T any](t testing.TB, ch <-chan T, what string) {

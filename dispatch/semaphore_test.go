@@ -9,6 +9,8 @@ import (
 	"testing/synctest"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestSemaphoreKeepsSignalsAndWakesWaitersInOrder(t *testing.T) {
@@ -45,7 +47,7 @@ func TestSemaphoreWaitGivesUpWithItsContext(t *testing.T) {
 	go func() { errs <- s.Wait(ctx) }()
 	notYet(t, errs, "Wait on an empty semaphore")
 	cancel()
-	require.ErrorIs(t, recv(t, errs, "Wait after cancel"), context.Canceled)
+	require.ErrorIs(t, testutil.Recv(t, errs, "Wait after cancel"), context.Canceled)
 	require.False(t, s.Signal(), "the cancelled waiter left the line")
 	require.NoError(t, s.Wait(context.Background()))
 	require.Panics(t, func() { NewSemaphore(-1) })

@@ -10,6 +10,8 @@ import (
 
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // guardSignal subscribes the test itself to sig, so that a signal sent while no source
@@ -37,15 +39,15 @@ func TestSignalSourceDeliversAndStopsOnCancel(t *testing.T) {
 	src.Resume() // signal.Notify is in place once Resume returns
 	require.NotEmpty(t, dispatchGoroutines("signalEvents)"), "the relay goroutine of a running signal source")
 	kill(t, syscall.SIGUSR1)
-	require.Equal(t, syscall.SIGUSR1, recv(t, got, "the signal"))
-	recv(t, guard, "the signal at the guard")
+	require.Equal(t, syscall.SIGUSR1, testutil.Recv(t, got, "the signal"))
+	testutil.Recv(t, guard, "the signal at the guard")
 
 	cancelled := make(chan struct{})
 	src.SetCancelHandler(func() { close(cancelled) })
 	src.Cancel()
-	recv(t, cancelled, "the cancel handler")
+	testutil.Recv(t, cancelled, "the cancel handler")
 	kill(t, syscall.SIGUSR1)
-	recv(t, guard, "the signal sent after Cancel, at the guard")
+	testutil.Recv(t, guard, "the signal sent after Cancel, at the guard")
 	require.NoError(t, q.Close(t.Context()))
 	require.Empty(t, got, "a cancelled signal source delivered")
 }
@@ -66,9 +68,9 @@ func TestSignalsWhileSuspendedAreDeliveredOnResume(t *testing.T) {
 	src.Resume()
 	src.Suspend()
 	kill(t, syscall.SIGUSR2)
-	recv(t, guard2, "SIGUSR2 at the guard")
+	testutil.Recv(t, guard2, "SIGUSR2 at the guard")
 	kill(t, syscall.SIGUSR1)
-	recv(t, guard1, "SIGUSR1 at the guard")
+	testutil.Recv(t, guard1, "SIGUSR1 at the guard")
 	// The guard has them, but a signal reaches each subscriber in no set order: wait for the
 	// source's relay to have recorded both.
 	require.Eventually(t, func() bool { return recorded() == 2 }, waitTimeout, 100_000)
@@ -81,8 +83,8 @@ func TestSignalsWhileSuspendedAreDeliveredOnResume(t *testing.T) {
 	require.Empty(t, got, "a suspended signal source delivered")
 
 	src.Resume()
-	require.Equal(t, syscall.SIGUSR2, recv(t, got, "the first signal"))
-	require.Equal(t, syscall.SIGUSR1, recv(t, got, "the second signal, delivered once"))
+	require.Equal(t, syscall.SIGUSR2, testutil.Recv(t, got, "the first signal"))
+	require.Equal(t, syscall.SIGUSR1, testutil.Recv(t, got, "the second signal, delivered once"))
 	src.Cancel()
 	require.NoError(t, q.Close(t.Context()))
 	require.Empty(t, got, "a signal delivered twice")

@@ -8,6 +8,8 @@ import (
 
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestWorkItemRunsAtMostOnceAndNotifies(t *testing.T) {
@@ -22,10 +24,10 @@ func TestWorkItemRunsAtMostOnceAndNotifies(t *testing.T) {
 	require.Equal(t, 1, n)
 	require.False(t, w.Cancelled())
 	require.NoError(t, w.Wait(context.Background()))
-	recv(t, notified, "Notify")
+	testutil.Recv(t, notified, "Notify")
 	again := make(chan struct{})
 	w.Notify(q, func() { close(again) })
-	recv(t, again, "Notify after Run")
+	testutil.Recv(t, again, "Notify after Run")
 }
 
 func TestWorkItemWaitGivesUpWithItsContext(t *testing.T) {
@@ -35,7 +37,7 @@ func TestWorkItemWaitGivesUpWithItsContext(t *testing.T) {
 	go func() { errs <- w.Wait(ctx) }()
 	notYet(t, errs, "Wait before Run")
 	cancel()
-	require.ErrorIs(t, recv(t, errs, "Wait after its context ended"), context.Canceled)
+	require.ErrorIs(t, testutil.Recv(t, errs, "Wait after its context ended"), context.Canceled)
 }
 
 func TestCancelledWorkItemNeverRunsButCompletes(t *testing.T) {
@@ -49,7 +51,7 @@ func TestCancelledWorkItemNeverRunsButCompletes(t *testing.T) {
 	w.Notify(queue.NewSerial("q"), func() { close(notified) })
 	queue.NewSerial("q").Async(w.Run)
 	require.NoError(t, w.Wait(context.Background()), "Run of a cancelled item completes it")
-	recv(t, notified, "Notify of a cancelled item")
+	testutil.Recv(t, notified, "Notify of a cancelled item")
 }
 
 func TestCancelDoesNotInterruptARunningItem(t *testing.T) {
@@ -57,7 +59,7 @@ func TestCancelDoesNotInterruptARunningItem(t *testing.T) {
 	finished := false
 	w := NewWorkItem(func() { close(started); <-release; finished = true })
 	go w.Run()
-	recv(t, started, "the item")
+	testutil.Recv(t, started, "the item")
 	w.Cancel()
 	require.True(t, w.Cancelled())
 	close(release)

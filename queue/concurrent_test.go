@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // tracker records how many blocks run at once.
@@ -44,11 +46,11 @@ func TestConcurrentRunsUpToItsWidthAtOnce(t *testing.T) {
 		q.Async(func() { k.enter(); g.block(); k.leave() })
 	}
 	for i := range 3 {
-		recv(t, gates[i].started, "one of the first three blocks")
+		testutil.Recv(t, gates[i].started, "one of the first three blocks")
 	}
 	notYet(t, gates[3].started, "a fourth block on a width-3 queue")
 	gates[0].open()
-	recv(t, gates[3].started, "the fourth block once one finished")
+	testutil.Recv(t, gates[3].started, "the fourth block once one finished")
 	for _, g := range gates[1:] {
 		g.open()
 	}
@@ -77,8 +79,8 @@ func TestConcurrentWithoutWidthIsLimitedByGOMAXPROCS(t *testing.T) {
 	done := make(chan struct{}, 2)
 	q.Async(func() { close(a); <-b; done <- struct{}{} })
 	q.Async(func() { close(b); <-a; done <- struct{}{} })
-	recv(t, done, "the first of two blocks that need each other")
-	recv(t, done, "the second of two blocks that need each other")
+	testutil.Recv(t, done, "the first of two blocks that need each other")
+	testutil.Recv(t, done, "the second of two blocks that need each other")
 
 	runtimeProcs(t, 1)
 	require.Equal(t, 1, q.Width(), "Width must follow a GOMAXPROCS change")
@@ -97,7 +99,7 @@ func TestBarrierWaitsForEarlierBlocksRunsAloneAndHoldsLaterOnes(t *testing.T) {
 		q.Async(g.block)
 	}
 	for _, g := range before {
-		recv(t, g.started, "a block before the barrier")
+		testutil.Recv(t, g.started, "a block before the barrier")
 	}
 	var running atomic.Int32
 	barrier := make(chan struct{})
@@ -114,10 +116,10 @@ func TestBarrierWaitsForEarlierBlocksRunsAloneAndHoldsLaterOnes(t *testing.T) {
 	before[0].open()
 	notYet(t, barrier, "the barrier while one earlier block runs")
 	before[1].open()
-	recv(t, barrier, "the barrier")
+	testutil.Recv(t, barrier, "the barrier")
 	notYet(t, after, "a block submitted after a running barrier")
 	close(barrierRan)
-	recv(t, after, "the block after the barrier")
+	testutil.Recv(t, after, "the block after the barrier")
 	syncDone(t, q)
 }
 
@@ -131,7 +133,7 @@ func TestBarrierSyncOnConcurrentQueue(t *testing.T) {
 	// A plain Sync on a concurrent queue runs beside others.
 	g := newGate()
 	q.Async(g.block)
-	recv(t, g.started, "a long block")
+	testutil.Recv(t, g.started, "a long block")
 	ran := false
 	q.Sync(func() { ran = true })
 	require.True(t, ran)
@@ -145,7 +147,7 @@ func TestGlobalAcceptsBlocksAndIgnoresSuspend(t *testing.T) {
 	g.Suspend() // no effect, as in GCD
 	done := make(chan struct{})
 	g.Async(func() { close(done) })
-	recv(t, done, "a block on Global")
+	testutil.Recv(t, done, "a block on Global")
 	g.Resume()
 	require.Error(t, g.Close(t.Context()))
 	ran := false

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestSyncOntoTheRunningQueuePanicsAndSyncContextErrs(t *testing.T) {
@@ -16,10 +18,10 @@ func TestSyncOntoTheRunningQueuePanicsAndSyncContextErrs(t *testing.T) {
 		defer func() { panics <- recover() }()
 		q.Sync(func() {})
 	})
-	err := recv(t, errs, "SyncContext onto the running queue")
+	err := testutil.Recv(t, errs, "SyncContext onto the running queue")
 	require.ErrorIs(t, err, ErrWouldDeadlock)
 	require.Contains(t, err.Error(), `"self"`)
-	p := recv(t, panics, "Sync onto the running queue")
+	p := testutil.Recv(t, panics, "Sync onto the running queue")
 	require.NotNil(t, p)
 	require.Contains(t, p.(string), `"self"`)
 	syncDone(t, q) // the queue is not wedged
@@ -38,7 +40,7 @@ func TestSyncOntoAQueueThatNeedsTheCallersSerialTargetIsCaught(t *testing.T) {
 	b := NewSerial("b", WithTarget(root))
 	errs := make(chan error, 1)
 	a.Async(func() { errs <- b.SyncContext(context.Background(), func(context.Context) {}) })
-	err := recv(t, errs, "Sync onto a sibling under the same serial target")
+	err := testutil.Recv(t, errs, "Sync onto a sibling under the same serial target")
 	require.ErrorIs(t, err, ErrWouldDeadlock)
 	require.Contains(t, err.Error(), `"root"`)
 }
@@ -50,8 +52,8 @@ func TestBarrierSyncFromInsideTheConcurrentQueueIsCaught(t *testing.T) {
 		errs <- q.SyncContext(context.Background(), func(context.Context) {}) // a slot: fine
 		errs <- q.syncRun(context.Background(), true, func() {}, nil)
 	})
-	require.NoError(t, recv(t, errs, "Sync onto own concurrent queue"))
-	require.ErrorIs(t, recv(t, errs, "BarrierSync onto own concurrent queue"), ErrWouldDeadlock)
+	require.NoError(t, testutil.Recv(t, errs, "Sync onto own concurrent queue"))
+	require.ErrorIs(t, testutil.Recv(t, errs, "BarrierSync onto own concurrent queue"), ErrWouldDeadlock)
 }
 
 func TestSyncAcrossQueuesFromBlocksDoesNotExhaustTheExecutor(t *testing.T) {
@@ -69,7 +71,7 @@ func TestSyncAcrossQueuesFromBlocksDoesNotExhaustTheExecutor(t *testing.T) {
 		close(done)
 	})
 	close(release)
-	recv(t, done, "a Sync made from the executor's only worker")
+	testutil.Recv(t, done, "a Sync made from the executor's only worker")
 }
 
 func TestIsCurrent(t *testing.T) {
@@ -78,12 +80,12 @@ func TestIsCurrent(t *testing.T) {
 	require.False(t, child.IsCurrent())
 	res := make(chan [3]bool, 1)
 	child.Async(func() { res <- [3]bool{child.IsCurrent(), parent.IsCurrent(), NewSerial("x").IsCurrent()} })
-	got := recv(t, res, "IsCurrent from a block")
+	got := testutil.Recv(t, res, "IsCurrent from a block")
 	require.Equal(t, [3]bool{true, true, false}, got)
 	in := false
 	parent.Sync(func() { in = parent.IsCurrent() })
 	require.True(t, in)
 	onRoot := make(chan bool, 1)
 	Global(Default).Async(func() { onRoot <- Global(Default).IsCurrent() })
-	require.True(t, recv(t, onRoot, "IsCurrent on a Global"))
+	require.True(t, testutil.Recv(t, onRoot, "IsCurrent on a Global"))
 }

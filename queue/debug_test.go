@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestBlocksRunUnderAProfilerLabelNamingTheirQueue(t *testing.T) {
@@ -15,8 +17,8 @@ func TestBlocksRunUnderAProfilerLabelNamingTheirQueue(t *testing.T) {
 	g1, g2 := newGate(), newGate()
 	labelled.Async(g1.block)
 	quiet.Async(g2.block)
-	recv(t, g1.started, "labelled block")
-	recv(t, g2.started, "unlabelled block")
+	testutil.Recv(t, g1.started, "labelled block")
+	testutil.Recv(t, g2.started, "unlabelled block")
 	var buf bytes.Buffer
 	require.NoError(t, pprof.Lookup("goroutine").WriteTo(&buf, 1))
 	g1.open()
@@ -34,7 +36,7 @@ func TestCallSitesReachObserversAndPanicHandlers(t *testing.T) {
 		WithPanicHandler(func(_ any, stack []byte) { stacks <- stack }))
 	q.Async(func() {}) // this line is the site
 	q.Async(func() { panic("x") })
-	stack := recv(t, stacks, "the panic handler")
+	stack := testutil.Recv(t, stacks, "the panic handler")
 	require.Contains(t, string(stack), "block submitted at ")
 	require.Contains(t, string(stack), "debug_test.go")
 	syncDone(t, q)
@@ -58,8 +60,8 @@ func TestDeadlockDetectionCatchesASyncCycleAcrossQueues(t *testing.T) {
 		bIn.block()
 		errB <- a.SyncContext(context.Background(), func(context.Context) {})
 	})
-	recv(t, aIn.started, "A's block")
-	recv(t, bIn.started, "B's block")
+	testutil.Recv(t, aIn.started, "A's block")
+	testutil.Recv(t, bIn.started, "B's block")
 	bIn.open() // B's block now waits in Sync for A
 	require.Eventually(t, func() bool {
 		detectMu.Lock()
@@ -67,10 +69,10 @@ func TestDeadlockDetectionCatchesASyncCycleAcrossQueues(t *testing.T) {
 		return len(waitingFor) == 1
 	}, waitTimeout, 100_000)
 	aIn.open() // A's block Syncs onto B, whose holder waits for A: a cycle
-	err := recv(t, errA, "A's Sync onto B")
+	err := testutil.Recv(t, errA, "A's Sync onto B")
 	require.ErrorIs(t, err, ErrWouldDeadlock)
 	require.Contains(t, err.Error(), `"B"`)
 	require.Contains(t, err.Error(), `"A"`)
 	require.Contains(t, err.Error(), "debug_test.go")
-	require.NoError(t, recv(t, errB, "B's Sync onto A, once A's block gave up"))
+	require.NoError(t, testutil.Recv(t, errB, "B's Sync onto A, once A's block gave up"))
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestAssertions(t *testing.T) {
@@ -28,7 +30,7 @@ func TestAssertions(t *testing.T) {
 		}
 		res <- got
 	})
-	got := recv(t, res, "assertions in a block")
+	got := testutil.Recv(t, res, "assertions in a block")
 	require.Nil(t, got[0])
 	require.Nil(t, got[1])
 	require.Nil(t, got[2])
@@ -49,7 +51,7 @@ func TestSetTargetOnlyWhileInactiveAndNeverInACycle(t *testing.T) {
 	ran := make(chan bool, 1)
 	a.Async(func() { ran <- c.IsCurrent() })
 	a.Activate()
-	require.True(t, recv(t, ran, "a block on the new target"))
+	require.True(t, testutil.Recv(t, ran, "a block on the new target"))
 	require.ErrorIs(t, a.SetTarget(nil), ErrActive)
 	require.ErrorIs(t, b.SetTarget(c), ErrActive)
 	require.Error(t, Global(Default).SetTarget(c))
@@ -83,13 +85,13 @@ func TestQueueSpecificValuesAreFoundUpTheTargetChain(t *testing.T) {
 		d, _ := CurrentSpecific(depth)
 		res <- found{u, d}
 	})
-	require.Equal(t, found{"alice", 2}, recv(t, res, "specifics in a leaf block"))
+	require.Equal(t, found{"alice", 2}, testutil.Recv(t, res, "specifics in a leaf block"))
 	mid.Sync(func() {
 		u, _ := CurrentSpecific(user)
 		d, _ := CurrentSpecific(depth)
 		res <- found{u, d}
 	})
-	require.Equal(t, found{"alice", 1}, recv(t, res, "specifics in a Sync"))
+	require.Equal(t, found{"alice", 1}, testutil.Recv(t, res, "specifics in a Sync"))
 	require.Equal(t, "user", user.String())
 }
 
@@ -110,5 +112,5 @@ func TestSpecificValuesDoNotKeepTheirQueueAlive(t *testing.T) {
 			runtime.Gosched()
 		}
 	}
-	recv(t, collected, "the queue to be collected")
+	testutil.Recv(t, collected, "the queue to be collected")
 }

@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestSuspendStopsNewBlocksAndResumeBalancesIt(t *testing.T) {
 	q := NewSerial("s")
 	g := newGate()
 	q.Async(g.block)
-	recv(t, g.started, "a running block")
+	testutil.Recv(t, g.started, "a running block")
 	q.Suspend()
 	q.Suspend()
 	ran := make(chan struct{})
@@ -25,7 +27,7 @@ func TestSuspendStopsNewBlocksAndResumeBalancesIt(t *testing.T) {
 	q.Resume()
 	notYet(t, ran, "a block on a queue suspended twice and resumed once")
 	q.Resume()
-	recv(t, ran, "the block after Resume")
+	testutil.Recv(t, ran, "the block after Resume")
 	require.PanicsWithValue(t,
 		`queue: Resume of "s", which is not suspended (unbalanced Resume; use Activate for an Inactive queue)`,
 		q.Resume)
@@ -46,7 +48,7 @@ func TestSuspendStopsAConcurrentQueueAndSyncWaitsForResume(t *testing.T) {
 	notYet(t, done, "Sync on a suspended queue")
 	require.Zero(t, n.Load())
 	q.Resume()
-	recv(t, done, "Sync after Resume")
+	testutil.Recv(t, done, "Sync after Resume")
 	require.EqualValues(t, 10, n.Load())
 }
 
@@ -58,7 +60,7 @@ func TestInactiveQueueRunsNothingUntilActivate(t *testing.T) {
 	require.True(t, q.Stats().Inactive)
 	require.Panics(t, q.Resume, "Resume of an inactive queue must panic")
 	q.Activate()
-	recv(t, ran, "the block after Activate")
+	testutil.Recv(t, ran, "the block after Activate")
 	q.Activate() // again: nothing
 	syncDone(t, q)
 }
@@ -67,7 +69,7 @@ func TestLimitMakesAsyncWaitAndTryAsyncFail(t *testing.T) {
 	q := NewSerial("bounded", WithLimit(2))
 	g := newGate()
 	q.Async(g.block)
-	recv(t, g.started, "the running block")
+	testutil.Recv(t, g.started, "the running block")
 	q.Async(func() {})
 	q.Async(func() {})
 	require.ErrorIs(t, q.TryAsync(func() {}), ErrFull)
@@ -88,8 +90,8 @@ func TestLimitMakesAsyncWaitAndTryAsyncFail(t *testing.T) {
 		close(synced)
 	}()
 	g.open()
-	recv(t, returned, "Async once there was room")
-	recv(t, synced, "Sync on a limited queue")
+	testutil.Recv(t, returned, "Async once there was room")
+	testutil.Recv(t, synced, "Sync on a limited queue")
 	syncDone(t, q)
 	require.NoError(t, q.TryAsync(func() {}))
 	syncDone(t, q)
@@ -100,14 +102,14 @@ func TestLimitedQueueBlockCanSubmitToItself(t *testing.T) {
 	done := make(chan struct{})
 	// A running block is no longer pending, so it may submit one more.
 	q.Async(func() { q.Async(func() { close(done) }) })
-	recv(t, done, "the block submitted from a block")
+	testutil.Recv(t, done, "the block submitted from a block")
 }
 
 func TestAsyncContextWaitingForRoomGivesUpWithItsContext(t *testing.T) {
 	q := NewSerial("bounded", WithLimit(1))
 	g := newGate()
 	q.Async(g.block)
-	recv(t, g.started, "the running block")
+	testutil.Recv(t, g.started, "the running block")
 	q.Async(func() {})
 	ctx, cancel := context.WithCancel(context.Background())
 	returned := make(chan struct{})
@@ -118,7 +120,7 @@ func TestAsyncContextWaitingForRoomGivesUpWithItsContext(t *testing.T) {
 	}()
 	notYet(t, returned, "AsyncContext on a full queue")
 	cancel()
-	recv(t, returned, "AsyncContext after its ctx ended")
+	testutil.Recv(t, returned, "AsyncContext after its ctx ended")
 	g.open()
 	syncDone(t, q)
 	require.False(t, ran.Load())
@@ -129,7 +131,7 @@ func TestAsyncContextSkipsABlockWhoseContextEndedBeforeItStarted(t *testing.T) {
 	q := NewSerial("s")
 	g := newGate()
 	q.Async(g.block)
-	recv(t, g.started, "the running block")
+	testutil.Recv(t, g.started, "the running block")
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := atomic.Bool{}
 	got := make(chan context.Context, 1)
@@ -137,7 +139,7 @@ func TestAsyncContextSkipsABlockWhoseContextEndedBeforeItStarted(t *testing.T) {
 	q.AsyncContext(context.Background(), func(c context.Context) { got <- CurrentContext() })
 	cancel()
 	g.open()
-	recv(t, got, "the live AsyncContext block")
+	testutil.Recv(t, got, "the live AsyncContext block")
 	require.False(t, ran.Load())
 	require.EqualValues(t, 1, q.Stats().Cancelled)
 }
@@ -146,7 +148,7 @@ func TestSyncContextThatEndsBeforeItsTurnNeverRuns(t *testing.T) {
 	q := NewSerial("s")
 	g := newGate()
 	q.Async(g.block)
-	recv(t, g.started, "the running block")
+	testutil.Recv(t, g.started, "the running block")
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := atomic.Bool{}
 	errs := make(chan error, 1)
@@ -155,7 +157,7 @@ func TestSyncContextThatEndsBeforeItsTurnNeverRuns(t *testing.T) {
 	}()
 	notYet(t, errs, "SyncContext behind a running block")
 	cancel()
-	require.ErrorIs(t, recv(t, errs, "SyncContext after cancel"), context.Canceled)
+	require.ErrorIs(t, testutil.Recv(t, errs, "SyncContext after cancel"), context.Canceled)
 	g.open()
 	syncDone(t, q)
 	require.False(t, ran.Load(), "a cancelled SyncContext ran later")
@@ -184,7 +186,7 @@ func TestCloseRunsEverythingAcceptedAndRefusesTheRest(t *testing.T) {
 	q := NewSerial("closing")
 	g := newGate()
 	q.Async(g.block)
-	recv(t, g.started, "the running block")
+	testutil.Recv(t, g.started, "the running block")
 	var n atomic.Int32
 	for range 100 {
 		q.Async(func() { n.Add(1) })
@@ -199,7 +201,7 @@ func TestCloseRunsEverythingAcceptedAndRefusesTheRest(t *testing.T) {
 	require.Panics(t, func() { q.Sync(func() {}) })
 	require.ErrorIs(t, q.SyncContext(context.Background(), func(context.Context) {}), ErrClosed)
 	g.open()
-	require.NoError(t, recv(t, closed, "Close"))
+	require.NoError(t, testutil.Recv(t, closed, "Close"))
 	require.EqualValues(t, 100, n.Load())
 	require.NoError(t, q.Close(context.Background()), "a second Close")
 }
@@ -208,7 +210,7 @@ func TestCloseReturnsWhenItsContextEnds(t *testing.T) {
 	q := NewSerial("stuck")
 	g := newGate()
 	q.Async(g.block)
-	recv(t, g.started, "the running block")
+	testutil.Recv(t, g.started, "the running block")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := q.Close(ctx)
@@ -226,8 +228,8 @@ func TestCloseOfASuspendedQueueWaitsForResume(t *testing.T) {
 	go func() { closed <- q.Close(context.Background()) }()
 	notYet(t, closed, "Close of a suspended queue")
 	q.Resume()
-	recv(t, ran, "the accepted block")
-	require.NoError(t, recv(t, closed, "Close after Resume"))
+	testutil.Recv(t, ran, "the accepted block")
+	require.NoError(t, testutil.Recv(t, closed, "Close after Resume"))
 }
 
 func TestClosingATargetStillRunsItsChildrensBlocks(t *testing.T) {
@@ -236,7 +238,7 @@ func TestClosingATargetStillRunsItsChildrensBlocks(t *testing.T) {
 	require.NoError(t, parent.Close(context.Background()))
 	ran := make(chan struct{})
 	child.Async(func() { close(ran) })
-	recv(t, ran, "a child's block on a closed target")
+	testutil.Recv(t, ran, "a child's block on a closed target")
 	require.ErrorIs(t, parent.TryAsync(func() {}), ErrClosed)
 }
 
@@ -244,7 +246,7 @@ func TestAsyncWaitingForRoomWhenCloseIsCalledPanics(t *testing.T) {
 	q := NewSerial("bounded", WithLimit(1))
 	g := newGate()
 	q.Async(g.block)
-	recv(t, g.started, "the running block")
+	testutil.Recv(t, g.started, "the running block")
 	q.Async(func() {})
 	panicked := make(chan any, 1)
 	go func() {
@@ -254,10 +256,10 @@ func TestAsyncWaitingForRoomWhenCloseIsCalledPanics(t *testing.T) {
 	notYet(t, panicked, "Async waiting for room")
 	closed := make(chan error, 1)
 	go func() { closed <- q.Close(context.Background()) }()
-	p := recv(t, panicked, "the waiting Async to panic")
+	p := testutil.Recv(t, panicked, "the waiting Async to panic")
 	require.NotNil(t, p)
 	g.open()
-	require.NoError(t, recv(t, closed, "Close"))
+	require.NoError(t, testutil.Recv(t, closed, "Close"))
 }
 
 func TestPanicHandlerGetsAsyncPanicsAndTheQueueGoesOn(t *testing.T) {
@@ -271,10 +273,10 @@ func TestPanicHandlerGetsAsyncPanicsAndTheQueueGoesOn(t *testing.T) {
 	q.Async(func() { panic("boom") })
 	after := make(chan struct{})
 	q.Async(func() { close(after) })
-	r := recv(t, reports, "the panic handler")
+	r := testutil.Recv(t, reports, "the panic handler")
 	require.Equal(t, "boom", r.v)
 	require.Contains(t, string(r.stack), "lifecycle_test.go")
-	recv(t, after, "the block after a panic")
+	testutil.Recv(t, after, "the block after a panic")
 	syncDone(t, q) // Executed is counted when the drainer's batch ends, after the block returns
 	require.EqualValues(t, 2, q.Stats().Executed)
 }
@@ -295,7 +297,7 @@ func TestStatsCountWhatHappened(t *testing.T) {
 	q := NewConcurrent("stats", WithWidth(2), WithQoS(Utility))
 	g := newGate()
 	q.Async(g.block)
-	recv(t, g.started, "the running block")
+	testutil.Recv(t, g.started, "the running block")
 	s := q.Stats()
 	require.Equal(t, "stats", s.Label)
 	require.False(t, s.Serial)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -15,17 +17,6 @@ func TestMain(m *testing.M) {
 
 // waitTimeout bounds every wait in these tests; a wait that runs out fails loudly.
 const waitTimeout = 10 * time.Second
-
-func recv[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(waitTimeout):
-		t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		panic("unreachable")
-	}
-}
 
 // notYet fails if ch is ready now. It proves only "not yet", which is all the tests use it
 // for: an event that must wait for another the test has not caused.
@@ -64,7 +55,7 @@ func syncDone(t testing.TB, q *Queue) {
 		q.BarrierSync(func() {})
 		close(done)
 	}()
-	recv(t, done, fmt.Sprintf("queue %q to drain", q.Label()))
+	testutil.Recv(t, done, fmt.Sprintf("queue %q to drain", q.Label()))
 }
 
 // scarceWorkers keeps the executor from lending workers while the test runs, so that a

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 type ctxKey string
@@ -63,7 +65,7 @@ func TestObserverSeesEveryStepOfABlock(t *testing.T) {
 		// An Async made inside an observed block has that block for parent.
 		child.Async(func() {})
 	})
-	require.Equal(t, "span-obs", recv(t, inner, "the block's ctx"))
+	require.Equal(t, "span-obs", testutil.Recv(t, inner, "the block's ctx"))
 	syncDone(t, q) // the block has submitted to child by now
 	syncDone(t, child)
 	q.Sync(func() {})
@@ -71,7 +73,7 @@ func TestObserverSeesEveryStepOfABlock(t *testing.T) {
 	syncDone(t, q)
 	g := newGate()
 	q.Async(g.block)
-	recv(t, g.started, "blocking block")
+	testutil.Recv(t, g.started, "blocking block")
 	q.Async(func() {})
 	require.ErrorIs(t, q.TryAsync(func() {}), ErrFull)
 	g.open()

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // A block of a higher QoS stuck behind a Background queue raises that queue until the block
@@ -37,30 +39,30 @@ func TestAHigherQoSBlockOverridesTheQueueItWaitsIn(t *testing.T) {
 			seen := make(chan int32, 1)
 			var others atomic.Int32
 			tc.setup(low, g.block, func() { seen <- others.Load() })
-			recv(t, g.started, "the block holding the only worker")
+			testutil.Recv(t, g.started, "the block holding the only worker")
 			for range n {
 				Global(Background).Async(func() { others.Add(1) })
 			}
 			first := make(chan int32, 1)
 			low.Async(func() { first <- others.Load() }) // low's drain now waits behind the n
 			g.open()
-			got := recv(t, seen, "the urgent block")
+			got := testutil.Recv(t, seen, "the urgent block")
 			require.Equal(t, tc.ahead, got)
-			require.LessOrEqual(t, recv(t, first, "low's first block"), got, "low stays FIFO")
+			require.LessOrEqual(t, testutil.Recv(t, first, "low's first block"), got, "low stays FIFO")
 			syncDone(t, Global(Background))
 			syncDone(t, low)
 
 			// The override ended with the block: low waits its turn again.
 			g2 := newGate()
 			Global(Background).Async(g2.block)
-			recv(t, g2.started, "the block holding the only worker")
+			testutil.Recv(t, g2.started, "the block holding the only worker")
 			before := others.Load()
 			for range n {
 				Global(Background).Async(func() { others.Add(1) })
 			}
 			low.Async(func() { seen <- others.Load() - before })
 			g2.open()
-			require.Equal(t, int32(n), recv(t, seen, "low's block after the override"))
+			require.Equal(t, int32(n), testutil.Recv(t, seen, "low's block after the override"))
 			syncDone(t, Global(Background))
 		})
 	}
@@ -87,12 +89,12 @@ func TestOverridesOfAStreamAreOneEntryAndEndWhenDrained(t *testing.T) {
 		}
 		held <- overrides(low) // low cannot run yet: this block holds the only worker
 	})
-	require.Equal(t, 1, recv(t, held, "the entries while the stream waits"))
+	require.Equal(t, 1, testutil.Recv(t, held, "the entries while the stream waits"))
 	syncDone(t, low)
 	require.Equal(t, int32(100), ran.Load())
 	// The only worker takes this after it has finished with low's last drain.
 	after := make(chan struct{})
 	Global(Background).Async(func() { close(after) })
-	recv(t, after, "a block after low's drain")
+	testutil.Recv(t, after, "a block after low's drain")
 	require.Zero(t, overrides(low), "entries of a drained queue")
 }

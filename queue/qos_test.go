@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestHigherQoSStartsFirstWhenWorkersAreScarce(t *testing.T) {
@@ -14,7 +16,7 @@ func TestHigherQoSStartsFirstWhenWorkersAreScarce(t *testing.T) {
 	scarceWorkers(t)
 	g := newGate()
 	Global(Background).Async(g.block) // the only worker is now busy
-	recv(t, g.started, "the blocking block")
+	testutil.Recv(t, g.started, "the blocking block")
 	order := make(chan string, 4)
 	low := NewSerial("low", WithQoS(Background))
 	util := NewSerial("util", WithQoS(Utility))
@@ -26,7 +28,7 @@ func TestHigherQoSStartsFirstWhenWorkersAreScarce(t *testing.T) {
 	g.open()
 	var got []string
 	for range 4 {
-		got = append(got, recv(t, order, "a queued block"))
+		got = append(got, testutil.Recv(t, order, "a queued block"))
 	}
 	require.Equal(t, []string{"high", "initiated", "utility", "low"}, got)
 	require.Equal(t, UserInteractive, high.QoS())
@@ -75,12 +77,12 @@ func TestQueuesProgressWhileEveryWorkerIsBlocked(t *testing.T) {
 	for range 2 {
 		stuck.Async(func() { started <- struct{}{}; <-release })
 	}
-	recv(t, started, "a blocking block")
-	recv(t, started, "a blocking block")
+	testutil.Recv(t, started, "a blocking block")
+	testutil.Recv(t, started, "a blocking block")
 	// Both workers are held; the monitor must lend one for this queue.
 	done := make(chan struct{})
 	NewSerial("other").Async(func() { close(done) })
-	recv(t, done, "a block of another queue while every worker is blocked")
+	testutil.Recv(t, done, "a block of another queue while every worker is blocked")
 	require.GreaterOrEqual(t, Executor().LentTotal, uint64(1))
 	close(release)
 	syncDone(t, stuck)
@@ -100,7 +102,7 @@ func TestASyncWaiterOverridesTheQoSOfTheQueueItWaitsFor(t *testing.T) {
 			scarceWorkers(t)
 			g := newGate()
 			Global(Background).Async(g.block) // the only worker is busy
-			recv(t, g.started, "the blocking block")
+			testutil.Recv(t, g.started, "the blocking block")
 			const n = 50
 			var others atomic.Int32
 			for range n {
@@ -124,8 +126,8 @@ func TestASyncWaiterOverridesTheQoSOfTheQueueItWaitsFor(t *testing.T) {
 				close(synced)
 			}
 			g.open()
-			require.Equal(t, tc.ahead, recv(t, seen, "the low queue's block"))
-			recv(t, synced, "the Sync")
+			require.Equal(t, tc.ahead, testutil.Recv(t, seen, "the low queue's block"))
+			testutil.Recv(t, synced, "the Sync")
 			require.Eventually(t, func() bool { return others.Load() == n }, waitTimeout, time.Millisecond)
 		})
 	}

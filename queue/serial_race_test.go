@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // Many producers on many queues at once, each queue going idle between bursts (so that its
@@ -39,7 +41,7 @@ func TestSerialBurstsFromManyProducersOnManyQueuesRunOnceInOrder(t *testing.T) {
 					}
 					done := make(chan struct{})
 					q.Async(func() { close(done) })
-					recv(t, done, "the end of a burst")
+					testutil.Recv(t, done, "the end of a burst")
 					ran.Add(-1) // the marker is not counted below
 				}
 			})
@@ -89,7 +91,7 @@ func TestSerialCloseRacingWithProducersRunsExactlyTheAcceptedBlocks(t *testing.T
 		seen := make(chan struct{})
 		q.Async(func() { close(seen) })
 		accepted.Add(1)
-		recv(t, seen, "a block before Close")
+		testutil.Recv(t, seen, "a block before Close")
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		require.NoError(t, q.Close(ctx), "round %d", round)
 		cancel()
@@ -130,7 +132,7 @@ func TestSerialSuspendRacingWithProducersLosesNothing(t *testing.T) {
 			suspended.Store(true)
 			close(done)
 		})
-		recv(t, done, "the suspending block")
+		testutil.Recv(t, done, "the suspending block")
 		suspended.Store(false)
 		q.Resume()
 	}

@@ -7,6 +7,8 @@ import (
 	"github.com/dispatchkit/dispatchkit/internal/goid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestSerialRunsBlocksInFIFOOrderOneAtATime(t *testing.T) {
@@ -67,7 +69,7 @@ func TestSyncRunsOnTheCallersGoroutineAfterEarlierBlocks(t *testing.T) {
 	q.Async(g.block)
 	var order []string
 	q.Async(func() { order = append(order, "async") })
-	recv(t, g.started, "the first block")
+	testutil.Recv(t, g.started, "the first block")
 
 	me := goid.G()
 	done := make(chan uintptr)
@@ -81,7 +83,7 @@ func TestSyncRunsOnTheCallersGoroutineAfterEarlierBlocks(t *testing.T) {
 	}()
 	notYet(t, done, "Sync behind a running block")
 	g.open()
-	ran := recv(t, done, "Sync")
+	ran := testutil.Recv(t, done, "Sync")
 	require.NotEqual(t, me, ran)
 	require.Equal(t, []string{"async", "sync"}, order)
 

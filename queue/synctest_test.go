@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // Queues inside a synctest bubble: blocks run on workers of the bubble, so they may use its
@@ -19,7 +21,7 @@ func TestQueuesInsideASynctestBubble(t *testing.T) {
 	// that touches the bubble's channels is a fatal error.
 	outside := newGate()
 	Global(Default).Async(outside.block)
-	recv(t, outside.started, "the outside block")
+	testutil.Recv(t, outside.started, "the outside block")
 
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()

@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestSerialQueuesOnASerialTargetTakeTurns(t *testing.T) {
@@ -37,11 +39,11 @@ func TestConcurrentTargetBoundsEverythingBelowIt(t *testing.T) {
 	for i, c := range children {
 		c.Async(func() { k.enter(); gates[i].block(); k.leave() })
 	}
-	recv(t, gates[0].started, "first child")
-	recv(t, gates[1].started, "second child")
+	testutil.Recv(t, gates[0].started, "first child")
+	testutil.Recv(t, gates[1].started, "second child")
 	notYet(t, gates[2].started, "a third child under a width-2 target")
 	gates[0].open()
-	recv(t, gates[2].started, "third child")
+	testutil.Recv(t, gates[2].started, "third child")
 	gates[1].open()
 	gates[2].open()
 	for _, c := range children {
@@ -63,8 +65,8 @@ func TestWidthIsTheSmallestAlongTheChain(t *testing.T) {
 	for _, g := range gates {
 		inner.Async(func() { k.enter(); g.block(); k.leave() })
 	}
-	recv(t, gates[0].started, "block 1")
-	recv(t, gates[1].started, "block 2")
+	testutil.Recv(t, gates[0].started, "block 1")
+	testutil.Recv(t, gates[1].started, "block 2")
 	notYet(t, gates[2].started, "block 3 beyond the chain's width")
 	for _, g := range gates {
 		g.open()
@@ -92,7 +94,7 @@ func TestFloodedQueueYieldsToItsSiblings(t *testing.T) {
 	other := NewSerial("other", WithTarget(target))
 	g := newGate()
 	flood.Async(g.block)
-	recv(t, g.started, "the flood's first block")
+	testutil.Recv(t, g.started, "the flood's first block")
 	const n = 10_000
 	var floodRan atomic.Int64
 	for range n {
@@ -101,7 +103,7 @@ func TestFloodedQueueYieldsToItsSiblings(t *testing.T) {
 	seen := make(chan int64, 1)
 	other.Async(func() { seen <- floodRan.Load() })
 	g.open()
-	got := recv(t, seen, "the sibling's block")
+	got := testutil.Recv(t, seen, "the sibling's block")
 	require.Less(t, got, int64(n), "the sibling waited for the whole flood")
 	syncDone(t, flood)
 }
@@ -111,7 +113,7 @@ func TestSyncOnAChildHoldsItsSerialTarget(t *testing.T) {
 	child := NewSerial("child", WithTarget(root))
 	g := newGate()
 	root.Async(g.block)
-	recv(t, g.started, "a block on the target")
+	testutil.Recv(t, g.started, "a block on the target")
 	done := make(chan struct{})
 	go func() {
 		child.Sync(func() {})
@@ -119,6 +121,6 @@ func TestSyncOnAChildHoldsItsSerialTarget(t *testing.T) {
 	}()
 	notYet(t, done, "Sync on a child while its serial target is busy")
 	g.open()
-	recv(t, done, "Sync on the child")
+	testutil.Recv(t, done, "Sync on the child")
 	require.True(t, func() (in bool) { child.Sync(func() { in = root.IsCurrent() && child.IsCurrent() }); return }())
 }

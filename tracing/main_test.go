@@ -136,18 +136,6 @@ func attrs(kvs []attribute.KeyValue) map[string]any {
 	return m
 }
 
-// recv waits for a value on ch or fails.
-func recv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(wait):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
 // mpForTest is the rig's meter provider, for a second Observer reporting to the same reader.
 func (r *rig) mpForTest() *sdkmetric.MeterProvider { return r.mp }
 

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 	"github.com/dispatchkit/dispatchkit/queue"
 )
 
@@ -31,7 +32,7 @@ func TestAsyncSpanIsChildOfEnqueuer(t *testing.T) {
 		// Async from inside a block carries the block's span on.
 		q.Async(func() { close(done) })
 	})
-	recv(t, done, "nested block")
+	testutil.Recv(t, done, "nested block")
 	parent.End()
 
 	spans := r.waitSpans(t, "process db", 2)
@@ -83,7 +84,7 @@ func TestSyncAndBarrierSpans(t *testing.T) {
 	parent.End()
 	done := make(chan struct{})
 	q.BarrierAsync(func() { close(done) })
-	recv(t, done, "barrier")
+	testutil.Recv(t, done, "barrier")
 
 	spans := r.waitSpans(t, "process cache", 2)
 	require.Equal(t, "sync", attrs(spans[0].Attributes())["dispatch.block.kind"])
@@ -104,7 +105,7 @@ func TestTargetChainSpans(t *testing.T) {
 	ctx, parent := r.tracerForTest().Start(context.Background(), "read")
 	done := make(chan struct{})
 	conn.AsyncContext(ctx, func(context.Context) { close(done) })
-	recv(t, done, "block on the child queue")
+	testutil.Recv(t, done, "block on the child queue")
 	parent.End()
 	s := r.waitSpans(t, "process ws.conn", 1)[0]
 	require.Equal(t, parent.SpanContext().SpanID(), s.Parent().SpanID())
@@ -119,7 +120,7 @@ func TestPanicSpan(t *testing.T) {
 	q := queue.NewSerial("jobs", queue.WithObserver(r), queue.WithPanicHandler(func(v any, _ []byte) { caught <- v }))
 	defer q.Close(context.Background())
 	q.Async(func() { panic(errors.New("boom")) })
-	require.EqualError(t, recv(t, caught, "the panic").(error), "boom")
+	require.EqualError(t, testutil.Recv(t, caught, "the panic").(error), "boom")
 	s := r.waitSpans(t, "process jobs", 1)[0]
 	require.Equal(t, codes.Error, s.Status().Code)
 	require.Contains(t, s.Status().Description, "boom")
@@ -135,7 +136,7 @@ func TestNewRootsLink(t *testing.T) {
 	ctx, parent := r.tracerForTest().Start(context.Background(), "request")
 	done := make(chan struct{})
 	q.AsyncContext(ctx, func(context.Context) { close(done) })
-	recv(t, done, "block")
+	testutil.Recv(t, done, "block")
 	parent.End()
 	s := r.waitSpans(t, "process mail", 1)[0]
 	require.False(t, s.Parent().IsValid())
@@ -151,7 +152,7 @@ func TestProducerSpans(t *testing.T) {
 	defer q.Close(context.Background())
 	done := make(chan struct{})
 	q.Async(func() { close(done) })
-	recv(t, done, "block")
+	testutil.Recv(t, done, "block")
 	send := r.waitSpans(t, "send mail", 1)[0]
 	proc := r.waitSpans(t, "process mail", 1)[0]
 	require.Equal(t, trace.SpanKindProducer, send.SpanKind())

@@ -15,6 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/dispatchkit/dispatchkit/wsserver"
 )
@@ -77,7 +78,7 @@ func TestChatExchangeSpans(t *testing.T) {
 	var sender *wsserver.Conn
 	for i := range clients {
 		clients[i] = dial(t, url)
-		c := recv(t, joined, "join")
+		c := testutil.Recv(t, joined, "join")
 		ids[connID(c).Value.AsString()] = true
 		if i == 0 {
 			sender = c
@@ -196,7 +197,7 @@ func TestChatExchangeSpans(t *testing.T) {
 		require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
 	}
 	for range clients {
-		recv(t, closed, "OnClose")
+		testutil.Recv(t, closed, "OnClose")
 	}
 	m = r.metrics(t)
 	require.Equal(t, int64(0), m["dispatch.ws.connection.count"].(metricdata.Sum[int64]).DataPoints[0].Value)
@@ -242,8 +243,8 @@ func TestUnderHTTPServerSpan(t *testing.T) {
 	url, joined, _ := chatServer(t, r, wrap)
 	c := dial(t, url)
 	defer c.CloseNow()
-	recv(t, joined, "join")
-	recv(t, requestEnded, "the request span's end while the connection is open")
+	testutil.Recv(t, joined, "join")
+	testutil.Recv(t, requestEnded, "the request span's end while the connection is open")
 	req := r.waitSpans(t, "GET /ws", 1)[0]
 	h := r.waitSpans(t, "ws.handshake", 1)[0]
 	require.Equal(t, trace.SpanKindInternal, h.SpanKind())
@@ -255,9 +256,9 @@ func TestDroppedSend(t *testing.T) {
 	r := newRig(t)
 	url, joined, closed := chatServer(t, r, nil)
 	c := dial(t, url)
-	conn := recv(t, joined, "join")
+	conn := testutil.Recv(t, joined, "join")
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
-	recv(t, closed, "OnClose")
+	testutil.Recv(t, closed, "OnClose")
 	require.ErrorIs(t, conn.SendText("late"), wsserver.ErrClosed)
 	var failed sdktrace.ReadOnlySpan
 	for _, s := range r.waitSpans(t, "send ws.conn", 1) {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // queued returns what c has in its outbound buffer (a fakeConn never writes).
@@ -137,13 +139,13 @@ func TestBrokerFailureKeepsTheRoomLocalAndCountsDrops(t *testing.T) {
 	require.Equal(t, uint64(2), st.BrokerDropped)
 	require.Zero(t, st.BrokerPublished)
 	require.True(t, errors.Is(st.BrokerErr, ErrBusClosed), "Stats shows the broker's error: %v", st.BrokerErr)
-	require.Equal(t, "publish r", recv(t, obs.failed, "the observer hears of the failure"))
-	require.Equal(t, "publish r", recv(t, obs.failed, "and of the second one"))
+	require.Equal(t, "publish r", testutil.Recv(t, obs.failed, "the observer hears of the failure"))
+	require.Equal(t, "publish r", testutil.Recv(t, obs.failed, "and of the second one"))
 
 	// A subscription that fails is counted, and the next Join tries again.
 	a2 := fakeConn(nodeA, 2)
 	nodeA.Room("s").Join(a2)
 	nodeA.Room("s").Len()
 	require.Equal(t, uint64(1), nodeA.Stats().BrokerErrors)
-	require.Equal(t, "subscribe s", recv(t, obs.failed, "a failed subscribe"))
+	require.Equal(t, "subscribe s", testutil.Recv(t, obs.failed, "a failed subscribe"))
 }

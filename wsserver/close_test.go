@@ -12,6 +12,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // dialTCP dials like dial and also returns the client's TCP connection.
@@ -133,12 +135,12 @@ func TestOnCloseOnceForEveryEnding(t *testing.T) {
 			ts := start(t, h, opts)
 			c, tcp := dialTCP(t, ts.url)
 			defer c.CloseNow()
-			recv(t, opened, "OnOpen")
+			testutil.Recv(t, opened, "OnOpen")
 			tt.act(t, ts, c, tcp)
 			if tt.client != 0 {
 				require.Equal(t, tt.client, readUntilClosed(t, c))
 			}
-			err := recv(t, cl.errs, "OnClose")
+			err := testutil.Recv(t, cl.errs, "OnClose")
 			if tt.code == -1 {
 				require.NoError(t, err)
 			} else {
@@ -172,9 +174,9 @@ func TestPanicInOpenAndClose(t *testing.T) {
 	c := dial(t, ts.url)
 	defer c.CloseNow()
 	require.Equal(t, websocket.StatusInternalError, readUntilClosed(t, c))
-	require.Equal(t, "open", recv(t, panics, "panic in OnOpen"))
-	require.ErrorIs(t, recv(t, closed, "OnClose"), ErrHandlerPanic)
-	require.Equal(t, "close", recv(t, panics, "panic in OnClose"))
+	require.Equal(t, "open", testutil.Recv(t, panics, "panic in OnOpen"))
+	require.ErrorIs(t, testutil.Recv(t, closed, "OnClose"), ErrHandlerPanic)
+	require.Equal(t, "close", testutil.Recv(t, panics, "panic in OnClose"))
 	// The server goes on.
 	c2 := dial(t, ts.url)
 	defer c2.CloseNow()
@@ -198,7 +200,7 @@ func TestFragmentedMessages(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, w.Close())
-	require.Equal(t, "fragmented", recv(t, got, "the reassembled message"))
+	require.Equal(t, "fragmented", testutil.Recv(t, got, "the reassembled message"))
 
 	w, err = c.Writer(ctx, websocket.MessageBinary)
 	require.NoError(t, err)
@@ -209,7 +211,7 @@ func TestFragmentedMessages(t *testing.T) {
 	}
 	_ = w.Close()
 	require.Equal(t, websocket.StatusMessageTooBig, readUntilClosed(t, c))
-	require.ErrorIs(t, recv(t, cl.errs, "OnClose"), ErrMessageTooBig)
+	require.ErrorIs(t, testutil.Recv(t, cl.errs, "OnClose"), ErrMessageTooBig)
 }
 
 // A text message split inside a UTF-8 sequence across fragments is valid; only the whole
@@ -229,10 +231,10 @@ func TestUTF8CheckedOnWholeMessage(t *testing.T) {
 	_, err = w.Write(euro[1:])
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
-	require.Equal(t, "€", recv(t, got, "message"))
+	require.Equal(t, "€", testutil.Recv(t, got, "message"))
 	// Binary messages are not checked.
 	require.NoError(t, c.Write(ctx, websocket.MessageBinary, []byte{0xff}))
-	require.Equal(t, "\xff", recv(t, got, "binary message"))
+	require.Equal(t, "\xff", testutil.Recv(t, got, "binary message"))
 }
 
 var _ = errors.New

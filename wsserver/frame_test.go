@@ -12,6 +12,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestAppendFrameHeader(t *testing.T) {
@@ -95,7 +97,7 @@ func tcpPair(t *testing.T) (*batchWriter, net.Conn) {
 	}()
 	client, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
-	server := recv(t, accepted, "the accepted connection")
+	server := testutil.Recv(t, accepted, "the accepted connection")
 	require.NotNil(t, server)
 	t.Cleanup(func() { client.Close(); server.Close() })
 	w := newBatchWriter(server, true)
@@ -215,7 +217,7 @@ func TestSendAfterTheSocketFills(t *testing.T) {
 	}}, Options{SendBuffer: msgs, SendBufferBytes: msgs * size})
 	c := dial(t, ts.url)
 	defer c.CloseNow()
-	sc := recv(t, opened, "OnOpen")
+	sc := testutil.Recv(t, opened, "OnOpen")
 	for i := range msgs {
 		m := pattern(size)
 		copy(m, strconv.Itoa(i)+":")

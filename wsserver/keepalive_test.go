@@ -7,6 +7,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // A peer that answers pings stays connected through many ping intervals.
@@ -39,13 +41,13 @@ func TestPingsKeepHealthyPeers(t *testing.T) {
 		got <- string(b)
 	}()
 	for range 5 {
-		recv(t, pings, "a ping")
+		testutil.Recv(t, pings, "a ping")
 	}
 	write(t, c, "still here")
-	require.Equal(t, "still here", recv(t, got, "the echo"))
+	require.Equal(t, "still here", testutil.Recv(t, got, "the echo"))
 	require.Empty(t, cl.errs, "the connection was closed")
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
-	require.NoError(t, recv(t, cl.errs, "OnClose"))
+	require.NoError(t, testutil.Recv(t, cl.errs, "OnClose"))
 }
 
 func TestHTTPServerDefaults(t *testing.T) {

@@ -86,18 +86,6 @@ func readUntilClosed(t testing.TB, c *websocket.Conn) websocket.StatusCode {
 	}
 }
 
-// recv waits for a value on ch.
-func recv[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(wait):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
 // closes records OnClose calls: how many per connection, and the errors.
 type closes struct {
 	mu    sync.Mutex

@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 	"github.com/dispatchkit/dispatchkit/queue"
 )
 
@@ -105,13 +106,13 @@ func TestObserverFollowsAMessage(t *testing.T) {
 	write(t, c, "one")
 	_, s := read(t, c)
 	require.Equal(t, "one", s)
-	require.Equal(t, "recv:one", recv(t, current, "CurrentContext in OnMessage"))
+	require.Equal(t, "recv:one", testutil.Recv(t, current, "CurrentContext in OnMessage"))
 	write(t, c, "all")
 	_, s = read(t, c)
 	require.Equal(t, "all", s)
-	require.Equal(t, "recv:all", recv(t, current, "CurrentContext in OnMessage"))
+	require.Equal(t, "recv:all", testutil.Recv(t, current, "CurrentContext in OnMessage"))
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
-	require.Equal(t, ReasonNormal, recv(t, rec.closed, "Closed"))
+	require.Equal(t, ReasonNormal, testutil.Recv(t, rec.closed, "Closed"))
 
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -156,7 +157,7 @@ func TestInertObserverIsSkipped(t *testing.T) {
 	c := dial(t, ts.url)
 	defer c.CloseNow()
 	write(t, c, "hi")
-	require.Equal(t, "hi", recv(t, got, "the message"))
+	require.Equal(t, "hi", testutil.Recv(t, got, "the message"))
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	require.Empty(t, rec.events)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // dialStatus tries an upgrade and returns the HTTP status of a refusal.
@@ -48,14 +50,14 @@ func TestRejectedBeforeUpgrade(t *testing.T) {
 	defer cancel()
 	first, _, err := websocket.Dial(ctx, ts.url, &websocket.DialOptions{HTTPHeader: http.Header{"X-Token": {"good"}}})
 	require.NoError(t, err)
-	recv(t, opened, "OnOpen")
+	testutil.Recv(t, opened, "OnOpen")
 	require.Equal(t, http.StatusServiceUnavailable, dialStatus(t, ts.url, http.Header{"X-Token": {"good"}}), "MaxConns 1")
 	require.NoError(t, first.Close(websocket.StatusNormalClosure, ""))
 	// The slot is free once OnClose has run; the server reports it through Stats.
 	require.Eventually(t, func() bool { return ts.Stats().Connections == 0 }, wait, time.Millisecond)
 	second, _, err := websocket.Dial(ctx, ts.url, &websocket.DialOptions{HTTPHeader: http.Header{"X-Token": {"good"}}})
 	require.NoError(t, err)
-	recv(t, opened, "OnOpen")
+	testutil.Recv(t, opened, "OnOpen")
 	second.CloseNow()
 
 	require.NoError(t, ts.Shutdown(ctx))
@@ -76,7 +78,7 @@ func TestSlowlorisHandshakeDropped(t *testing.T) {
 	go func() { served <- hs.Serve(ln) }()
 	defer func() {
 		require.NoError(t, hs.Close())
-		require.ErrorIs(t, recv(t, served, "Serve to return"), http.ErrServerClosed)
+		require.ErrorIs(t, testutil.Recv(t, served, "Serve to return"), http.ErrServerClosed)
 	}()
 	nc, err := net.DialTimeout("tcp", ln.Addr().String(), wait)
 	require.NoError(t, err)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func TestRoomJoinLeaveBroadcast(t *testing.T) {
@@ -27,8 +29,8 @@ func TestRoomJoinLeaveBroadcast(t *testing.T) {
 	a, b := dial(t, ts.url), dial(t, ts.url)
 	defer a.CloseNow()
 	defer b.CloseNow()
-	recv(t, joined, "a joined")
-	recv(t, joined, "b joined")
+	testutil.Recv(t, joined, "a joined")
+	testutil.Recv(t, joined, "b joined")
 	room := ts.Room("lobby")
 	require.Same(t, room, ts.Room("lobby"))
 	require.Equal(t, "lobby", room.Name())

@@ -13,6 +13,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 func echo() Handler {
@@ -87,7 +89,7 @@ func TestOrderPerConnectionUnderLoad(t *testing.T) {
 	}
 	wg.Wait()
 	for range conns {
-		recv(t, done, "all messages handled")
+		testutil.Recv(t, done, "all messages handled")
 	}
 	require.Zero(t, failures.Load())
 	require.Equal(t, uint64(conns*msgs), ts.Stats().MessagesIn)
@@ -112,8 +114,8 @@ func TestParallelismAcrossConnections(t *testing.T) {
 	defer b.CloseNow()
 	write(t, a, "x")
 	write(t, b, "x")
-	first := recv(t, arrived, "first handler")
-	second := recv(t, arrived, "second handler, running while the first still is")
+	first := testutil.Recv(t, arrived, "first handler")
+	second := testutil.Recv(t, arrived, "second handler, running while the first still is")
 	require.NotEqual(t, first, second)
 	close(release)
 	_, s := read(t, a)
@@ -150,7 +152,7 @@ func TestCallbacksInOrderOnTheConnectionsQueue(t *testing.T) {
 	write(t, c, "2")
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, "bye"))
 	for _, want := range []string{"open", "msg 1", "msg 2", "close"} {
-		require.Equal(t, want, recv(t, events, want))
+		require.Equal(t, want, testutil.Recv(t, events, want))
 	}
 }
 
@@ -168,7 +170,7 @@ func TestRequestData(t *testing.T) {
 	})
 	require.NoError(t, err)
 	defer c.CloseNow()
-	sc := recv(t, got, "OnOpen")
+	sc := testutil.Recv(t, got, "OnOpen")
 	require.Equal(t, "user-ann", sc.Auth())
 	require.Equal(t, "chat.v1", sc.Subprotocol())
 	require.Equal(t, "abc", sc.Header().Get("X-Trace"))
@@ -186,9 +188,9 @@ func TestSendAfterCloseFails(t *testing.T) {
 		Close: func(c *Conn, err error) { close(closed) },
 	}, Options{})
 	c := dial(t, ts.url)
-	sc := recv(t, conns, "OnOpen")
+	sc := testutil.Recv(t, conns, "OnOpen")
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
-	recv(t, closed, "OnClose")
+	testutil.Recv(t, closed, "OnClose")
 	require.ErrorIs(t, sc.SendText("late"), ErrClosed)
 	require.ErrorIs(t, sc.Close(websocket.StatusNormalClosure, ""), ErrClosed)
 	require.Equal(t, uint64(1), ts.Stats().Dropped)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // A client that never reads does not slow a broadcast to 1,000 others, and is closed by the
@@ -60,7 +62,7 @@ func TestSlowConsumerDoesNotSlowBroadcast(t *testing.T) {
 		clients[i] = dial(t, ts.url)
 	}
 	for range others + 1 {
-		recv(t, opened, "OnOpen")
+		testutil.Recv(t, opened, "OnOpen")
 	}
 	require.Equal(t, others+1, ts.Room("all").Len())
 
@@ -91,13 +93,13 @@ func TestSlowConsumerDoesNotSlowBroadcast(t *testing.T) {
 		msg := []byte(strconv.Itoa(i) + ":" + strings.Repeat("x", size))[:size]
 		room.Broadcast(Binary(msg))
 		for range others {
-			recv(t, got, "broadcast "+strconv.Itoa(i)+" at every other client")
+			testutil.Recv(t, got, "broadcast "+strconv.Itoa(i)+" at every other client")
 		}
 	}
 	wg.Wait()
 	require.Zero(t, bad.Load(), "a client missed broadcasts")
 
-	err = recv(t, cl.errs, "the slow consumer's OnClose")
+	err = testutil.Recv(t, cl.errs, "the slow consumer's OnClose")
 	require.ErrorIs(t, err, ErrSlowConsumer)
 	require.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err))
 	st := ts.Stats()
@@ -155,7 +157,7 @@ func TestBackpressurePausesReading(t *testing.T) {
 	require.Equal(t, uint64(4), ts.Stats().MessagesIn)
 	close(release)
 	for range 100 {
-		recv(t, handled, "every message handled once the handler caught up")
+		testutil.Recv(t, handled, "every message handled once the handler caught up")
 	}
 	require.Equal(t, uint64(100), ts.Stats().MessagesIn)
 }
@@ -187,6 +189,6 @@ func TestShutdownFlushesQueuedMessages(t *testing.T) {
 		require.Equal(t, strconv.Itoa(i), s)
 	}
 	require.Equal(t, websocket.StatusGoingAway, readUntilClosed(t, c))
-	require.NoError(t, recv(t, shutdown, "Shutdown"))
-	require.ErrorIs(t, recv(t, cl.errs, "OnClose"), ErrShutdown)
+	require.NoError(t, testutil.Recv(t, shutdown, "Shutdown"))
+	require.ErrorIs(t, testutil.Recv(t, cl.errs, "OnClose"), ErrShutdown)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 	"github.com/dispatchkit/dispatchkit/wsserver"
 )
 
@@ -93,17 +94,6 @@ func flush(t *testing.T, bs ...*Broker) {
 	}
 }
 
-func recv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(wait):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
 // node is one wsserver process: every connection joins "lobby"; a message "leave" leaves it
 // (the Conn is then reported on left), anything else is broadcast to the room.
 type node struct {
@@ -150,7 +140,7 @@ func (n *node) client(t *testing.T) (*websocket.Conn, *wsserver.Conn) {
 	c, _, err := websocket.Dial(ctx, n.url, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.CloseNow() })
-	sc := recv(t, n.joined, "a client to join")
+	sc := testutil.Recv(t, n.joined, "a client to join")
 	n.srv.Room("lobby").Len() // the Join (and so the room's Subscribe) took effect
 	return c, sc
 }
@@ -245,7 +235,7 @@ func TestTwoNodesShareARoom(t *testing.T) {
 
 	// cat leaves on B: bob still gets what ann says, cat does not.
 	send(t, cat, "leave")
-	catConn := recv(t, b.left, "cat to leave")
+	catConn := testutil.Recv(t, b.left, "cat to leave")
 	require.Equal(t, 1, b.srv.Room("lobby").Len())
 	send(t, ann, "after cat left")
 	require.Equal(t, "after cat left", read(t, ann))
@@ -257,7 +247,7 @@ func TestTwoNodesShareARoom(t *testing.T) {
 	// bob leaves too: B has nobody in the room and unsubscribes.
 	before := ns.NumSubscriptions()
 	send(t, bob, "leave")
-	recv(t, b.left, "bob to leave")
+	testutil.Recv(t, b.left, "bob to leave")
 	require.Zero(t, b.srv.Room("lobby").Len())
 	flush(t, bb)
 	require.Zero(t, bb.Stats().Subscriptions)
@@ -282,8 +272,8 @@ func TestNodesSurviveTheNATSServerGoingAway(t *testing.T) {
 
 	ns.Shutdown()
 	ns.WaitForShutdown()
-	recv(t, eva.down, "A to notice NATS is gone")
-	recv(t, evb.down, "B to notice NATS is gone")
+	testutil.Recv(t, eva.down, "A to notice NATS is gone")
+	testutil.Recv(t, evb.down, "B to notice NATS is gone")
 
 	send(t, ann, "local 1")
 	send(t, ann, "local 2")
@@ -298,8 +288,8 @@ func TestNodesSurviveTheNATSServerGoingAway(t *testing.T) {
 	require.Equal(t, "local b", read(t, bob))
 
 	startNATS(t, port)
-	recv(t, eva.up, "A to reconnect")
-	recv(t, evb.up, "B to reconnect")
+	testutil.Recv(t, eva.up, "A to reconnect")
+	testutil.Recv(t, evb.up, "B to reconnect")
 	flush(t, ba, bb)
 	send(t, ann, "after")
 	require.Equal(t, "after", read(t, ann))
@@ -332,7 +322,7 @@ func TestOwnAndForeignMessagesAreIgnored(t *testing.T) {
 	require.NoError(t, raw.Publish(subj, []byte("not a frame")))
 	require.NoError(t, raw.Publish(subj, appendFrame(nil, "other", "not r", wsserver.Text("wrong room"))))
 	require.NoError(t, raw.Publish(subj, appendFrame(nil, "other", "r", wsserver.Binary([]byte("theirs")))))
-	m := recv(t, got, "the other node's message")
+	m := testutil.Recv(t, got, "the other node's message")
 	require.Equal(t, "theirs", string(m.Data))
 	require.Equal(t, websocket.MessageBinary, m.Type)
 	require.Equal(t, uint64(2), b.Stats().Malformed)
