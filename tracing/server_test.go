@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
@@ -29,8 +30,7 @@ func chatServer(t *testing.T, r *rig, wrap func(http.Handler) http.Handler) (url
 	s = wsserver.New(wsserver.HandlerFuncs{
 		Open:    func(c *wsserver.Conn) { s.Room("lobby").Join(c); joined <- c },
 		Message: func(c *wsserver.Conn, m wsserver.Message) { s.Room("lobby").Broadcast(m) },
-		Close:   func(c *wsserver.Conn, err error) { closed <- c },
-	}, wsserver.Options{Observer: r, QueueObserver: r, Authenticate: func(req *http.Request) (any, error) {
+	}, wsserver.Options{Observer: closedSignal{r.Observer, closed}, QueueObserver: r, Authenticate: func(req *http.Request) (any, error) {
 		if req.URL.Query().Get("deny") != "" {
 			return nil, errors.New("no")
 		}
@@ -48,6 +48,18 @@ func chatServer(t *testing.T, r *rig, wrap func(http.Handler) http.Handler) (url
 		hs.Close()
 	})
 	return "ws" + strings.TrimPrefix(hs.URL, "http"), joined, closed
+}
+
+// closedSignal passes every event on to the Observer, and tells closed about a connection
+// once the Observer's Closed hook (which runs after OnClose) has recorded it.
+type closedSignal struct {
+	*Observer
+	closed chan<- *wsserver.Conn
+}
+
+func (s closedSignal) Closed(ctx context.Context, c *wsserver.Conn, lived time.Duration, reason string, err error) {
+	s.Observer.Closed(ctx, c, lived, reason, err)
+	s.closed <- c
 }
 
 func dial(t *testing.T, url string) *websocket.Conn {
@@ -197,7 +209,7 @@ func TestChatExchangeSpans(t *testing.T) {
 		require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
 	}
 	for range clients {
-		testutil.Recv(t, closed, "OnClose")
+		testutil.Recv(t, closed, "the Closed hook")
 	}
 	m = r.metrics(t)
 	require.Equal(t, int64(0), m["dispatch.ws.connection.count"].(metricdata.Sum[int64]).DataPoints[0].Value)
@@ -258,7 +270,7 @@ func TestDroppedSend(t *testing.T) {
 	c := dial(t, url)
 	conn := testutil.Recv(t, joined, "join")
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
-	testutil.Recv(t, closed, "OnClose")
+	testutil.Recv(t, closed, "the Closed hook")
 	require.ErrorIs(t, conn.SendText("late"), wsserver.ErrClosed)
 	var failed sdktrace.ReadOnlySpan
 	for _, s := range r.waitSpans(t, "send ws.conn", 1) {
