@@ -18,6 +18,12 @@
 // onto the queue the caller is running on, panics (SyncContext returns ErrWouldDeadlock)
 // instead of hanging.
 //
+// A queue made WithLimit holds back its producers while it is full: Async waits for room,
+// TryAsync fails, and Submit (for code submitting on behalf of others: timers, event sources)
+// waits but returns ErrClosed instead of panicking when the queue closes. A block whose own
+// return is what would make room (it runs on the queue, or holds a serial queue the queue
+// needs) is let in over the limit rather than waiting for itself.
+//
 // Blocking inside a block (network or disk I/O, a channel receive, time.Sleep) holds a
 // worker for as long as it blocks, and the Global roots have only GOMAXPROCS workers: keep
 // blocking calls out of blocks, or give them queues of their own that do not share a

@@ -75,6 +75,12 @@ func WithQoS(q QoS) Option {
 
 // WithLimit bounds the queue to n pending (accepted, not yet started) blocks: Async waits for
 // room, TryAsync fails with ErrFull. Sync is not counted. n <= 0 means no limit.
+//
+// A block that the queue could make room for only after it returns is let in over the limit
+// instead of waiting for itself: a block running on the queue (or on a queue that targets
+// it), or one holding what the queue's blocks need to start (a serial queue up its target
+// chain, or the only slot of a concurrent one). The limit holds back the queue's producers,
+// not its own blocks; TryAsync still fails with ErrFull.
 func WithLimit(n int) Option {
 	return func(s *settings) { s.limit = n }
 }

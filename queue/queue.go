@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dispatchkit/dispatchkit/internal/goid"
 )
 
 type kind uint8
@@ -216,7 +218,8 @@ func (q *Queue) runnableLocked() bool { return q.suspend == 0 && !q.inactive }
 func (q *Queue) String() string { return fmt.Sprintf("queue %q", q.label) }
 
 // Async submits fn to run on the queue and returns at once. On a queue made WithLimit it
-// waits while the queue is full. It panics if the queue is closed, like a send on a closed
+// waits while the queue is full, unless the room would come only after the caller's own block
+// (see WithLimit). It panics if the queue is closed, like a send on a closed
 // channel: closing is the owner's decision, and work submitted after it is a bug.
 func (q *Queue) Async(fn func()) {
 	if fn == nil {
@@ -251,6 +254,17 @@ func (q *Queue) TryAsync(fn func()) error {
 		nilFunc("TryAsync", q.label)
 	}
 	return q.submit(context.Background(), item{fn: fn}, BlockAsync, failWhenFull)
+}
+
+// Submit is Async for code that submits on behalf of others (a timer, an event source, a
+// notification): it never panics. It returns nil once fn is accepted, ErrClosed if the queue
+// is closed (before or while Submit waits for room), or ctx's error if ctx ends while a full
+// limited queue makes Submit wait. A block that was refused never runs.
+func (q *Queue) Submit(ctx context.Context, fn func()) error {
+	if fn == nil {
+		nilFunc("Submit", q.label)
+	}
+	return q.submit(ctx, item{fn: fn}, BlockAsync, waitForRoom)
 }
 
 // BarrierAsync submits fn as a barrier: on a concurrent queue it starts once every block
@@ -300,13 +314,18 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 		return q.reject(ErrClosed, mode)
 	}
 	if q.limit > 0 && q.pending.Load() >= int64(q.limit) {
-		if mode == failWhenFull {
+		switch {
+		case mode == failWhenFull:
 			q.mu.Unlock()
 			return q.reject(ErrFull, mode)
-		}
-		if err := q.waitRoomLocked(ctx); err != nil {
-			q.mu.Unlock()
-			return err
+		case q.roomNeedsCallerLocked(goid.G()):
+			// The room would come only after the caller's own block: waiting would hang.
+			// The queue's own blocks (and those that hold what it needs) get in over the limit.
+		default:
+			if err := q.waitRoomLocked(ctx); err != nil {
+				q.mu.Unlock()
+				return err
+			}
 		}
 	}
 	q.items.pushBack(it)
