@@ -2,7 +2,6 @@ package wsserver
 
 import (
 	"errors"
-	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -78,10 +77,10 @@ func (s *Server) brokerFailed(room, op string, err error) {
 	}
 	b.mu.Unlock()
 	if first {
-		slog.Warn("wsserver: broker failed; rooms keep serving this node's members, and publications are dropped until it recovers",
+		s.logger().Warn("wsserver: broker failed; rooms keep serving this node's members, and publications are dropped until it recovers",
 			"room", room, "op", op, "err", err)
 	} else if op != "publish" {
-		slog.Warn("wsserver: broker failed", "room", room, "op", op, "err", err)
+		s.logger().Warn("wsserver: broker failed", "room", room, "op", op, "err", err)
 	}
 }
 
@@ -100,7 +99,7 @@ func (s *Server) brokerOK() {
 	dropped := b.dropped
 	b.dropped = 0
 	b.mu.Unlock()
-	slog.Info("wsserver: broker recovered", "dropped_while_failing", dropped)
+	s.logger().Info("wsserver: broker recovered", "dropped_while_failing", dropped)
 }
 
 // ErrBusClosed is returned by a LocalBus broker used after Close.

@@ -25,6 +25,12 @@
 // net/http's Server are: a server states only what it changes, and every field documents
 // its default. Tracing plugs in through Observer (the tracing package implements it).
 //
+// Faults are logged, not hidden: every abnormal close writes one line to Options.Logger
+// (slog.Default() unless set) with the connection id, remote address, close code, reason
+// and which side closed, as does every request Authenticate refused; a token bucket
+// (Options.LogRate) keeps a flood of bad clients from flooding the log and counts what it
+// held back.
+//
 // Rooms span several server processes through a Broker (Options.Broker): each node's room
 // subscribes while it has members and publishes every broadcast; the natsbroker package
 // carries them over NATS, and LocalBus links the servers of one process (ExampleBroker).

@@ -2,6 +2,7 @@ package wsserver
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"time"
@@ -105,6 +106,17 @@ type Options struct {
 	// spans them all (see Broker; the natsbroker package implements it over NATS). The
 	// Server does not close it: close it after Shutdown. Default nil: rooms are in-process.
 	Broker Broker
+
+	// Logger gets the server's few log lines: one per abnormal close (connection id, remote
+	// address, close code, reason, which side closed, cause), one per request Authenticate
+	// refused (with its error), the Broker's failures and the panics of callbacks. Default
+	// nil: slog.Default(), as it is when the line is written.
+	Logger *slog.Logger
+	// LogRate bounds the lines per second of abnormal closes and refusals (a token bucket
+	// with a burst of twice that, at least 20), so that a flood of bad clients cannot flood
+	// the log; the lines held back are counted in the next line out ("suppressed") and in
+	// ServerStats.LogSuppressed. Default 0: 10 lines per second; negative: no limit.
+	LogRate float64
 
 	// ReadBufferSize is the size of the buffer the reader parses frames from. A larger one
 	// takes several small messages per system call; each idle connection holds it. Default 512.

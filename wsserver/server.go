@@ -33,6 +33,7 @@ type Server struct {
 	stats    counters
 	ka       keepalive
 	rooms    sync.Map // name -> *Room
+	logLimit *logLimiter
 
 	// The registry of open connections, for Shutdown, Stats and keepalive. A plain mutex:
 	// each connection takes it twice in its life, and Shutdown needs a consistent view.
@@ -58,6 +59,7 @@ func New(h Handler, opts Options) *Server {
 		broker:   o.Broker,
 		handlers: queue.NewConcurrent("ws.handlers", queue.WithWidth(o.HandlerWidth), queue.WithObserver(o.QueueObserver)),
 		conns:    make(map[*Conn]struct{}),
+		logLimit: newLogLimiter(o.LogRate),
 	}
 }
 
@@ -128,11 +130,14 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	if s.opts.Authenticate != nil {
 		a, err := s.opts.Authenticate(r)
 		if err != nil {
+			status, why := http.StatusUnauthorized, "unauthorized"
 			if errors.Is(err, ErrForbidden) {
-				s.reject(root, w, r, http.StatusForbidden, "forbidden")
-			} else {
-				s.reject(root, w, r, http.StatusUnauthorized, "unauthorized")
+				status, why = http.StatusForbidden, "forbidden"
 			}
+			// The client gets only the status; the reason is for the operator.
+			s.log(slog.LevelInfo, "wsserver: upgrade refused by Authenticate",
+				slog.String("remote", r.RemoteAddr), slog.Int("status", status), slog.String("err", err.Error()))
+			s.reject(root, w, r, status, why)
 			return nil, false
 		}
 		auth = a
@@ -203,8 +208,11 @@ func (s *Server) register(c *Conn) bool {
 	return true
 }
 
-// retire runs after OnClose: the connection is gone for good.
+// retire runs after OnClose: the connection is gone for good. It is the one place every
+// close ends, whatever path decided it, with the error OnClose got and the Observer's
+// reason: the log line of an abnormal close is written here, then the Observer is told.
 func (s *Server) retire(c *Conn, err error, why string) {
+	s.logClose(c, err, why)
 	s.mu.Lock()
 	delete(s.conns, c)
 	if len(s.conns) == 0 {
@@ -226,7 +234,7 @@ func (s *Server) panicHandler(c *Conn, r any, stack []byte) {
 		h(c, r, stack)
 		return
 	}
-	slog.Error("wsserver: panic in a connection callback; the connection was closed with 1011",
+	s.logger().Error("wsserver: panic in a connection callback; the connection was closed with 1011",
 		"conn", c.id, "remote", c.req.remoteAddr, "panic", fmt.Sprint(r), "stack", string(stack))
 }
 

@@ -31,6 +31,7 @@ type ServerStats struct {
 	Pending            int    // received messages waiting for their handler, all connections
 	Queued             int    // outbound messages waiting for their writer, all connections
 	Handlers           queue.Stats
+	LogSuppressed      uint64 // log lines held back by Options.LogRate
 
 	// With a Broker (Options.Broker):
 	BrokerPublished uint64 // room broadcasts the Broker took, for the other nodes
@@ -53,6 +54,7 @@ func (s *Server) Stats() ServerStats {
 		Dropped:            s.stats.dropped.Load(),
 		SlowConsumerCloses: s.stats.slowCloses.Load(),
 		Handlers:           s.handlers.Stats(),
+		LogSuppressed:      s.logLimit.held(),
 		BrokerPublished:    s.stats.brokerPublished.Load(),
 		BrokerReceived:     s.stats.brokerReceived.Load(),
 		BrokerDropped:      s.stats.brokerDropped.Load(),
