@@ -233,14 +233,22 @@ func (q *Queue) drainConcurrent(g uintptr) {
 	q.mu.Unlock()
 }
 
-// contended reports whether other work waits for q, so a queue draining on it should yield.
+// contended reports whether other work waits for q or for a queue up its chain, so a queue
+// draining on q should yield. It is called only by the drain of a queue that targets q, which
+// runs inside the drains of q and of every serial queue up the chain: so it may read their
+// drainers' private batches, where a sibling's drain waits once the drainer has taken it.
 func (q *Queue) contended() bool {
-	if q.kind == rootKind {
-		return exec.queued.Load() > 0
+	for x := q; ; x = x.target {
+		if x.kind == rootKind {
+			return exec.queued.Load() > 0
+		}
+		x.mu.Lock()
+		waiting := x.items.n > 0 || x.batch.n > 0
+		x.mu.Unlock()
+		if waiting {
+			return true
+		}
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.items.n > 0
 }
 
 func (q *Queue) addHolderLocked(g uintptr) {
