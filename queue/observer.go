@@ -43,8 +43,9 @@ type Observer interface {
 	// QueueCreated is called once, when a queue using the observer is made.
 	QueueCreated(q *Queue)
 	// Enqueued runs on the submitting goroutine when a block is accepted. ctx is the ctx of
-	// AsyncContext or SyncContext, or for Async the context of the block the caller is running
-	// (CurrentContext). The returned context is kept with the block and handed to Started.
+	// AsyncContext or SyncContext, or for Async, Sync and the barriers the context of the block
+	// the caller is running (CurrentContext). The returned context is kept with the block and
+	// handed to Started.
 	Enqueued(q *Queue, ctx context.Context, kind BlockKind) context.Context
 	// Started runs on the goroutine that runs the block, just before it. The returned context
 	// is what the block sees (the fn of AsyncContext, CurrentContext inside it) and what

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,4 +135,34 @@ func TestInertObserverIsSkipped(t *testing.T) {
 		"finished q sync span=span-q panic=<nil>",
 		"closed q",
 	}, on.list())
+}
+
+// Sync, BarrierSync and Guarded.Sync made inside a block run under that block's context, as
+// an Async does: an Observer sees the block as their parent, so a trace does not break at a
+// Sync.
+func TestSyncCarriesTheCallersContext(t *testing.T) {
+	r := &recorder{}
+	outer := NewSerial("outer", WithObserver(r))
+	ser := NewSerial("ser", WithObserver(r))
+	con := NewConcurrent("con", WithObserver(r))
+	g := NewGuarded(0, WithLabel("guarded"), WithObserver(r))
+	seen := make(chan any, 3)
+	outer.AsyncContext(context.Background(), func(context.Context) {
+		ser.Sync(func() { seen <- CurrentContext().Value(ctxKey("span")) })
+		con.BarrierSync(func() {})
+		g.Sync(func(*int) {})
+	})
+	require.Equal(t, "span-ser", testutil.Recv(t, seen, "the Sync block"), "the Sync's own span is current inside it")
+	syncDone(t, outer)
+	var got []string
+	for _, e := range r.list() {
+		if strings.HasPrefix(e, "enqueued ") && !strings.HasPrefix(e, "enqueued outer") {
+			got = append(got, e)
+		}
+	}
+	require.Equal(t, []string{
+		"enqueued ser sync parent=span-outer",
+		"enqueued con sync parent=span-outer",
+		"enqueued guarded sync parent=span-outer",
+	}, got)
 }

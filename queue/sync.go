@@ -11,7 +11,8 @@ import (
 // Sync runs fn on the queue and returns when it has finished. As in GCD, fn runs on the
 // caller's goroutine: Sync waits until the queue (and every serial queue up its target chain)
 // is the caller's, runs fn, and gives them back. It never takes a Global worker, and on an
-// idle queue it does not switch goroutines at all. A panic in fn reaches the caller.
+// idle queue it does not switch goroutines at all. A panic in fn reaches the caller. fn runs
+// under the caller's CurrentContext, which an Observer sees as the block's parent, as for Async.
 //
 // Sync panics if the queue is closed, or if waiting would deadlock because the queue, or a
 // serial queue it needs, is running the caller (a Sync onto the caller's own queue).
@@ -108,6 +109,11 @@ func (q *Queue) syncCall(ctx context.Context, fn func(), cfn func(context.Contex
 	}
 	var info BlockInfo
 	if obs != nil {
+		if cfn == nil {
+			// Sync and BarrierSync carry the caller's block context on, as Async does, so a
+			// Sync made inside a traced block stays in its trace.
+			ctx = CurrentContext()
+		}
 		info.Kind, info.Enqueued = BlockSync, now()
 		ctx = obs.Enqueued(q, ctx, BlockSync)
 		start := now()

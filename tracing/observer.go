@@ -127,11 +127,15 @@ func NewObserver(opts ...Option) *Observer {
 // OpenTelemetry no-op ones and it feeds no Inspector. Queues and servers made with an inert
 // Observer skip it altogether (queue.Inert), so instrumented code costs nothing while
 // telemetry is off (tracing.Setup installs the no-op providers for a signal exported nowhere).
-func (o *Observer) Inert() bool { return o.inert }
+// A nil *Observer is inert, and every method of it does nothing.
+func (o *Observer) Inert() bool { return o == nil || o.inert }
 
 // Close unregisters the Observer's metric callback. Queues and connections that still use
 // the Observer keep producing spans and the other metrics.
 func (o *Observer) Close() error {
+	if o == nil {
+		return nil
+	}
 	if o.reg == nil {
 		return nil
 	}

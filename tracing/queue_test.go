@@ -3,6 +3,8 @@ package tracing
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/dispatchkit/dispatchkit/internal/testutil"
 	"github.com/dispatchkit/dispatchkit/queue"
+	"github.com/dispatchkit/dispatchkit/wsserver"
 )
 
 // An Async block's span is a CONSUMER child of the span that was current at the enqueue,
@@ -286,4 +289,66 @@ func TestInertOverNoopProviders(t *testing.T) {
 	defer q.Close(context.Background())
 	q.Sync(func() {})
 	require.Zero(t, o.live.len())
+}
+
+// A nil *Observer is inert: queues and servers given one behave as with no observer, and
+// calling its methods does nothing.
+func TestNilObserverIsANoop(t *testing.T) {
+	var o *Observer
+	require.True(t, o.Inert())
+	require.NoError(t, o.Close())
+	q := queue.NewSerial("nil", queue.WithObserver(o))
+	defer q.Close(context.Background())
+	ran := make(chan struct{})
+	q.Async(func() { close(ran) })
+	testutil.Recv(t, ran, "block on a queue with a nil observer")
+	q.Sync(func() {})
+	srv := wsserver.New(wsserver.HandlerFuncs{}, wsserver.Options{Observer: o, QueueObserver: o})
+	require.NoError(t, srv.Shutdown(context.Background()))
+
+	ctx := context.Background()
+	require.Equal(t, ctx, o.Enqueued(q, ctx, queue.BlockAsync))
+	require.Equal(t, ctx, o.Started(q, ctx, queue.BlockInfo{}))
+	o.Finished(q, ctx, queue.BlockInfo{})
+	o.Rejected(q, queue.ErrFull)
+	o.QueueCreated(q)
+	o.QueueClosed(q)
+	r := httptest.NewRequest(http.MethodGet, "/ws", nil)
+	require.Equal(t, ctx, o.Handshake(ctx, r))
+	o.Refused(ctx, r, http.StatusForbidden, "forbidden")
+	o.Opened(ctx, nil)
+	o.Closed(ctx, nil, 0, wsserver.ReasonNormal, nil)
+	require.Equal(t, ctx, o.Received(ctx, nil, wsserver.Message{}))
+	o.Handled(ctx, nil, wsserver.Message{}, nil)
+	require.Equal(t, ctx, o.Broadcast(ctx, "room", wsserver.Message{}, 1))
+	require.Equal(t, ctx, o.Sent(ctx, nil, wsserver.Message{}))
+	o.Written(ctx, nil, wsserver.Message{}, nil)
+	o.Dropped(ctx, nil, wsserver.Message{}, wsserver.ReasonClosed)
+	o.BrokerFailed("room", "publish", errors.New("down"))
+}
+
+// A Sync, a BarrierSync or a SyncContext whose ctx carries no span, made inside a traced
+// block, stays in the block's trace.
+func TestSyncInsideATracedBlockStaysInItsTrace(t *testing.T) {
+	r := newRig(t)
+	outer := queue.NewSerial("outer", queue.WithObserver(r))
+	inner := queue.NewConcurrent("inner", queue.WithObserver(r))
+	g := queue.NewGuarded(0, queue.WithLabel("guarded"), queue.WithObserver(r))
+	defer outer.Close(context.Background())
+	defer inner.Close(context.Background())
+	done := make(chan struct{})
+	outer.Async(func() {
+		inner.Sync(func() {})
+		inner.BarrierSync(func() {})
+		require.NoError(t, inner.SyncContext(context.Background(), func(context.Context) {}))
+		g.Sync(func(*int) {})
+		close(done)
+	})
+	testutil.Recv(t, done, "the outer block")
+	parent := r.waitSpans(t, "process outer", 1)[0]
+	kids := append(r.waitSpans(t, "process inner", 3), r.waitSpans(t, "process guarded", 1)...)
+	for _, s := range kids {
+		require.Equal(t, parent.SpanContext().TraceID(), s.SpanContext().TraceID(), "%s in the block's trace", s.Name())
+		require.Equal(t, parent.SpanContext().SpanID(), s.Parent().SpanID(), "%s a child of the block", s.Name())
+	}
 }

@@ -14,6 +14,9 @@ import (
 // QueueCreated records q among the live queues (weakly: the Observer never keeps a queue
 // alive) for the queue size metric.
 func (o *Observer) QueueCreated(q *queue.Queue) {
+	if o == nil {
+		return
+	}
 	o.live.add(q)
 	if o.insp != nil {
 		o.insp.QueueCreated(q)
@@ -22,6 +25,9 @@ func (o *Observer) QueueCreated(q *queue.Queue) {
 
 // QueueClosed forgets q.
 func (o *Observer) QueueClosed(q *queue.Queue) {
+	if o == nil {
+		return
+	}
 	o.live.remove(q)
 	if o.insp != nil {
 		o.insp.QueueClosed(q)
@@ -31,8 +37,18 @@ func (o *Observer) QueueClosed(q *queue.Queue) {
 // Enqueued keeps the submitter's context with the block; with WithProducerSpans it also
 // records a PRODUCER span for the enqueue.
 func (o *Observer) Enqueued(q *queue.Queue, ctx context.Context, kind queue.BlockKind) context.Context {
+	if o == nil {
+		return ctx
+	}
 	if o.insp != nil {
 		ctx = o.insp.Enqueued(q, ctx, kind)
+	}
+	if o.spans && !trace.SpanContextFromContext(ctx).IsValid() {
+		// An AsyncContext or SyncContext whose ctx carries no span (a deadline, say), made
+		// inside a traced block, stays in the block's trace.
+		if sc := trace.SpanContextFromContext(queue.CurrentContext()); sc.IsValid() {
+			ctx = trace.ContextWithSpanContext(ctx, sc)
+		}
 	}
 	if !o.produce || !o.spans {
 		return ctx
@@ -46,6 +62,9 @@ func (o *Observer) Enqueued(q *queue.Queue, ctx context.Context, kind queue.Bloc
 // Started starts the block's CONSUMER span "process <label>" from the context captured at
 // enqueue (its child, or with WithNewRoots a new root linked to it) and hands it to the block.
 func (o *Observer) Started(q *queue.Queue, ctx context.Context, b queue.BlockInfo) context.Context {
+	if o == nil {
+		return ctx
+	}
 	if o.insp != nil {
 		ctx = o.insp.Started(q, ctx, b)
 	}
@@ -73,6 +92,9 @@ func (o *Observer) Started(q *queue.Queue, ctx context.Context, b queue.BlockInf
 // Finished ends the block's span (status Error and error.type on a panic) and records its
 // wait and run times.
 func (o *Observer) Finished(q *queue.Queue, ctx context.Context, b queue.BlockInfo) {
+	if o == nil {
+		return
+	}
 	if o.insp != nil {
 		o.insp.Finished(q, ctx, b)
 	}
@@ -97,6 +119,9 @@ func (o *Observer) Finished(q *queue.Queue, ctx context.Context, b queue.BlockIn
 
 // Rejected counts a block TryAsync refused.
 func (o *Observer) Rejected(q *queue.Queue, err error) {
+	if o == nil {
+		return
+	}
 	if o.insp != nil {
 		o.insp.Rejected(q, err)
 	}

@@ -52,6 +52,9 @@ type sendSpanKey struct{}
 // an HTTP server span (otelhttp's). It ends when the upgrade succeeds or is refused, so it
 // never lasts the connection's lifetime; the connection's message spans are its children.
 func (o *Observer) Handshake(ctx context.Context, r *http.Request) context.Context {
+	if o == nil {
+		return ctx
+	}
 	if !o.spans {
 		return ctx
 	}
@@ -69,6 +72,9 @@ func (o *Observer) Handshake(ctx context.Context, r *http.Request) context.Conte
 
 // Refused ends the handshake span with an error and counts the refusal by reason.
 func (o *Observer) Refused(ctx context.Context, r *http.Request, status int, reason string) {
+	if o == nil {
+		return
+	}
 	if o.m.refused.Enabled(ctx) {
 		o.m.refused.Add(ctx, 1, reasonOf(reason).add...)
 	}
@@ -85,6 +91,9 @@ func (o *Observer) Refused(ctx context.Context, r *http.Request, status int, rea
 
 // Opened ends the handshake span and counts the connection.
 func (o *Observer) Opened(ctx context.Context, c *wsserver.Conn) {
+	if o == nil {
+		return
+	}
 	if o.m.conns.Enabled(ctx) {
 		o.m.conns.Add(ctx, 1)
 	}
@@ -100,6 +109,9 @@ func (o *Observer) Opened(ctx context.Context, c *wsserver.Conn) {
 
 // Closed records how long the connection lived and why it closed.
 func (o *Observer) Closed(ctx context.Context, c *wsserver.Conn, lived time.Duration, reason string, err error) {
+	if o == nil {
+		return
+	}
 	r := reasonOf(reason)
 	if o.m.conns.Enabled(ctx) {
 		o.m.conns.Add(ctx, -1)
@@ -115,6 +127,9 @@ func (o *Observer) Closed(ctx context.Context, c *wsserver.Conn, lived time.Dura
 // Received starts the message's CONSUMER span, receive ws.conn, a child of the connection's
 // handshake span (with WithNewRoots, a new trace linked to it). OnMessage runs under it.
 func (o *Observer) Received(ctx context.Context, c *wsserver.Conn, m wsserver.Message) context.Context {
+	if o == nil {
+		return ctx
+	}
 	if o.m.messages.Enabled(ctx) {
 		o.m.messages.Add(ctx, 1, optReceive...)
 	}
@@ -139,6 +154,9 @@ func (o *Observer) Received(ctx context.Context, c *wsserver.Conn, m wsserver.Me
 
 // Handled ends the receive span; a panic in OnMessage sets status Error and error.type.
 func (o *Observer) Handled(ctx context.Context, c *wsserver.Conn, m wsserver.Message, recovered any) {
+	if o == nil {
+		return
+	}
 	if !o.spans {
 		return
 	}
@@ -153,6 +171,9 @@ func (o *Observer) Handled(ctx context.Context, c *wsserver.Conn, m wsserver.Mes
 // Broadcast records a PRODUCER span, publish ws.room, as the child of the sender's span; the
 // send span of every member is its child, so one message shows its whole fan-out.
 func (o *Observer) Broadcast(ctx context.Context, room string, m wsserver.Message, members int) context.Context {
+	if o == nil {
+		return ctx
+	}
 	if !o.spans {
 		return ctx
 	}
@@ -168,6 +189,9 @@ func (o *Observer) Broadcast(ctx context.Context, room string, m wsserver.Messag
 // Sent starts a PRODUCER span, send ws.conn, child of the sender's context; it lasts until
 // the message is written (or given up), so it shows the time spent in the outbound buffer.
 func (o *Observer) Sent(ctx context.Context, c *wsserver.Conn, m wsserver.Message) context.Context {
+	if o == nil {
+		return ctx
+	}
 	if !o.spans {
 		return ctx
 	}
@@ -181,6 +205,9 @@ func (o *Observer) Sent(ctx context.Context, c *wsserver.Conn, m wsserver.Messag
 
 // Written counts a message written, or a message given up as dropped, and ends its send span.
 func (o *Observer) Written(ctx context.Context, c *wsserver.Conn, m wsserver.Message, err error) {
+	if o == nil {
+		return
+	}
 	if err == nil {
 		if o.m.messages.Enabled(ctx) {
 			o.m.messages.Add(ctx, 1, optTransmit...)
@@ -203,6 +230,9 @@ func (o *Observer) Written(ctx context.Context, c *wsserver.Conn, m wsserver.Mes
 
 // Dropped counts a message refused by reason and ends its send span with an error.
 func (o *Observer) Dropped(ctx context.Context, c *wsserver.Conn, m wsserver.Message, reason string) {
+	if o == nil {
+		return
+	}
 	if o.m.dropped.Enabled(ctx) {
 		o.m.dropped.Add(ctx, 1, reasonOf(reason).add...)
 	}
@@ -233,6 +263,9 @@ func connID(c *wsserver.Conn) attribute.KeyValue {
 // dispatch.ws.broker.errors by operation. A failed publication is also a drop, reason
 // "broker".
 func (o *Observer) BrokerFailed(room, op string, err error) {
+	if o == nil {
+		return
+	}
 	ctx := queue.CurrentContext()
 	if o.m.brokerErrs.Enabled(ctx) {
 		o.m.brokerErrs.Add(ctx, 1, reasonOf(op).opAdd...)
