@@ -3,10 +3,12 @@ package queue
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"runtime"
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // ProfileLabel is the runtime/pprof label key under which blocks run: its value is the
@@ -19,13 +21,35 @@ func (q *Queue) setLabels() {
 	if q.debug&noProfileLabels != 0 {
 		return
 	}
-	p := q.labels.Load()
-	if p == nil {
-		ctx := pprof.WithLabels(context.Background(), pprof.Labels(ProfileLabel, q.label))
-		q.labels.CompareAndSwap(nil, &ctx)
-		p = q.labels.Load()
+	pprof.SetGoroutineLabels(labelContext(q.label))
+}
+
+// labelCtx is the profiler-label context of one label, shared by every queue of that label.
+type labelCtx struct {
+	label string
+	ctx   context.Context
+}
+
+// labelCache keeps label contexts by a hash of their label, one per slot: a queue holds none
+// of its own (that cost an idle queue 128 bytes once it had run), and the cache stays this
+// size however many labels a program makes. Labels that share a slot take turns in it; one
+// that lost its slot costs a new context (three small allocations) at its next drain.
+var (
+	labelCache [labelSlots]atomic.Pointer[labelCtx]
+	labelSeed  = maphash.MakeSeed()
+)
+
+const labelSlots = 1024
+
+// labelContext returns a context carrying the profiler label naming a queue of this label.
+func labelContext(label string) context.Context {
+	slot := &labelCache[maphash.String(labelSeed, label)%labelSlots]
+	if c := slot.Load(); c != nil && c.label == label {
+		return c.ctx
 	}
-	pprof.SetGoroutineLabels(*p)
+	c := &labelCtx{label: label, ctx: pprof.WithLabels(context.Background(), pprof.Labels(ProfileLabel, label))}
+	slot.Store(c)
+	return c.ctx
 }
 
 // callSite returns "file:line (func)" of the code that called the API function that called

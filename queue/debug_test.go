@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"runtime/pprof"
 	"testing"
 
@@ -75,4 +76,17 @@ func TestDeadlockDetectionCatchesASyncCycleAcrossQueues(t *testing.T) {
 	require.Contains(t, err.Error(), `"A"`)
 	require.Contains(t, err.Error(), "debug_test.go")
 	require.NoError(t, testutil.Recv(t, errB, "B's Sync onto A, once A's block gave up"))
+}
+
+// The label contexts are cached per label in a small table, not per queue: labels that
+// share a slot take turns in it, and each drain still runs under its own queue's label.
+func TestLabelContextsNameTheirLabelWhateverTheCacheHolds(t *testing.T) {
+	for round := range 2 {
+		for i := range 3 * labelSlots {
+			label := fmt.Sprintf("q-%d", i)
+			got, ok := pprof.Label(labelContext(label), ProfileLabel)
+			require.True(t, ok)
+			require.Equal(t, label, got, "round %d", round)
+		}
+	}
 }

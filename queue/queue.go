@@ -76,7 +76,6 @@ type Queue struct {
 	excl     bool    // concurrent: a barrier holds the queue
 	owner    uintptr // goroutine running the queue alone: serial drainer, Sync caller, barrier
 	ext      *extra
-	labels   atomic.Pointer[context.Context] // pprof labels, made on first drain
 
 	// acc counts blocks accepted directly (not drains of queues targeting this one), under mu
 	// (exec.mu for a root); done counts those finished, written by drainers a batch at a time.
