@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -150,6 +151,9 @@ func (c *Conn) dropped(ctx context.Context, m Message, why string) {
 	}
 }
 
+// testHookWriterEnded, if set, runs after the writer's last flush, before it decides to stop.
+var testHookWriterEnded atomic.Pointer[func(c *Conn)]
+
 // writeLoop is the connection's writer: it runs while the outbound buffer has messages (or a
 // close frame is due) and exits when it is empty, so an idle connection has no writer. Each
 // round takes the whole buffer and writes it as one batch: one system call for a burst.
@@ -167,9 +171,13 @@ func (c *Conn) writeLoop() {
 			if req == nil {
 				c.mu.Unlock()
 				err := c.bw.end()
+				if h := testHookWriterEnded.Load(); h != nil {
+					(*h)(c)
+				}
 				c.mu.Lock()
-				if err == nil && len(c.out) > 0 {
-					// Sent while we were flushing: go on.
+				if err == nil && (len(c.out) > 0 || c.closeReq != nil) {
+					// Sent or closed while we were flushing (closeWith started no writer: this
+					// one was running): go on.
 					c.mu.Unlock()
 					c.bw.begin(time.Now().Add(timeout))
 					refreshed = time.Now()
