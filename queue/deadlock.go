@@ -13,7 +13,7 @@ func (q *Queue) roomNeedsCallerLocked(me uintptr) bool {
 	if q.holdsLocked(me) {
 		return true
 	}
-	for x := q.target; x.kind != rootKind; x = x.target {
+	for x := q.target.Load(); x.kind != rootKind; x = x.target.Load() {
 		x.mu.Lock()
 		held := x.owner == me || (x.holdsLocked(me) && x.effWidth() == 1)
 		x.mu.Unlock()

@@ -78,22 +78,22 @@ func (q *Queue) drainSerial(g uintptr) {
 				break
 			}
 			// A full batch ran and more is in hand: yield only if others wait for the target.
-			if q.target.contended() {
+			if q.target.Load().contended() {
 				q.finished(counted)
 				q.mu.Lock()
 				q.owner = 0
 				q.mu.Unlock()
-				q.target.submitChild(q) // the queue keeps its drainer slot and batch
+				q.target.Load().submitChild(q) // the queue keeps its drainer slot and batch
 				return
 			}
 			ran = 0
 		}
 		q.finished(counted)
 		q.mu.Lock()
-		if ran >= batchSize && q.items.n > 0 && q.runnableLocked() && q.target.contended() {
+		if ran >= batchSize && q.items.n > 0 && q.runnableLocked() && q.target.Load().contended() {
 			q.owner = 0
 			q.mu.Unlock()
-			q.target.submitChild(q)
+			q.target.Load().submitChild(q)
 			return
 		}
 		if ran >= batchSize {
@@ -129,7 +129,7 @@ const (
 // pauseLocked lets the submitters of a streaming queue work undisturbed for a moment, unless
 // other queues wait for the target. q.mu is held on entry and exit.
 func (q *Queue) pauseLocked() {
-	if q.target.contended() {
+	if q.target.Load().contended() {
 		return
 	}
 	q.mu.Unlock()
@@ -144,7 +144,7 @@ func (q *Queue) pauseLocked() {
 // so that a stream of Asyncs is drained in batches instead of paying a hand-off to the target
 // for each block. q.mu is held on entry and exit; it reports whether work came.
 func (q *Queue) lingerLocked() bool {
-	if q.target.contended() {
+	if q.target.Load().contended() {
 		return false
 	}
 	for try := 0; try < lingerTries; try++ {
@@ -214,12 +214,12 @@ func (q *Queue) drainConcurrent(g uintptr) {
 			q.removeHolderLocked(g)
 		}
 		if budget--; budget == 0 && q.items.n > 0 {
-			if !q.target.contended() {
+			if !q.target.Load().contended() {
 				budget = batchSize
 				continue
 			}
 			q.mu.Unlock()
-			q.target.submitChild(q) // yield; keep the slot
+			q.target.Load().submitChild(q) // yield; keep the slot
 			return
 		}
 	}
@@ -238,7 +238,7 @@ func (q *Queue) drainConcurrent(g uintptr) {
 // runs inside the drains of q and of every serial queue up the chain: so it may read their
 // drainers' private batches, where a sibling's drain waits once the drainer has taken it.
 func (q *Queue) contended() bool {
-	for x := q; ; x = x.target {
+	for x := q; ; x = x.target.Load() {
 		if x.kind == rootKind {
 			return exec.queued.Load() > 0
 		}

@@ -32,8 +32,8 @@ func (o *overrideEntry) over() bool {
 
 // topOf is the queue of q's chain that targets a root.
 func topOf(q *Queue) *Queue {
-	for q.target != nil && q.target.kind != rootKind {
-		q = q.target
+	for t := q.target.Load(); t != nil && t.kind != rootKind; t = q.target.Load() {
+		q = t
 	}
 	return q
 }
@@ -75,7 +75,7 @@ func (e *executor) runningAbove(qos QoS) bool {
 // chain already runs at o's class or above).
 func (e *executor) raise(q *Queue, o *overrideEntry) bool {
 	top := topOf(q)
-	if q.kind == rootKind || o.qos <= top.target.qos {
+	if q.kind == rootKind || o.qos <= top.target.Load().qos {
 		return false
 	}
 	e.mu.Lock()
@@ -197,7 +197,7 @@ func (q *Queue) inheritQoS() {
 	if q.kind == rootKind {
 		return
 	}
-	base := topOf(q).target.qos
+	base := topOf(q).target.Load().qos
 	if !exec.runningAbove(base) {
 		return // the common case: a few atomic loads
 	}

@@ -53,7 +53,7 @@ type extra struct {
 // has work. Create queues with NewSerial and NewConcurrent, or use the Global roots.
 type Queue struct {
 	label  string
-	target *Queue
+	target atomic.Pointer[Queue] // written by SetTarget while others may read it
 	cfg    *config
 	kind   kind
 	debug  debugFlags // profiler labels off, call sites on
@@ -113,13 +113,15 @@ func newQueue(k kind, label string, opts []Option) *Queue {
 	if s.width < 0 {
 		panic(fmt.Sprintf("queue: WithWidth(%d) for %q: the width must be at least 1", s.width, s.label))
 	}
-	q := &Queue{label: s.label, kind: k, qos: s.qos, target: s.target, limit: clamp32(s.limit), slot: -1}
-	if q.target == nil {
-		q.target = Global(s.qos)
+	q := &Queue{label: s.label, kind: k, qos: s.qos, limit: clamp32(s.limit), slot: -1}
+	t := s.target
+	if t == nil {
+		t = Global(s.qos)
 	} else if !s.qosSet {
-		q.qos = q.target.qos
+		q.qos = t.qos
 	}
-	q.debug = q.target.debug&^s.debugSet | s.debug&s.debugSet
+	q.target.Store(t)
+	q.debug = t.debug&^s.debugSet | s.debug&s.debugSet
 	if k == serialKind {
 		q.width = 1
 	} else {
@@ -127,8 +129,8 @@ func newQueue(k kind, label string, opts []Option) *Queue {
 	}
 	// Inherit what the target has unless this queue sets its own.
 	var inherited config
-	if q.target.cfg != nil {
-		inherited = *q.target.cfg
+	if t.cfg != nil {
+		inherited = *t.cfg
 	}
 	if s.panics != nil {
 		inherited.panics = s.panics
@@ -170,7 +172,7 @@ func (q *Queue) Target() *Queue {
 	if q.kind == rootKind {
 		return nil
 	}
-	return q.target
+	return q.target.Load()
 }
 
 // QoS returns the queue's quality-of-service class.
@@ -188,7 +190,7 @@ func (q *Queue) Width() int {
 
 func (q *Queue) effWidth() int32 {
 	w := int32(math.MaxInt32)
-	for x := q; x != nil; x = x.target {
+	for x := q; x != nil; x = x.target.Load() {
 		switch x.kind {
 		case serialKind:
 			return 1
@@ -432,7 +434,7 @@ func (q *Queue) wantLocked() int32 {
 
 func (q *Queue) startDrainers(n int32) {
 	for ; n > 0; n-- {
-		q.target.submitChild(q)
+		q.target.Load().submitChild(q)
 	}
 }
 

@@ -62,7 +62,7 @@ func CurrentSpecific[T any](k *Key[T]) (T, bool) {
 	if !ok {
 		return zero, false
 	}
-	for q := cur.(*Queue); q != nil; q = q.target {
+	for q := cur.(*Queue); q != nil; q = q.target.Load() {
 		if v, ok := GetSpecific(q, k); ok {
 			return v, true
 		}

@@ -81,7 +81,7 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 			chain[i].releaseSync(me)
 		}
 	}
-	for x := q; x.kind != rootKind; x = x.target {
+	for x := q; x.kind != rootKind; x = x.target.Load() {
 		if err := x.acquireSync(ctx, me, x == q && barrier); err != nil {
 			release()
 			return err
@@ -151,7 +151,7 @@ func call(ctx context.Context, fn func(), cfn func(context.Context)) {
 // checkDeadlock fails if a queue that Sync onto q must hold is being run by the caller: the
 // caller would wait for itself.
 func (q *Queue) checkDeadlock(me uintptr, barrier bool) error {
-	for x := q; x.kind != rootKind; x = x.target {
+	for x := q; x.kind != rootKind; x = x.target.Load() {
 		excl := x.kind == serialKind || (x == q && barrier)
 		x.mu.Lock()
 		held := x.owner == me || (excl && x.holdsLocked(me))

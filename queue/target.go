@@ -23,7 +23,7 @@ func (q *Queue) SetTarget(t *Queue) error {
 	if t == nil {
 		t = Global(q.qos)
 	}
-	for x := t; x != nil; x = x.target {
+	for x := t; x != nil; x = x.target.Load() {
 		if x == q {
 			return fmt.Errorf("%w: %q would run on itself through %q", ErrTargetCycle, q.label, t.label)
 		}
@@ -36,6 +36,6 @@ func (q *Queue) SetTarget(t *Queue) error {
 	if !q.inactive || q.active != 0 {
 		return fmt.Errorf("queue: SetTarget on %q: %w", q.label, ErrActive)
 	}
-	q.target = t
+	q.target.Store(t)
 	return nil
 }

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"sync/atomic"
 	"testing"
 
@@ -123,4 +124,36 @@ func TestSyncOnAChildHoldsItsSerialTarget(t *testing.T) {
 	g.open()
 	testutil.Recv(t, done, "Sync on the child")
 	require.True(t, func() (in bool) { child.Sync(func() { in = root.IsCurrent() && child.IsCurrent() }); return }())
+}
+
+// SetTarget runs while others use the inactive queue: they ask its width and target (no lock
+// orders those reads after the write: -race sees them in either order), then fill it, wait in
+// Sync for it, and use the queues that target it.
+func TestSetTargetDoesNotRaceWithTheQueuesUsers(t *testing.T) {
+	q := NewSerial("q", Inactive())
+	child := NewSerial("child", WithTarget(q))
+	to := NewConcurrent("to", WithWidth(2), WithQoS(UserInitiated))
+	ran := make(chan int, 4)
+	synced := make(chan error, 1)
+	read := make(chan int, 1)
+	go func() {
+		w := q.Width() + child.Width()
+		if q.Target() == nil {
+			w = -1
+		}
+		read <- w
+		q.Async(func() { ran <- 1 })
+		child.Async(func() { ran <- 2 })
+		synced <- q.SyncContext(context.Background(), func(context.Context) { ran <- 3 })
+	}()
+	require.NoError(t, q.SetTarget(to))
+	require.Equal(t, 2, testutil.Recv(t, read, "the queue's readers"))
+	q.Activate()
+	require.NoError(t, testutil.Recv(t, synced, "Sync onto the retargeted queue"))
+	got := map[int]bool{}
+	for range 3 {
+		got[testutil.Recv(t, ran, "the retargeted queue's blocks")] = true
+	}
+	require.Len(t, got, 3)
+	require.Same(t, to, q.Target())
 }
