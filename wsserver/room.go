@@ -16,10 +16,17 @@ import (
 // room subscribes to it when the node gains its first member and unsubscribes when it loses
 // its last; a Broadcast reaches this node's members directly and the other nodes' through
 // the Broker, in the order it was made.
+//
+// A room lives while it is used. Once it has no members (and so no Broker subscription)
+// and no Join on the way, it leaves its server: Server.Room makes a new one for the name
+// when next asked, and Stats counts only the rooms alive, so names that come and go do
+// not pile up. A *Room kept after that still works: its Join, Leave, Broadcast and Len go
+// to the room of its name that lives now (Join makes it), in the order they were called.
 type Room struct {
 	name    string
 	s       *Server
 	q       *queue.Queue
+	state   atomic.Int64  // joins on the way (counted at the call), or roomRetired
 	members map[*Conn]int // index in list; touched only on q
 	list    []*Conn       // touched only on q
 
@@ -44,11 +51,54 @@ func (r *Room) Name() string { return r.name }
 // Queue returns the serial queue that owns the room's membership.
 func (r *Room) Queue() *queue.Queue { return r.q }
 
+// roomRetired marks a Room that left its server's registry (Room.state).
+const roomRetired = -1 << 40
+
+// live returns the room called r's name that takes a Join now: r, unless it retired. It
+// counts the Join on the room it returns, which then cannot retire before the Join ran.
+func (r *Room) live() *Room {
+	for {
+		v := r.state.Load()
+		if v < 0 {
+			r = r.s.Room(r.name)
+			continue
+		}
+		if r.state.CompareAndSwap(v, v+1) {
+			return r
+		}
+	}
+}
+
+// current returns the room called r's name that lives now, or r if there is none.
+func (r *Room) current() *Room {
+	if r.state.Load() >= 0 {
+		return r
+	}
+	if live, ok := r.s.rooms.Load(r.name); ok {
+		return live.(*Room)
+	}
+	return r
+}
+
+// retireIfUnused runs on q after every change: a room with no member, no subscription and
+// no Join on the way leaves the server's registry.
+func (r *Room) retireIfUnused() {
+	if len(r.list) > 0 || r.subscribed || !r.state.CompareAndSwap(0, roomRetired) {
+		return
+	}
+	if r.s.rooms.CompareAndDelete(r.name, r) {
+		r.s.roomCount.Add(-1)
+	}
+}
+
 // Join adds c to the room (once, however often it joins). A connection leaves its rooms
 // by itself when it ends.
 func (r *Room) Join(c *Conn) {
+	r = r.live()
 	r.q.Async(func() {
+		r.state.Add(-1)
 		if _, ok := r.members[c]; ok || !c.addRoom(r) {
+			r.retireIfUnused()
 			return
 		}
 		r.members[c] = len(r.list)
@@ -89,6 +139,7 @@ func (r *Room) deliver(gen uint64, m Message) {
 
 // Leave removes c from the room; leaving a room one is not in does nothing.
 func (r *Room) Leave(c *Conn) {
+	r = r.current()
 	r.q.Async(func() {
 		i, ok := r.members[c]
 		if !ok {
@@ -108,6 +159,7 @@ func (r *Room) Leave(c *Conn) {
 				r.s.brokerFailed(r.name, "unsubscribe", err)
 			}
 		}
+		r.retireIfUnused()
 	})
 }
 
@@ -116,7 +168,11 @@ func (r *Room) Leave(c *Conn) {
 // block of that queue.
 func (r *Room) Len() int {
 	var n int
-	r.q.Sync(func() { n = len(r.list) })
+	r = r.current()
+	r.q.Sync(func() {
+		n = len(r.list)
+		r.retireIfUnused()
+	})
 	return n
 }
 
@@ -132,7 +188,9 @@ func (r *Room) Broadcast(m Message) {
 	if r.s.obs != nil {
 		sender = queue.CurrentContext()
 	}
+	r = r.current()
 	r.q.Async(func() {
+		defer r.retireIfUnused()
 		if b := r.s.broker; b != nil {
 			if err := b.Publish(r.name, m); err != nil {
 				r.s.brokerFailed(r.name, "publish", err)
@@ -153,7 +211,11 @@ func (r *Room) BroadcastLocal(m Message) {
 	if r.s.obs != nil {
 		sender = queue.CurrentContext()
 	}
-	r.q.Async(func() { r.fanout(sender, m) })
+	r = r.current()
+	r.q.Async(func() {
+		r.fanout(sender, m)
+		r.retireIfUnused()
+	})
 }
 
 // fanout runs on the room's queue.

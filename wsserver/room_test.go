@@ -94,3 +94,85 @@ func fakeConn(s *Server, id uint64) *Conn {
 }
 
 var _ = context.Background
+
+// liveRooms counts the rooms in the server's registry.
+func liveRooms(s *Server) int {
+	n := 0
+	s.rooms.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+// A room without members goes away (one client that joins and leaves 1,000 rooms leaves
+// none behind); a *Room kept from before still reaches the room of its name.
+func TestRoomsGoAwayWhenEmpty(t *testing.T) {
+	s := New(HandlerFuncs{}, Options{})
+	a, b := fakeConn(s, 1), fakeConn(s, 2)
+	for i := range 1000 {
+		r := s.Room("r" + strconv.Itoa(i))
+		r.Join(a)
+		r.Leave(a)
+		r.Broadcast(Text("to nobody"))
+		r.Queue().Sync(func() {})
+	}
+	require.Zero(t, liveRooms(s), "rooms left behind")
+	require.Zero(t, s.Stats().Rooms)
+
+	old := s.Room("lobby")
+	old.Join(a)
+	require.Equal(t, 1, old.Len())
+	require.Equal(t, 1, s.Stats().Rooms)
+	old.Leave(a)
+	require.Zero(t, old.Len())
+	require.Zero(t, s.Stats().Rooms)
+	require.NotSame(t, old, s.Room("lobby"), "a new room for the name")
+
+	// The stale *Room: its Join and Broadcast go to the live room, in order.
+	old.Join(b)
+	old.Broadcast(Text("hello"))
+	live := s.Room("lobby")
+	require.Equal(t, 1, live.Len())
+	require.Equal(t, 1, old.Len(), "Len of a stale room is the live one's")
+	b.mu.Lock()
+	require.Len(t, b.out, 1)
+	require.Equal(t, "hello", string(b.out[0].m.Data))
+	b.mu.Unlock()
+	require.Equal(t, 1, s.Stats().Rooms)
+	old.Leave(b)
+	require.Zero(t, live.Len())
+	require.Zero(t, liveRooms(s))
+}
+
+// Joins racing a room's retirement all land in the one live room of the name.
+func TestRoomRetireRacesJoin(t *testing.T) {
+	const workers, rounds = 8, 200
+	s := New(HandlerFuncs{}, Options{})
+	stale := s.Room("x")
+	var wg sync.WaitGroup
+	conns := make([]*Conn, workers)
+	for w := range workers {
+		conns[w] = fakeConn(s, uint64(w))
+		wg.Go(func() {
+			c := conns[w]
+			for i := range rounds {
+				r := s.Room("x")
+				if i%2 == 0 {
+					r = stale
+				}
+				r.Join(c)
+				r.Broadcast(Text("m"))
+				r.Leave(c)
+			}
+			stale.Join(c)
+		})
+	}
+	wg.Wait()
+	live := s.Room("x")
+	require.Equal(t, workers, live.Len())
+	require.Equal(t, 1, liveRooms(s))
+	require.Equal(t, 1, s.Stats().Rooms)
+	for _, c := range conns {
+		c.mu.Lock()
+		require.Equal(t, []*Room{live}, c.rooms)
+		c.mu.Unlock()
+	}
+}

@@ -21,19 +21,20 @@ import (
 // GOMAXPROCS by default) bounds how many callbacks run at once: all cores busy, none
 // oversubscribed.
 type Server struct {
-	h        Handler
-	opts     Options
-	obs      Observer
-	broker   Broker
-	bstate   brokerState
-	handlers *queue.Queue
-	nextID   atomic.Uint64
-	closing  atomic.Bool
-	slots    atomic.Int64 // MaxConns: reserved before the upgrade, released after OnClose
-	stats    counters
-	ka       keepalive
-	rooms    sync.Map // name -> *Room
-	logLimit *logLimiter
+	h         Handler
+	opts      Options
+	obs       Observer
+	broker    Broker
+	bstate    brokerState
+	handlers  *queue.Queue
+	nextID    atomic.Uint64
+	closing   atomic.Bool
+	slots     atomic.Int64 // MaxConns: reserved before the upgrade, released after OnClose
+	stats     counters
+	ka        keepalive
+	rooms     sync.Map // name -> *Room, the rooms alive
+	roomCount atomic.Int64
+	logLimit  *logLimiter
 
 	// The registry of open connections, for Shutdown, Stats and keepalive. A plain mutex:
 	// each connection takes it twice in its life, and Shutdown needs a consistent view.
@@ -274,13 +275,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Room returns the room called name, creating it on first use. Rooms live as long as the
-// server.
+// Room returns the room called name, creating it on first use. A room lives while it is
+// used: once it has no members (and so no Broker subscription) and nothing queued for it,
+// it leaves the server, and the next Room call for its name makes a new one; a *Room kept
+// from before still works (see Room). ServerStats.Rooms counts the rooms alive.
 func (s *Server) Room(name string) *Room {
 	if r, ok := s.rooms.Load(name); ok {
 		return r.(*Room)
 	}
-	r, _ := s.rooms.LoadOrStore(name, newRoom(s, name))
+	r, loaded := s.rooms.LoadOrStore(name, newRoom(s, name))
+	if !loaded {
+		s.roomCount.Add(1)
+	}
 	return r.(*Room)
 }
 

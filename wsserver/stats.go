@@ -20,6 +20,7 @@ type counters struct {
 // ServerStats is a snapshot of a server's state and totals.
 type ServerStats struct {
 	Connections        int    // open now (OnClose not yet run)
+	Rooms              int    // rooms alive: with members, or used since they last had none
 	Accepted           uint64 // upgrades completed
 	Rejected           uint64 // requests refused before or during the upgrade
 	MessagesIn         uint64 // messages received and handed to a handler
@@ -55,6 +56,7 @@ func (s *Server) Stats() ServerStats {
 		SlowConsumerCloses: s.stats.slowCloses.Load(),
 		Handlers:           s.handlers.Stats(),
 		LogSuppressed:      s.logLimit.held(),
+		Rooms:              int(s.roomCount.Load()),
 		BrokerPublished:    s.stats.brokerPublished.Load(),
 		BrokerReceived:     s.stats.brokerReceived.Load(),
 		BrokerDropped:      s.stats.brokerDropped.Load(),
