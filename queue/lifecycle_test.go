@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -319,4 +320,31 @@ func TestNilFuncPanicsWithAClearMessage(t *testing.T) {
 	require.PanicsWithValue(t, `queue: Async on "s" with a nil func`, func() { q.Async(nil) })
 	require.Panics(t, func() { q.Sync(nil) })
 	require.Panics(t, func() { NewConcurrent("bad", WithWidth(-1)) })
+}
+
+func TestSubmitRefusalsOfAClosedQueueAreCountedAndObserved(t *testing.T) {
+	r := &recorder{}
+	q := NewSerial("bounded", WithLimit(1), WithObserver(r))
+	g := newGate()
+	q.Async(g.block)
+	testutil.Recv(t, g.started, "the running block")
+	q.Async(func() {}) // q is full
+
+	// ctx ends the wait: nothing accepted, nothing refused.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, q.Submit(ctx, func() {}), context.Canceled)
+	require.Zero(t, q.Stats().Rejected, "a Submit whose ctx ended was counted as refused")
+
+	errs := make(chan error, 1)
+	go func() { errs <- q.Submit(context.Background(), func() {}) }()
+	notYet(t, errs, "Submit on a full queue")
+	closed := make(chan error, 1)
+	go func() { closed <- q.Close(context.Background()) }()
+	require.ErrorIs(t, testutil.Recv(t, errs, "Submit once the queue closed"), ErrClosed)
+	require.ErrorIs(t, q.Submit(context.Background(), func() {}), ErrClosed)
+	g.open()
+	require.NoError(t, testutil.Recv(t, closed, "Close"))
+	require.EqualValues(t, 2, q.Stats().Rejected, "the refusals of a closed queue")
+	require.Equal(t, 2, strings.Count(strings.Join(r.list(), "\n"), "rejected bounded queue: closed"))
 }

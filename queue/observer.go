@@ -53,7 +53,8 @@ type Observer interface {
 	Started(q *Queue, ctx context.Context, b BlockInfo) context.Context
 	// Finished runs after the block returned or panicked.
 	Finished(q *Queue, ctx context.Context, b BlockInfo)
-	// Rejected is called when TryAsync refuses a block (ErrFull or ErrClosed).
+	// Rejected is called when TryAsync refuses a block (ErrFull or ErrClosed), or Submit one
+	// (ErrClosed).
 	Rejected(q *Queue, err error)
 	// QueueClosed is called once, when Close is first called on the queue.
 	QueueClosed(q *Queue)

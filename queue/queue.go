@@ -260,12 +260,14 @@ func (q *Queue) TryAsync(fn func()) error {
 // Submit is Async for code that submits on behalf of others (a timer, an event source, a
 // notification): it never panics. It returns nil once fn is accepted, ErrClosed if the queue
 // is closed (before or while Submit waits for room), or ctx's error if ctx ends while a full
-// limited queue makes Submit wait. A block that was refused never runs.
+// limited queue makes Submit wait. A block that was refused never runs. A refusal because the
+// queue is closed is counted in Stats.Rejected and told to the Observer's Rejected, as
+// TryAsync's are: the caller goes quiet, the queue's owner can still see what was dropped.
 func (q *Queue) Submit(ctx context.Context, fn func()) error {
 	if fn == nil {
 		nilFunc("Submit", q.label)
 	}
-	return q.submit(ctx, item{fn: fn}, BlockAsync, waitForRoom)
+	return q.submit(ctx, item{fn: fn}, BlockAsync, waitOrRefuse)
 }
 
 // BarrierAsync submits fn as a barrier: on a concurrent queue it starts once every block
@@ -291,8 +293,9 @@ func nilFunc(what, label string) {
 type submitMode uint8
 
 const (
-	waitForRoom submitMode = iota
-	failWhenFull
+	waitForRoom  submitMode = iota // Async: a closed queue is the caller's bug
+	failWhenFull                   // TryAsync: refusals are counted
+	waitOrRefuse                   // Submit: waits for room; a closed queue is counted
 )
 
 func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMode) error {
@@ -325,6 +328,9 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 		default:
 			if err := q.waitRoomLocked(ctx); err != nil {
 				q.mu.Unlock()
+				if err == ErrClosed {
+					return q.reject(err, mode)
+				}
 				return err
 			}
 		}
@@ -343,7 +349,7 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 }
 
 func (q *Queue) reject(err error, mode submitMode) error {
-	if mode == failWhenFull {
+	if mode != waitForRoom {
 		q.mu.Lock()
 		q.extLocked().rejected++
 		q.mu.Unlock()
@@ -587,7 +593,7 @@ type Stats struct {
 	Pending   int    // accepted, not started
 	Running   int    // running now (Sync callers included)
 	Executed  uint64 // Async and barrier blocks finished (returned or panicked); a Sync is not counted
-	Rejected  uint64 // TryAsync refusals
+	Rejected  uint64 // TryAsync refusals, and Submit's for a closed queue
 	Cancelled uint64 // AsyncContext blocks skipped because their ctx ended
 	Suspended bool
 	Inactive  bool
