@@ -51,15 +51,17 @@
 // # Cost
 //
 // A queue without an observer pays one nil check per block. An Observer over the no-op
-// providers (what Setup installs for a signal exported nowhere) is inert: queues and servers
-// made with it skip it, and cost what they cost without one. Over a no-op TracerProvider
+// providers (what otelsetup.Setup installs for a signal exported nowhere) is inert: queues
+// and servers made with it skip it, and cost what they cost without one. Over a no-op TracerProvider
 // alone it starts no span. Figures are in BENCHMARKS.md.
 //
 // # Setup and the inspector
 //
-// [Setup] configures the SDK from the OTEL_* environment for programs (libraries never set
-// globals). An [Inspector] is an http.Handler with a live page and JSON of the queues it
-// observes; it holds them weakly, so queues made per connection do not leak through it.
+// Package otelsetup (tracing/otelsetup) configures the SDK from the OTEL_* environment for
+// programs (libraries never set globals). It is a package of its own so that importing this
+// one links the OpenTelemetry API only: no SDK, no exporter, no gRPC. An [Inspector] is an
+// http.Handler with a live page and JSON of the queues it observes; it holds them weakly, so
+// queues made per connection do not leak through it.
 //
 // The package follows the OTel instrumentation conventions (options WithTracerProvider and
 // WithMeterProvider defaulting to the globals, [ScopeName] and [Version]) rather than the

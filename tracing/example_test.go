@@ -3,18 +3,14 @@ package tracing_test
 import (
 	"context"
 	"fmt"
-	"log"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/signal"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/dispatchkit/dispatchkit/tracing"
-	"github.com/dispatchkit/dispatchkit/wsserver"
 )
 
 // An Observer makes a CONSUMER span per block, child of the span that submitted it.
@@ -41,25 +37,6 @@ func ExampleNewObserver() {
 	// save order internal
 	// process orders consumer
 	// POST /orders internal
-}
-
-// A program configures the SDK from the OTEL_* environment once, and gives one Observer to
-// its server and its queues.
-func ExampleSetup() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	shutdown, err := tracing.Setup(ctx, "chat")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer shutdown(context.Background())
-
-	obs := tracing.NewObserver() // the global providers Setup installed
-	srv := wsserver.New(wsserver.HandlerFuncs{
-		Message: func(c *wsserver.Conn, m wsserver.Message) { _ = c.Send(m) },
-	}, wsserver.Options{Observer: obs, QueueObserver: obs})
-	http.Handle("/ws", srv)
-	log.Fatal(http.ListenAndServe("localhost:8080", nil))
 }
 
 // An Inspector serves the figures of the queues it observes, live.

@@ -126,7 +126,7 @@ func NewObserver(opts ...Option) *Observer {
 // Inert reports whether the Observer has nothing to report to: both providers are the
 // OpenTelemetry no-op ones and it feeds no Inspector. Queues and servers made with an inert
 // Observer skip it altogether (queue.Inert), so instrumented code costs nothing while
-// telemetry is off (tracing.Setup installs the no-op providers for a signal exported nowhere).
+// telemetry is off (otelsetup.Setup installs the no-op providers for a signal exported nowhere).
 // A nil *Observer is inert, and every method of it does nothing.
 func (o *Observer) Inert() bool { return o == nil || o.inert }
 

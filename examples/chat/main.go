@@ -9,7 +9,7 @@
 // server goes away. Flags: -addr (default :8080), -nats (a NATS server to share the rooms
 // with other chat nodes through, e.g. nats://127.0.0.1:4222; see the README).
 //
-// It calls tracing.Setup, so the standard OTEL_* variables send its traces and metrics
+// It calls otelsetup.Setup, so the standard OTEL_* variables send its traces and metrics
 // somewhere (OTEL_TRACES_EXPORTER=console prints spans), and it serves the live queue
 // inspector at /debug/dispatch.
 package main
@@ -33,6 +33,7 @@ import (
 
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/dispatchkit/dispatchkit/tracing"
+	"github.com/dispatchkit/dispatchkit/tracing/otelsetup"
 	"github.com/dispatchkit/dispatchkit/wsserver"
 )
 
@@ -57,7 +58,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	shutdownTelemetry, err := tracing.Setup(ctx, "chat")
+	shutdownTelemetry, err := otelsetup.Setup(ctx, "chat")
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ func TestInspectorIsMounted(t *testing.T) {
 	require.Equal(t, "text/html; charset=utf-8", page.Header.Get("Content-Type"))
 }
 
-// With a tracer provider installed (as tracing.Setup does), one chat message shows its
+// With a tracer provider installed (as otelsetup.Setup does), one chat message shows its
 // receive, the handler's block and a send to each member of the room.
 func TestChatMessageIsTraced(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()

@@ -7,7 +7,7 @@
 // blocks, and an idle connection costs a blocked reader goroutine and a few kilobytes. With
 // -pprof it also serves net/http/pprof under /debug/pprof/, to see where the time and the
 // memory go. With -nats it is one node of several sharing the broadcast room through a NATS
-// server (wsserver/natsbroker), as the multi-node benchmark runs it. It calls tracing.Setup,
+// server (wsserver/natsbroker), as the multi-node benchmark runs it. It calls otelsetup.Setup,
 // so the OTEL_* variables turn on traces and metrics (OTEL_TRACES_EXPORTER=console); left
 // unset, its observer is inert and costs nothing. Stop it with Ctrl-C: it closes every
 // connection with 1001 first.
@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/dispatchkit/dispatchkit/tracing"
+	"github.com/dispatchkit/dispatchkit/tracing/otelsetup"
 	"github.com/dispatchkit/dispatchkit/wsserver"
 	"github.com/dispatchkit/dispatchkit/wsserver/natsbroker"
 )
@@ -40,7 +41,7 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	shutdownTelemetry, err := tracing.Setup(ctx, "echo")
+	shutdownTelemetry, err := otelsetup.Setup(ctx, "echo")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func main() {
 // newServer is the whole application: echo, or broadcast what starts with "B" (to every
 // node's connections, with a Broker).
 func newServer(broker wsserver.Broker) *wsserver.Server {
-	obs := tracing.NewObserver() // the global providers tracing.Setup installed
+	obs := tracing.NewObserver() // the global providers otelsetup.Setup installed
 	var srv *wsserver.Server
 	srv = wsserver.New(wsserver.HandlerFuncs{
 		Open: func(c *wsserver.Conn) { srv.Room("all").Join(c) },

@@ -73,3 +73,21 @@ func TestTestLibrariesStayInTests(t *testing.T) {
 		}
 	}
 }
+
+// tracing (the Observer and the Inspector) imports the OpenTelemetry API only: the SDK and
+// the exporters (autoexport: gRPC, Prometheus, OTLP) belong to tracing/otelsetup, which
+// programs import from main, so that instrumenting code does not link them.
+func TestTracingImportsOnlyTheOTelAPI(t *testing.T) {
+	dir := filepath.Join("..", "..", "tracing")
+	for file, imps := range imports(t, dir) {
+		if filepath.Dir(file) != dir {
+			continue // subpackages: otelsetup may link the SDK
+		}
+		for _, p := range imps {
+			ok := isStd(p) || strings.HasPrefix(p, module+"/") ||
+				(strings.HasPrefix(p, "go.opentelemetry.io/otel") && !strings.HasPrefix(p, "go.opentelemetry.io/otel/sdk") &&
+					!strings.HasPrefix(p, "go.opentelemetry.io/otel/exporters"))
+			require.True(t, ok, "%s imports %s: tracing may import only the OpenTelemetry API", file, p)
+		}
+	}
+}

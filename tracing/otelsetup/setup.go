@@ -1,4 +1,13 @@
-package tracing
+// Package otelsetup configures the OpenTelemetry SDK from the standard OTEL_* environment,
+// for programs. It lives apart from package tracing so that code which only wants the
+// Observer links the OpenTelemetry API, not the SDK and every exporter (gRPC, Prometheus,
+// OTLP) that autoexport brings: import it from main, never from a library.
+//
+//	shutdown, err := otelsetup.Setup(ctx, "chat")
+//	...
+//	defer shutdown(context.Background())
+//	obs := tracing.NewObserver() // the global providers Setup installed
+package otelsetup
 
 import (
 	"context"
@@ -65,7 +74,7 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	if exporting("OTEL_TRACES_EXPORTER") {
 		exp, err := autoexport.NewSpanExporter(ctx)
 		if err != nil {
-			return shutdown, fmt.Errorf("tracing: OTEL_TRACES_EXPORTER=%q: %w", os.Getenv("OTEL_TRACES_EXPORTER"), err)
+			return shutdown, fmt.Errorf("otelsetup: OTEL_TRACES_EXPORTER=%q: %w", os.Getenv("OTEL_TRACES_EXPORTER"), err)
 		}
 		sdk := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 		stops = append(stops, sdk.Shutdown)
@@ -75,7 +84,7 @@ func Setup(ctx context.Context, serviceName string) (shutdown func(context.Conte
 	if exporting("OTEL_METRICS_EXPORTER") {
 		reader, err := autoexport.NewMetricReader(ctx)
 		if err != nil {
-			err = fmt.Errorf("tracing: OTEL_METRICS_EXPORTER=%q: %w", os.Getenv("OTEL_METRICS_EXPORTER"), err)
+			err = fmt.Errorf("otelsetup: OTEL_METRICS_EXPORTER=%q: %w", os.Getenv("OTEL_METRICS_EXPORTER"), err)
 			return shutdown, errors.Join(err, shutdown(ctx))
 		}
 		sdk := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))

@@ -1,4 +1,4 @@
-package tracing
+package otelsetup
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/dispatchkit/dispatchkit/queue"
+	"github.com/dispatchkit/dispatchkit/tracing"
 )
 
 // receiver is an in-process OTLP/HTTP receiver that decodes what it is sent.
@@ -111,7 +112,7 @@ func TestSetupExportsOTLP(t *testing.T) {
 	ctx := context.Background()
 	shutdown, err := Setup(ctx, "tracing-test")
 	require.NoError(t, err)
-	obs := NewObserver()
+	obs := tracing.NewObserver()
 	q := queue.NewSerial("exported", queue.WithObserver(obs))
 	for range 3 {
 		q.Sync(func() {})
@@ -141,7 +142,7 @@ func TestSetupFromEnvironment(t *testing.T) {
 		require.NoError(t, err)
 		require.IsType(t, tracenoop.TracerProvider{}, otel.GetTracerProvider())
 		require.IsType(t, metricnoop.MeterProvider{}, otel.GetMeterProvider())
-		require.False(t, NewObserver().spans, "an Observer over the no-op provider starts no span")
+		require.True(t, tracing.NewObserver().Inert(), "an Observer over the no-op providers is inert")
 		require.NoError(t, shutdown(ctx))
 	}
 
