@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -153,10 +155,17 @@ func (c *Conn) SendJSON(v any) error {
 }
 
 // Close starts closing the connection: what is already queued is written, then a close
-// frame with code and reason (at most 123 bytes), and OnClose follows once the peer has
-// answered (or after a few seconds). It returns at once; ErrClosed if a close was already
-// under way.
+// frame with code and reason, and OnClose follows once the peer has answered (or after a few
+// seconds). It returns at once; ErrClosed if a close was already under way, and an error
+// wrapping ErrInvalidCloseCode for a code a close frame cannot carry (1004-1006, 1015, below
+// 1000, 1016-2999, above 4999): then nothing happens. A reason longer than a close frame
+// takes (123 bytes) is cut at a character boundary, and invalid UTF-8 in it is replaced:
+// the close goes out either way.
 func (c *Conn) Close(code websocket.StatusCode, reason string) error {
+	if !sendableCloseCode(code) {
+		return fmt.Errorf("%w: %d", ErrInvalidCloseCode, int(code))
+	}
+	reason = closeReason(reason)
 	var cause error = ErrClosed
 	why := ReasonServerClose
 	if code == websocket.StatusNormalClosure {
@@ -166,6 +175,34 @@ func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 		return ErrClosed
 	}
 	return nil
+}
+
+// maxCloseReason is the longest reason a close frame carries (125 bytes less the code).
+const maxCloseReason = 123
+
+// sendableCloseCode reports whether code may be sent in a close frame (RFC 6455 7.4 and the
+// IANA registry).
+func sendableCloseCode(code websocket.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	default:
+		return code >= 3000 && code <= 4999
+	}
+}
+
+// closeReason makes reason fit a close frame: valid UTF-8, at most maxCloseReason bytes,
+// cut before a character that would not fit.
+func closeReason(reason string) string {
+	reason = strings.ToValidUTF8(reason, "\uFFFD")
+	if len(reason) <= maxCloseReason {
+		return reason
+	}
+	n := maxCloseReason
+	for n > 0 && !utf8.RuneStart(reason[n]) {
+		n--
+	}
+	return reason[:n]
 }
 
 // closeWith decides to close the connection for cause (the first decision wins) and has the

@@ -32,6 +32,9 @@ var (
 	ErrShutdown = errors.New("wsserver: server shut down")
 	// ErrWriteFailed is wrapped by OnClose's error when a write failed or timed out.
 	ErrWriteFailed = errors.New("wsserver: write failed")
+	// ErrInvalidCloseCode is returned by Conn.Close for a code that cannot be sent in a close
+	// frame (sendable: 1000-1003, 1007-1014 and 3000-4999); nothing is sent then.
+	ErrInvalidCloseCode = errors.New("wsserver: close code cannot be sent")
 	// ErrConnectionLost is wrapped by OnClose's error when the connection ended without a
 	// close frame (reset, EOF, read error); its close code is 1006.
 	ErrConnectionLost = errors.New("wsserver: connection lost")

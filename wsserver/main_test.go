@@ -2,6 +2,7 @@ package wsserver
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -38,7 +39,9 @@ func start(t *testing.T, h Handler, opts Options) *testServer {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
 		defer cancel()
-		require.NoError(t, s.Shutdown(ctx))
+		if err := s.Shutdown(ctx); !errors.Is(err, ErrShutdown) { // the test may have shut it down
+			require.NoError(t, err)
+		}
 		hs.Close()
 	})
 	return ts

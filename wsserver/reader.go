@@ -198,7 +198,8 @@ func closeResult(readErr error, cause *CloseError, why string) (string, error) {
 		return why, cause
 	}
 	switch code := websocket.CloseStatus(readErr); code {
-	case websocket.StatusNormalClosure, websocket.StatusGoingAway:
+	case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusNoStatusRcvd:
+		// An empty close frame (1005) is what browsers' and most clients' close() send.
 		return ReasonNormal, nil
 	case -1:
 		return ReasonReadError, &CloseError{Code: websocket.StatusAbnormalClosure, Cause: fmt.Errorf("%w: %w", ErrConnectionLost, readErr)}

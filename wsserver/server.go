@@ -67,15 +67,25 @@ func New(h Handler, opts Options) *Server {
 // HandlerQueue returns the shared concurrent queue every connection's queue targets.
 func (s *Server) HandlerQueue() *queue.Queue { return s.handlers }
 
-// HTTPServer returns an http.Server for addr that serves h (the Server itself if h is nil)
-// with HandshakeTimeout as its ReadHeaderTimeout, so that a client that never finishes its
-// upgrade request is dropped. Shutting it down does not close the WebSocket connections
-// (net/http forgets hijacked ones): call the Server's Shutdown too.
+// HTTPServer returns an http.Server for addr that serves h (the Server itself if h is nil),
+// with timeouts that keep what a client holds before its upgrade bounded:
+//   - ReadHeaderTimeout HandshakeTimeout: a client that never finishes its request is dropped;
+//   - IdleTimeout HandshakeTimeout: a keep-alive connection waiting for its next request (one
+//     that sent a plain request, or was refused) is closed, not kept forever;
+//   - when h is nil, ReadTimeout and WriteTimeout HandshakeTimeout as well (an upgrade never
+//     takes longer; the WebSocket connection clears them). With an h of your own they stay
+//     unset, since its other handlers may stream or take uploads: set them yourself.
+//
+// Shutting it down does not close the WebSocket connections (net/http forgets hijacked
+// ones): call the Server's Shutdown too.
 func (s *Server) HTTPServer(addr string, h http.Handler) *http.Server {
+	t := s.opts.HandshakeTimeout
+	hs := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: t, IdleTimeout: t}
 	if h == nil {
-		h = s
+		hs.Handler = s
+		hs.ReadTimeout, hs.WriteTimeout = t, t
 	}
-	return &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: s.opts.HandshakeTimeout}
+	return hs
 }
 
 // ServeHTTP upgrades the request to a WebSocket connection: it checks the server is open,
@@ -129,7 +139,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Request) (*Conn, bool) {
 	var auth any
 	if s.opts.Authenticate != nil {
-		a, err := s.opts.Authenticate(r)
+		a, err := s.authenticate(r)
 		if err != nil {
 			status, why := http.StatusUnauthorized, "unauthorized"
 			if errors.Is(err, ErrForbidden) {
@@ -180,6 +190,20 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	c.seen.Store(epoch)
 	c.heard.Store(epoch)
 	return c, true
+}
+
+// authenticate runs Options.Authenticate. A panic in it goes on up to net/http (which logs
+// it and drops the request), but first gives back the MaxConns slot ServeHTTP reserved.
+func (s *Server) authenticate(r *http.Request) (any, error) {
+	panicking := true
+	defer func() {
+		if panicking {
+			s.releaseSlot()
+		}
+	}()
+	a, err := s.opts.Authenticate(r)
+	panicking = false
+	return a, err
 }
 
 func (s *Server) reject(root context.Context, w http.ResponseWriter, r *http.Request, status int, why string) {
@@ -241,11 +265,16 @@ func (s *Server) panicHandler(c *Conn, r any, stack []byte) {
 
 // Shutdown stops the server: new upgrades get 503; every connection gets what it has queued,
 // then a 1001 going-away close frame; and Shutdown returns once every OnClose has run. If ctx
-// ends first, the connections left are cut (their OnClose still runs) and ctx's error is
-// returned.
+// ends first, the connections left are cut without a close frame, and Shutdown still waits
+// for their OnClose (which follows the OnMessage calls already queued: a handler that never
+// returns holds Shutdown) before it returns ctx's error: once Shutdown has returned, no
+// callback of the server runs. A second Shutdown waits as the first does (or until its own
+// ctx ends) and returns ErrShutdown.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing.Store(true)
+	if s.closing.Swap(true) {
+		return s.awaitShutdown(ctx) // unlocks s.mu
+	}
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
@@ -271,8 +300,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, c := range conns {
 			c.abort(websocket.StatusGoingAway, ErrShutdown, ReasonShutdown)
 		}
+		<-idle // cut, every reader ends at once: only the handlers' queued work is left
 		return fmt.Errorf("wsserver: shutdown: %w", ctx.Err())
 	}
+}
+
+// awaitShutdown is a later Shutdown: it waits for the connections to be gone, or for ctx.
+// It is called with s.mu held and unlocks it.
+func (s *Server) awaitShutdown(ctx context.Context) error {
+	var idle chan struct{}
+	if len(s.conns) > 0 {
+		if s.idle == nil {
+			s.idle = make(chan struct{})
+		}
+		idle = s.idle
+	}
+	s.mu.Unlock()
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return fmt.Errorf("wsserver: shutdown: %w", ctx.Err())
+		}
+	}
+	return ErrShutdown
 }
 
 // Room returns the room called name, creating it on first use. A room lives while it is
