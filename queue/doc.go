@@ -55,7 +55,11 @@
 //
 // Panics: a panic in an Async block crashes the program, as it would in a goroutine, unless
 // the queue (or a queue it targets) has WithPanicHandler; then the handler gets it and the
-// queue goes on. A panic in a Sync block reaches the Sync caller.
+// queue goes on. A panic in a Sync block reaches the Sync caller. A block that ends with
+// runtime.Goexit (t.FailNow, require.* in a test) ends its worker goroutine, as Goexit says,
+// and is otherwise treated like a handled panic: it counts as executed, its queue goes on,
+// Close returns, the executor replaces the worker, and an Observer sees ErrGoexit as the
+// block's panic value (the panic handler is not called: a Goexit is no panic).
 //
 // Tracing plugs in through Observer (the tracing package implements it); without one, a
 // block costs one nil check for it.

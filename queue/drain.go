@@ -21,6 +21,15 @@ func (q *Queue) drain(g uintptr) {
 // private batch. It stops early for a Sync caller (which it hands the queue to) or when the
 // queue is suspended; then it puts what it took back in front of the pending blocks.
 func (q *Queue) drainSerial(g uintptr) {
+	// inBlock is set while a block (or a child's drain) runs: if it ends the goroutine with
+	// runtime.Goexit, the deferred call gives the queue back as a returning block would.
+	var counted uint64
+	var inBlock blockState
+	defer func() {
+		if inBlock != notInBlock {
+			q.serialDrainerExited(counted, inBlock == inOwnBlock)
+		}
+	}()
 	q.mu.Lock()
 	q.owner = g
 	ran, total := 0, 0
@@ -47,7 +56,7 @@ func (q *Queue) drainSerial(g uintptr) {
 			q.items, q.batch = q.batch, q.items
 		}
 		q.mu.Unlock()
-		var counted uint64
+		counted = 0
 		for {
 			for q.batch.n > 0 && ran < batchSize {
 				if q.flags.Load()&flagStopped != 0 {
@@ -70,9 +79,11 @@ func (q *Queue) drainSerial(g uintptr) {
 				}
 				ran++
 				total++
+				inBlock = stateOf(it)
 				if q.runBlock(it, g) {
 					counted++
 				}
+				inBlock = notInBlock
 			}
 			if ran < batchSize || q.batch.n == 0 || q.flags.Load()&flagStopped != 0 {
 				break
@@ -100,6 +111,60 @@ func (q *Queue) drainSerial(g uintptr) {
 			ran = 0
 		}
 	}
+}
+
+// blockState says what a drainer is running, for the repair after a runtime.Goexit.
+type blockState uint8
+
+const (
+	notInBlock   blockState = iota
+	inChildDrain            // the drain of a queue targeting this one (not counted as a block)
+	inOwnBlock              // an accepted block of the queue
+)
+
+func stateOf(it item) blockState {
+	if it.child != nil {
+		return inChildDrain
+	}
+	return inOwnBlock
+}
+
+// serialDrainerExited is called as the goroutine draining q ends inside a block with
+// runtime.Goexit (t.FailNow, require.* in a test): the block counts as finished, as a handled
+// panic does, and q goes on from its next block with a new drain. The drains further up the
+// goroutine's stack do the same for their queues, and the worker is replaced (executor.work).
+// A panic that unwinds through here crashes the program anyway; this changes nothing for it.
+func (q *Queue) serialDrainerExited(counted uint64, block bool) {
+	if block {
+		counted++
+	}
+	q.finished(counted)
+	q.mu.Lock()
+	q.putBackLocked()
+	q.active, q.owner = 0, 0
+	n := q.wantLocked()
+	q.active += n
+	q.mu.Unlock()
+	q.startDrainers(n)
+}
+
+// concurrentDrainerExited is serialDrainerExited for a drainer of a concurrent queue.
+func (q *Queue) concurrentDrainerExited(g uintptr, block, excl bool) {
+	if block {
+		q.finished(1)
+	}
+	q.mu.Lock()
+	q.inflight--
+	if excl {
+		q.excl, q.owner = false, 0
+	} else {
+		q.removeHolderLocked(g)
+	}
+	q.active--
+	n := q.wantLocked()
+	q.active += n
+	q.mu.Unlock()
+	q.startDrainers(n)
 }
 
 // putBackLocked returns the drainer's private batch to the front of the pending blocks, for
@@ -163,6 +228,13 @@ func (q *Queue) lingerLocked() bool {
 // drainConcurrent runs q's blocks one at a time as they come, alongside up to width-1 other
 // drainers. A barrier waits until nothing is in flight, then runs with the queue to itself.
 func (q *Queue) drainConcurrent(g uintptr) {
+	var inBlock blockState // as in drainSerial
+	var inExcl bool
+	defer func() {
+		if inBlock != notInBlock {
+			q.concurrentDrainerExited(g, inBlock == inOwnBlock, inExcl)
+		}
+	}()
 	budget := batchSize
 	q.mu.Lock()
 	for q.items.n > 0 && q.runnableLocked() && !q.excl {
@@ -196,9 +268,11 @@ func (q *Queue) drainConcurrent(g uintptr) {
 			q.addHolderLocked(g)
 		}
 		q.mu.Unlock()
+		inBlock, inExcl = stateOf(it), excl
 		if q.runBlock(it, g) {
 			q.finished(1)
 		}
+		inBlock = notInBlock
 		q.mu.Lock()
 		q.inflight--
 		if excl {

@@ -11,4 +11,8 @@ var (
 	// ErrWouldDeadlock is returned by SyncContext (and is the panic value's cause in Sync) when
 	// the queue it would wait for is busy running the caller itself.
 	ErrWouldDeadlock = errors.New("queue: Sync would deadlock")
+	// ErrGoexit is what an Observer's Finished gets as BlockInfo.Panic for a block that ended
+	// with runtime.Goexit (t.FailNow, require.* in a test). Such a block counts as executed and
+	// its queue goes on, as after a handled panic; the panic handler is not called.
+	ErrGoexit = errors.New("queue: the block called runtime.Goexit")
 )

@@ -206,6 +206,20 @@ func (e *executor) popLocked(p *pool) (*Queue, item, bool) {
 
 func (e *executor) work(p *pool) {
 	w := &worker{g: goid.G(), p: p, qos: -1}
+	// block is the root whose own block runs now; exited says a block ended the goroutine
+	// with runtime.Goexit (the drains under it have repaired their queues by then).
+	var block *Queue
+	var prev any
+	var had, on, exited bool
+	defer func() {
+		if exited {
+			if block != nil {
+				leaveRunning(w.g, prev, had, on)
+				block.finished(1)
+			}
+			e.workerExited(w)
+		}
+	}()
 	e.mu.Lock()
 	e.list = append(e.list, w)
 	for p.workers-p.blocked <= e.capLocked(p) {
@@ -221,24 +235,34 @@ func (e *executor) work(p *pool) {
 			e.setWorkerQoS(w, root.qos)
 		}
 		e.mu.Unlock()
+		exited = true
 		if it.child == nil {
 			root.setLabels()
-			if prev, had, on := enterRunning(root, w.g); on {
-				if root.runBlock(it, w.g) {
-					root.finished(1)
-				}
-				leaveRunning(w.g, prev, had, on)
-				e.mu.Lock()
-				w.root = nil
-				continue
-			}
+			block = root
+			prev, had, on = enterRunning(root, w.g)
 		}
 		if root.runBlock(it, w.g) {
 			root.finished(1)
 		}
+		if block != nil {
+			leaveRunning(w.g, prev, had, on)
+			block = nil
+		}
+		exited = false
 		e.mu.Lock()
 		w.root = nil
 	}
+	e.removeWorkerLocked(w)
+	if p.workers == 0 && p.n == 0 {
+		e.idleLocked(p)
+	}
+	e.mu.Unlock()
+	e.refreshProcs()
+}
+
+// removeWorkerLocked takes w out of the list and the counts. Once it is out, the goroutine is
+// no longer a worker: the runtime may reuse its identity (goid.G) for any goroutine.
+func (e *executor) removeWorkerLocked(w *worker) {
 	for i, v := range e.list {
 		if v == w {
 			e.list[i] = e.list[len(e.list)-1]
@@ -247,13 +271,27 @@ func (e *executor) work(p *pool) {
 			break
 		}
 	}
+	w.root = nil
 	e.setWorkerQoS(w, -1)
-	p.workers--
-	if p.workers == 0 && p.n == 0 {
+	w.p.workers--
+}
+
+// workerExited is called as worker w's goroutine ends inside a block with runtime.Goexit:
+// the goroutine stops being a worker and, if items wait, a new worker takes its place.
+func (e *executor) workerExited(w *worker) {
+	p := w.p
+	e.mu.Lock()
+	e.removeWorkerLocked(w)
+	spawn := p.n > 0 && p.workers-p.blocked < e.capLocked(p) && p.workers < maxWorkers
+	if spawn {
+		p.workers++
+	} else if p.workers == 0 && p.n == 0 {
 		e.idleLocked(p)
 	}
 	e.mu.Unlock()
-	e.refreshProcs()
+	if spawn {
+		go e.work(p) // this goroutine is of p's bubble, so the new worker is too
+	}
 }
 
 // setWorkerQoS moves w between the running counts; -1 takes it out.

@@ -74,6 +74,9 @@ func (q *Queue) runSlow(it item) {
 		if !returned && catch {
 			r = recover()
 		}
+		// Not returned and nothing to recover: runtime.Goexit, which goes on unwinding after
+		// this. The drains up the stack repair their queues (see drainerExited).
+		goexit := !returned && catch && r == nil
 		var stack []byte
 		if r != nil && panics != nil {
 			stack = debug.Stack()
@@ -84,6 +87,9 @@ func (q *Queue) runSlow(it item) {
 		prev.restore()
 		if obs != nil {
 			info.Run, info.Panic = now().Sub(start), r
+			if goexit {
+				info.Panic = ErrGoexit
+			}
 			obs.Finished(q, ctx, info)
 		}
 		if r != nil {
