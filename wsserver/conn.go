@@ -38,6 +38,7 @@ type Conn struct {
 	req  *requestInfo
 	root context.Context // the Observer's per-connection context; nil without an Observer
 	val  any             // the handler's per-connection state; touched only on q
+	vals []keyVal        // the values of Keys; touched only on q
 
 	opened  time.Time
 	backlog atomic.Int32                  // messages read and not yet handled
@@ -88,7 +89,8 @@ func (c *Conn) Queue() *queue.Queue { return c.q }
 func (c *Conn) Value() any { return c.val }
 
 // SetValue stores the handler's per-connection state (a session, a parser, counters). Call
-// it only from the connection's callbacks or blocks on its Queue.
+// it only from the connection's callbacks or blocks on its Queue. Key does the same with a
+// type (and several values per connection).
 func (c *Conn) SetValue(v any) { c.val = v }
 
 // RemoteAddr returns the client's address as the request had it.

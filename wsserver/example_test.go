@@ -93,3 +93,54 @@ func ExampleRoom_Broadcast() {
 	// extra!
 	// extra!
 }
+
+// session is one connection's state in ExampleKey.
+type session struct {
+	user  string
+	count int
+}
+
+// sessionKey is the typed slot the handler keeps each connection's session in.
+var sessionKey = wsserver.NewKey[*session]("session")
+
+// Per-connection state with a type and without a lock: a Key stores it on the connection,
+// and only the connection's callbacks (one at a time, on its queue) touch it.
+func ExampleKey() {
+	done := make(chan struct{})
+	srv := wsserver.New(wsserver.HandlerFuncs{
+		Open: func(c *wsserver.Conn) {
+			sessionKey.Set(c, &session{user: c.URL().Query().Get("user")})
+		},
+		Message: func(c *wsserver.Conn, m wsserver.Message) {
+			s, _ := sessionKey.Get(c) // a *session, no type assertion
+			s.count++
+			_ = c.SendText(fmt.Sprintf("%s #%d: %s", s.user, s.count, m.Data))
+		},
+		Close: func(c *wsserver.Conn, err error) {
+			s, _ := sessionKey.Get(c)
+			fmt.Printf("%s sent %d\n", s.user, s.count)
+			close(done)
+		},
+	}, wsserver.Options{})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, strings.Replace(hs.URL, "http", "ws", 1)+"?user=ann", nil)
+	if err != nil {
+		panic(err)
+	}
+	for _, s := range []string{"hi", "bye"} {
+		_ = c.Write(ctx, websocket.MessageText, []byte(s))
+		_, b, _ := c.Read(ctx)
+		fmt.Println(string(b))
+	}
+	_ = c.Close(websocket.StatusNormalClosure, "")
+	<-done
+	_ = srv.Shutdown(ctx)
+	// Output:
+	// ann #1: hi
+	// ann #2: bye
+	// ann sent 2
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,9 +20,12 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const waitTimeout = 10 * time.Second
 
 // startChat serves the chat on a loopback port and shuts it down after the test.
-func startChat(t *testing.T) (*chat, string) {
+func startChat(t *testing.T, configure ...func(*chat)) (*chat, string) {
 	t.Helper()
 	app := newChat()
+	for _, f := range configure {
+		f(app)
+	}
 	srv := httptest.NewServer(app.routes())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -152,4 +156,45 @@ func TestPageIsServed(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
 	}
+}
+
+// chatRooms counts the chat's rooms.
+func chatRooms(app *chat) int {
+	var n int
+	app.rooms.Sync(func(m *map[string]*room) { n = len(*m) })
+	return n
+}
+
+// One client that wanders through 300 rooms leaves none behind: a room goes away with its
+// last member, in the chat and in the WebSocket server.
+func TestEmptyRoomsGoAway(t *testing.T) {
+	app, url := startChat(t)
+	c := dial(t, url)
+	for i := range 300 {
+		c.send(map[string]string{"type": "join", "room": fmt.Sprintf("r%d", i), "nick": "wanderer"})
+		c.next("history")
+	}
+	require.LessOrEqual(t, chatRooms(app), 2, "the room it is in, and perhaps the last one's leave on its way")
+	require.NoError(t, c.ws.Close(websocket.StatusNormalClosure, ""))
+	require.Eventually(t, func() bool { return chatRooms(app) == 0 && app.ws.Stats().Rooms == 0 },
+		waitTimeout, time.Millisecond, "rooms left behind: chat %d, server %d", chatRooms(app), app.ws.Stats().Rooms)
+}
+
+// Beyond maxRooms a join into a new room is refused; rooms that exist can still be joined.
+func TestRoomCap(t *testing.T) {
+	app, url := startChat(t, func(a *chat) { a.maxRooms = 2 })
+	a, b, c := dial(t, url), dial(t, url), dial(t, url)
+	a.send(map[string]string{"type": "join", "room": "one", "nick": "a"})
+	a.next("history")
+	b.send(map[string]string{"type": "join", "room": "two", "nick": "b"})
+	b.next("history")
+	c.send(map[string]string{"type": "join", "room": "three", "nick": "c"})
+	require.Contains(t, c.next("error")["error"], "too many rooms")
+	c.send(map[string]string{"type": "join", "room": "one", "nick": "c"})
+	require.Equal(t, "one", c.next("history")["room"])
+
+	require.NoError(t, b.ws.Close(websocket.StatusNormalClosure, ""))
+	require.Eventually(t, func() bool { return chatRooms(app) == 1 }, waitTimeout, time.Millisecond)
+	c.send(map[string]string{"type": "join", "room": "three"})
+	require.Equal(t, "three", c.next("history")["room"])
 }

@@ -27,7 +27,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -104,20 +103,27 @@ func displayAddr(a net.Addr) string {
 
 // chat is the application: the WebSocket server, its handler and the rooms.
 type chat struct {
-	ws      *wsserver.Server
-	obs     *tracing.Observer  // spans and metrics of the server and every queue
-	insp    *tracing.Inspector // served at /debug/dispatch
-	rooms   *queue.Guarded[map[string]*room]
-	clients sync.Map // *wsserver.Conn -> *client
-	cl      *cluster // the other nodes; nil when alone
+	ws       *wsserver.Server
+	obs      *tracing.Observer                // spans and metrics of the server and every queue
+	insp     *tracing.Inspector               // served at /debug/dispatch
+	rooms    *queue.Guarded[map[string]*room] // the rooms with members (or joins on the way)
+	maxRooms int                              // how many rooms may exist at once
+	cl       *cluster                         // the other nodes; nil when alone
 }
 
-// client is one connection's state. The connection's callbacks run one at a time on its
-// queue, and only they touch it.
+// defaultMaxRooms bounds the rooms of a chat node: a room goes away when its last member
+// leaves, and a client is in one room at a time, so only many clients together reach it.
+const defaultMaxRooms = 1000
+
+// client is one connection's state, kept on the connection (clientKey). The connection's
+// callbacks run one at a time on its queue, and only they touch it: no lock, no map.
 type client struct {
 	nick string
 	room *room
 }
+
+// clientKey is where a connection keeps its *client.
+var clientKey = wsserver.NewKey[*client]("chat.client")
 
 func newChat() *chat { return newChatNode(nil) }
 
@@ -125,7 +131,7 @@ func newChat() *chat { return newChatNode(nil) }
 func newChatNode(cl *cluster) *chat {
 	insp := tracing.NewInspector()
 	obs := tracing.NewObserver(tracing.WithInspector(insp))
-	a := &chat{obs: obs, insp: insp, cl: cl,
+	a := &chat{obs: obs, insp: insp, cl: cl, maxRooms: defaultMaxRooms,
 		rooms: queue.NewGuarded(map[string]*room{}, queue.WithLabel("chat.rooms"), queue.WithObserver(obs))}
 	opts := wsserver.Options{ReadLimit: 16 << 10, Observer: obs, QueueObserver: obs}
 	if cl != nil {
@@ -153,38 +159,63 @@ func (a *chat) routes() http.Handler {
 	return mux
 }
 
-// room returns the named room, creating it on first use.
-func (a *chat) room(name string) *room {
+// enter returns the named room for a member about to join it, creating it if need be, or
+// nil when that would make more than maxRooms rooms. The member counts from now (its join
+// is on the way), so the room cannot go away before the join; its leave gives it back.
+func (a *chat) enter(name string) *room {
 	var r *room
 	a.rooms.Sync(func(m *map[string]*room) {
 		if r = (*m)[name]; r == nil {
+			if len(*m) >= a.maxRooms {
+				return
+			}
 			r = newRoom(name, a.ws.Room("chat:"+name), a.obs, a.cl)
+			r.gone = a.forget
 			(*m)[name] = r
 		}
+		r.users.Add(1)
 	})
 	return r
 }
 
+// forget removes r once it has no member and no join on the way (its last leave, with
+// its goodbye to the other nodes, has run on its queue). A room that got a member again
+// in the meantime stays.
+func (a *chat) forget(r *room) {
+	a.rooms.Async(func(m *map[string]*room) {
+		if (*m)[r.name] == r && r.users.Load() == 0 {
+			delete(*m, r.name)
+			r.presence.Cancel()
+		}
+	})
+}
+
+// roomCount returns how many rooms exist.
+func (a *chat) roomCount() int {
+	var n int
+	a.rooms.Sync(func(m *map[string]*room) { n = len(*m) })
+	return n
+}
+
 func (a *chat) open(c *wsserver.Conn) {
-	a.clients.Store(c, &client{})
+	clientKey.Set(c, &client{})
 }
 
 func (a *chat) close(c *wsserver.Conn, _ error) {
-	v, ok := a.clients.LoadAndDelete(c)
+	cl, ok := clientKey.Get(c)
 	if !ok {
 		return
 	}
-	if cl := v.(*client); cl.room != nil {
+	if cl.room != nil {
 		cl.room.leave(c)
 	}
 }
 
 func (a *chat) message(c *wsserver.Conn, m wsserver.Message) {
-	v, ok := a.clients.Load(c)
+	cl, ok := clientKey.Get(c)
 	if !ok {
 		return
 	}
-	cl := v.(*client)
 	var in inbound
 	if err := json.Unmarshal(m.Data, &in); err != nil {
 		sendJSON(c, errorMsg{Type: "error", Error: "malformed message: expected a JSON object with a type"})
@@ -206,13 +237,18 @@ func (a *chat) message(c *wsserver.Conn, m wsserver.Message) {
 		if cl.nick == "" {
 			cl.nick = fmt.Sprintf("guest-%d", c.ID())
 		}
+		if cl.room != nil && cl.room.name == in.Room {
+			return
+		}
+		next := a.enter(in.Room)
+		if next == nil {
+			sendJSON(c, errorMsg{Type: "error", Error: "too many rooms: join one that exists"})
+			return
+		}
 		if cl.room != nil {
-			if cl.room.name == in.Room {
-				return
-			}
 			cl.room.leave(c)
 		}
-		cl.room = a.room(in.Room)
+		cl.room = next
 		sendJSON(c, welcomeMsg{Type: "welcome", Nick: cl.nick})
 		cl.room.join(c, cl.nick)
 	case "message":

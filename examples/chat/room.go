@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -23,6 +24,11 @@ type room struct {
 	members  map[*wsserver.Conn]string // conn -> nickname; owned by q
 	history  []chatMessage             // the last historySize messages, oldest first; owned by q
 	presence *dispatch.DataSource      // coalesces bursts of joins and leaves into one update
+
+	// users counts the members and the joins on the way (chat.enter adds one, leave takes it
+	// back once done); at zero the room goes away through gone.
+	users atomic.Int64
+	gone  func(*room)
 
 	// With other nodes (cl not nil): their members, by node, and whether this node follows
 	// them (it does while it has members). Owned by q.
@@ -82,6 +88,9 @@ func (r *room) leave(c *wsserver.Conn) {
 			r.lastMember()
 		}
 		r.presence.Merge(localChange)
+		if r.users.Add(-1) == 0 && r.gone != nil {
+			r.gone(r)
+		}
 	})
 }
 
