@@ -3,8 +3,9 @@
 //	go run ./examples/chat            # then open http://localhost:8080
 //
 // Every connection's callbacks run on the connection's own serial queue, so per-connection
-// state needs no lock; every room keeps its members and its last 50 messages on the room's
-// own serial queue; bursts of joins and leaves are coalesced into one presence update by a
+// state (kept on the connection with a wsserver.Key) needs no lock and no map; every room
+// keeps its members and its last 50 messages on the room's own serial queue, and goes away
+// with its last member (at most 1,000 rooms exist at once); bursts of joins and leaves are coalesced into one presence update by a
 // dispatch data source. The page (embedded, no build step) reconnects with backoff when the
 // server goes away. Flags: -addr (default :8080), -nats (a NATS server to share the rooms
 // with other chat nodes through, e.g. nats://127.0.0.1:4222; see the README).
