@@ -37,8 +37,7 @@ type executor struct {
 	_       [64 - 4*numQoS]byte
 
 	extraTotal uint64                      // workers ever lent by monitors
-	overrides  map[*Queue][]*overrideEntry // see override.go
-	overrideN  atomic.Int32                // entries in overrides
+	overrides  map[*Queue][]*overrideEntry // by top queue, while their work is pending (override.go)
 }
 
 // pool is the roots' items and workers of one bubble, or of everything outside bubbles.
@@ -112,9 +111,6 @@ func (e *executor) push(root *Queue, it item) {
 	}
 	qos := root.qos
 	if c := it.child; c != nil {
-		if c.override != 0 {
-			e.refreshOverrideLocked(c)
-		}
 		qos = max(qos, QoS(c.override))
 		c.slot = int8(qos)
 	}

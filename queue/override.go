@@ -16,13 +16,24 @@ import "github.com/dispatchkit/dispatchkit/internal/goid"
 // A goroutine outside the executor has no QoS of its own: its Asyncs raise nothing (its Sync
 // calls count as Default). Overrides are kept per top queue in executor.overrides; the top's
 // override field caches their highest class.
+//
+// An entry leaves the table the moment its work is past, not at some later drain: the Sync
+// caller removes its own; the drainer that starts a child's drain removes the child's (it was
+// recorded before the drain was queued); the drainer that finishes an Async block removes the
+// block's (recorded after the block was accepted, so the recorder checks whether it has run
+// meanwhile, see raise). So the table holds only queues that have work pending, which are
+// reachable anyway, and an idle queue is neither kept alive nor left raised. The drainers
+// learn that an entry concerns them from a flag of the queue (flagAsyncBoost,
+// flagChildBoost): the common path, with no override, pays one atomic load it already made.
 
 // overrideEntry is one piece of work that raised a top queue.
 type overrideEntry struct {
 	qos   QoS
+	top   *Queue // the queue it raised
 	q     *Queue // an Async block's queue, whose done count ...
 	until uint64 // ... reaches until once the block has run
-	child *Queue // a higher-QoS queue whose drain waits in the chain
+	child *Queue // a higher-QoS queue whose drains wait in the chain ...
+	n     int32  // ... this many of them
 	sync  bool   // a Sync caller: ends at unboost
 }
 
@@ -72,7 +83,7 @@ func (e *executor) runningAbove(qos QoS) bool {
 
 // raise records o against the top of q's chain and, if o's class is above the top's current
 // one, moves the top's waiting drain up. It reports whether o was recorded (false when the
-// chain already runs at o's class or above).
+// chain already runs at o's class or above, or o's Async block has already run).
 func (e *executor) raise(q *Queue, o *overrideEntry) bool {
 	top := topOf(q)
 	if q.kind == rootKind || o.qos <= top.target.Load().qos {
@@ -80,9 +91,24 @@ func (e *executor) raise(q *Queue, o *overrideEntry) bool {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if o.q != nil {
+		// The block was accepted before this: it may have run. The flag first, then the
+		// count; its drainer counts first, then looks at the flag (finished). Whichever comes
+		// second sees the other: either this finds the block run, or the drainer comes here
+		// to remove the entry (asyncProgress, after this unlocks).
+		o.q.flags.Or(flagAsyncBoost)
+		if o.over() {
+			e.settleFlagsLocked(o.q, nil)
+			return false
+		}
+	}
+	if o.child != nil {
+		o.child.flags.Or(flagChildBoost) // before the drain is queued (see submitChild)
+		o.n = 1
+	}
+	o.top = top
 	if !e.mergeLocked(top, o) {
 		e.overrides[top] = append(e.overrides[top], o)
-		e.overrideN.Add(1)
 	}
 	if QoS(top.override) < o.qos {
 		top.override = int8(o.qos)
@@ -100,6 +126,7 @@ func (e *executor) mergeLocked(top *Queue, o *overrideEntry) bool {
 	for _, x := range e.overrides[top] {
 		if x.qos == o.qos && x.q == o.q && x.child == o.child && !x.sync {
 			x.until = max(x.until, o.until)
+			x.n += o.n
 			return true
 		}
 	}
@@ -136,42 +163,63 @@ func (e *executor) moveLocked(top *Queue, qos QoS) {
 	})
 }
 
-// refreshOverrideLocked drops top's overrides whose work is past and recomputes its class.
-func (e *executor) refreshOverrideLocked(top *Queue) {
-	list := e.overrides[top]
+// removeLocked drops the entries of top for which drop says so, and recomputes top's class;
+// with no top given (nil), it looks through every top (a chain changed by SetTarget since).
+func (e *executor) removeLocked(top *Queue, drop func(*overrideEntry) bool) {
+	if top == nil {
+		for t := range e.overrides {
+			e.removeLocked(t, drop)
+		}
+		return
+	}
+	list, ok := e.overrides[top]
+	if !ok {
+		return
+	}
 	keep := list[:0]
 	var qos QoS
 	for _, o := range list {
-		if o.over() {
-			e.overrideN.Add(-1)
-			continue
+		if !drop(o) {
+			keep = append(keep, o)
+			qos = max(qos, o.qos)
 		}
-		keep = append(keep, o)
-		qos = max(qos, o.qos)
 	}
 	clear(list[len(keep):])
 	if len(keep) == 0 {
-		delete(e.overrides, top)
+		delete(e.overrides, top) // the map holds no queue without pending work
 	} else {
 		e.overrides[top] = keep
 	}
 	top.override = int8(qos)
 }
 
-// removeLocked drops the overrides of top that match.
-func (e *executor) removeLocked(top *Queue, match func(*overrideEntry) bool) {
-	list := e.overrides[top]
-	keep := list[:0]
-	for _, o := range list {
-		if match(o) {
-			e.overrideN.Add(-1)
-		} else {
-			keep = append(keep, o)
+// settleFlagsLocked clears the flags of q (an Async queue) and child whose entries are gone.
+func (e *executor) settleFlagsLocked(q, child *Queue) {
+	asyncLeft, childLeft := false, false
+	for _, list := range e.overrides {
+		for _, o := range list {
+			asyncLeft = asyncLeft || (q != nil && o.q == q)
+			childLeft = childLeft || (child != nil && o.child == child)
 		}
 	}
-	clear(list[len(keep):])
-	e.overrides[top] = keep
-	e.refreshOverrideLocked(top)
+	if q != nil && !asyncLeft {
+		q.flags.And(^flagAsyncBoost)
+	}
+	if child != nil && !childLeft {
+		child.flags.And(^flagChildBoost)
+	}
+}
+
+// findTop returns the top under which q's entries are: its chain's top, or nil (look
+// everywhere) if that has none of them.
+func (e *executor) findTopLocked(q *Queue, has func(*overrideEntry) bool) *Queue {
+	top := topOf(q)
+	for _, o := range e.overrides[top] {
+		if has(o) {
+			return top
+		}
+	}
+	return nil
 }
 
 // boost raises q's chain for a Sync caller of class qos waiting for q. It returns what
@@ -185,9 +233,9 @@ func (e *executor) boost(q *Queue, qos QoS) *overrideEntry {
 }
 
 // unboost ends a Sync caller's override once it has the queue.
-func (e *executor) unboost(q *Queue, o *overrideEntry) {
+func (e *executor) unboost(o *overrideEntry) {
 	e.mu.Lock()
-	e.removeLocked(topOf(q), func(x *overrideEntry) bool { return x == o })
+	e.removeLocked(o.top, func(x *overrideEntry) bool { return x == o })
 	e.mu.Unlock()
 }
 
@@ -211,32 +259,37 @@ func (q *Queue) inheritQoS() {
 	exec.raise(q, &overrideEntry{qos: qos, q: q, until: until})
 }
 
-// inheritChildQoS is called when q (not a root) queues a drain of child, whose QoS is above
-// q's own: q's chain is raised to child's class until the drain starts.
+// inheritChildQoS is called when q (not a root) is about to queue a drain of child, whose
+// QoS is above q's own: q's chain is raised to child's class until the drain starts. It is
+// recorded before the drain is queued, so that the drainer that starts it finds it.
 func (q *Queue) inheritChildQoS(child *Queue) {
 	exec.raise(q, &overrideEntry{qos: child.qos, child: child})
 }
 
-// drained forgets the overrides of top that are past once a drain of top returns, so that a
-// queue that goes idle is not kept in executor.overrides; called only while some exist.
-func (e *executor) drained(top *Queue) {
+// asyncProgress is called by a drainer that finished blocks of q while q has Async
+// overrides (flagAsyncBoost): it removes those whose block has run.
+func (e *executor) asyncProgress(q *Queue) {
 	e.mu.Lock()
-	if len(e.overrides[top]) > 0 {
-		e.refreshOverrideLocked(top)
-	}
+	mine := func(o *overrideEntry) bool { return o.q == q }
+	e.removeLocked(e.findTopLocked(q, mine), func(o *overrideEntry) bool { return mine(o) && o.over() })
+	e.settleFlagsLocked(q, nil)
 	e.mu.Unlock()
 }
 
-// childStarted ends the overrides a drain of child asked for; called as the drain starts,
-// only while some override exists.
+// childStarted is called as a drain of child starts while child has overrides of its drains
+// (flagChildBoost): it ends the override of one of them.
 func (e *executor) childStarted(child *Queue) {
-	top := topOf(child)
-	if top == child {
-		return
-	}
 	e.mu.Lock()
-	if len(e.overrides[top]) > 0 {
-		e.removeLocked(top, func(x *overrideEntry) bool { return x.child == child })
-	}
+	mine := func(o *overrideEntry) bool { return o.child == child }
+	done := false // one drain started: one entry's count down, in whichever top has it
+	e.removeLocked(e.findTopLocked(child, mine), func(o *overrideEntry) bool {
+		if done || !mine(o) {
+			return false
+		}
+		done = true
+		o.n--
+		return o.n <= 0
+	})
+	e.settleFlagsLocked(nil, child)
 	e.mu.Unlock()
 }

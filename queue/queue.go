@@ -28,6 +28,8 @@ const batchSize = 32
 const (
 	flagStopped uint32 = 1 << iota // suspended or inactive
 	flagClosed
+	flagAsyncBoost // Async blocks of the queue raised its chain (override.go)
+	flagChildBoost // drains of the queue raised its target's chain (override.go)
 )
 
 // config holds what most queues do not set, so that a queue without it pays one nil check.
@@ -452,15 +454,15 @@ func (q *Queue) submitChild(child *Queue) {
 		exec.push(q, it)
 		return
 	}
+	if child.qos > q.qos {
+		q.inheritChildQoS(child) // override.go; before the drain can start and end it
+	}
 	q.mu.Lock()
 	q.items.pushBack(it)
 	n := q.wantLocked()
 	q.active += n
 	q.mu.Unlock()
 	q.startDrainers(n)
-	if child.qos > q.qos {
-		q.inheritChildQoS(child) // override.go
-	}
 }
 
 // Suspend stops the queue's blocks from starting until a matching Resume; a running block
@@ -558,12 +560,16 @@ func (q *Queue) fireCloseLocked() {
 // finished does the accounting of n blocks that returned (or panicked into a handler).
 func (q *Queue) finished(n uint64) {
 	q.done.Add(n)
-	if q.flags.Load()&flagClosed != 0 {
+	f := q.flags.Load() // after the count: see executor.raise
+	if f&flagClosed != 0 {
 		q.mu.Lock()
 		if q.live() == 0 {
 			q.fireCloseLocked()
 		}
 		q.mu.Unlock()
+	}
+	if f&flagAsyncBoost != 0 {
+		exec.asyncProgress(q)
 	}
 }
 

@@ -11,13 +11,10 @@ import (
 // as finished (drainers count a batch at a time).
 func (q *Queue) runBlock(it item, g uintptr) bool {
 	if it.child != nil {
-		if exec.overrideN.Load() > 0 {
-			exec.childStarted(it.child)
+		if it.child.flags.Load()&flagChildBoost != 0 {
+			exec.childStarted(it.child) // the override this drain asked for ends
 		}
 		it.child.drain(g)
-		if exec.overrideN.Load() > 0 {
-			exec.drained(it.child)
-		}
 		q.setLabels() // back to this queue's name after the child's batch
 		return false
 	}

@@ -204,7 +204,7 @@ func (q *Queue) acquireSync(ctx context.Context, me uintptr, barrier bool) error
 	}
 	defer end()
 	if o := exec.boost(q, callerQoS(me)); o != nil {
-		defer exec.unboost(q, o)
+		defer exec.unboost(o)
 	}
 	p := exec.blockEnter(me)
 	select {
