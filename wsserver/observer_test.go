@@ -113,6 +113,13 @@ func TestObserverFollowsAMessage(t *testing.T) {
 	require.Equal(t, "recv:all", testutil.Recv(t, current, "CurrentContext in OnMessage"))
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
 	require.Equal(t, ReasonNormal, testutil.Recv(t, rec.closed, "Closed"))
+	// Written runs on the sender's side once the write is done: the client may have read the
+	// message, closed, and the connection ended before the broadcast's Written is recorded.
+	require.Eventually(t, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.written) == 2
+	}, wait, time.Millisecond)
 
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
