@@ -49,7 +49,9 @@ func newData(q *queue.Queue, fn func(uint64), merge func(*atomic.Uint64, uint64)
 // Merge combines n into the source's pending value and makes sure the handler will run. A
 // Merge of 0 does nothing, as in GCD (so a sum that wraps around to exactly 0 is not
 // delivered either). Merges after Cancel are dropped. Merge may be called from anywhere,
-// the handler included; it waits only if the queue is full (WithLimit).
+// the handler and other blocks of the source's queue included. On a full queue (WithLimit)
+// it may wait for room, as Async does, until Cancel; a block of that queue is let in at once
+// (see queue.Queue.Submit). On a closed queue it returns at once: the source goes quiet.
 func (d *DataSource) Merge(n uint64) {
 	if n == 0 {
 		return
@@ -72,3 +74,5 @@ func (e *dataEvents) deliver() {
 func (e *dataEvents) running(bool) {}
 
 func (e *dataEvents) cancel() {}
+
+func (e *dataEvents) join() {}

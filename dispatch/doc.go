@@ -32,10 +32,22 @@
 // its next call, so a burst costs one handler run. A timer is a runtime timer
 // (time.AfterFunc) and nothing else, and while it is suspended not even that runs; a data
 // source is only memory; a signal source holds the one goroutine that os/signal's channel
-// needs, from its first Resume until Cancel. Unlike GCD, Cancel runs the cancel handler of a
-// suspended source too, so a source never has to be resumed just to be let go. A source
-// whose queue has been closed goes quiet: its events are dropped and its cancel handler,
-// which could no longer run, is dropped too, so cancel sources before closing their queue.
+// needs, from its first Resume until Cancel, which returns once it has ended. Unlike GCD,
+// Cancel runs the cancel handler of a suspended source too, so a source never has to be
+// resumed just to be let go. A panic in a handler (with queue.WithPanicHandler) costs only
+// that call: the source goes on delivering, and Cancel still runs the cancel handler.
+//
+// Closed and full queues. Sources, After and Notify submit blocks on behalf of whoever caused
+// the event (a Merge, a timer's tick, a signal, the Leave or Run that ended a group or item),
+// so none of them panics when the queue turns out to be closed, as Async would: a source whose
+// queue has been closed goes quiet (its events are dropped, and its cancel handler, which
+// could no longer run, is dropped too, so cancel sources before closing their queue); an After
+// item ends as cancelled; a notification is dropped. Each refused block is counted where the
+// queue's owner looks: in the queue's Stats().Rejected and its Observer's Rejected hook (the
+// tracing package's dispatch.queue.rejected metric), as a TryAsync refusal would be; the
+// panic handler is kept for panics. On a full queue (queue.WithLimit) these submissions wait
+// for room, as Async does; a source's or an After item's wait ends when it is cancelled, and
+// a block of that queue is let in over the limit rather than waiting for itself.
 //
 // See ExampleGroup, ExampleApply, ExampleAfter, ExampleNewTimer and ExampleNewDataAdd.
 package dispatch

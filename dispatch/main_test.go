@@ -1,11 +1,15 @@
 package dispatch
 
 import (
+	"context"
+	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
 
@@ -36,6 +40,18 @@ func none[T any](t testing.TB, ch <-chan T, what string) {
 	}
 }
 
+// now returns what ch holds, inside a synctest bubble after synctest.Wait, or fails at once.
+func now[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	default:
+		t.Fatalf("%s: not there", what)
+		panic("unreachable")
+	}
+}
+
 // dispatchGoroutines returns the stacks of the goroutines, other than the caller, that run a
 // method of this package whose name contains fn ("" for any): a source's relay or timer
 // goroutine would show here.
@@ -49,4 +65,25 @@ func dispatchGoroutines(fn string) []string {
 		}
 	}
 	return out
+}
+
+// childEnv names the test that a child process started by inChild is to run.
+const childEnv = "DISPATCH_TEST_CHILD"
+
+// inChild runs body in a child process (the test binary again, running only this test), for
+// a bug that crashes the process: the parent then fails with the child's output instead of
+// dying. Only top-level tests can use it.
+func inChild(t *testing.T, body func(t *testing.T)) {
+	t.Helper()
+	if os.Getenv(childEnv) == t.Name() {
+		body(t)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 6*waitTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), childEnv+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "the child process running %s failed:\n%s", t.Name(), out)
+	require.Contains(t, string(out), "--- PASS: "+t.Name(), "the child did not run the test:\n%s", out)
 }

@@ -16,8 +16,9 @@ import (
 // delivered once; signals that come while the source is suspended are delivered on Resume.
 //
 // os/signal delivers on a channel, so from the first Resume until Cancel the source holds
-// one goroutine, blocked on that channel (suspended too, so that no signal is missed). It
-// panics if sigs is empty: signal.Notify would then relay every signal.
+// one goroutine, blocked on that channel (suspended too, so that no signal is missed);
+// Cancel returns once it has ended. It panics if sigs is empty: signal.Notify would then
+// relay every signal.
 func NewSignal(q *queue.Queue, fn func(os.Signal), sigs ...os.Signal) *Source {
 	if len(sigs) == 0 {
 		panic("dispatch: NewSignal with no signals: name the ones to handle (signal.Notify with none would relay all)")
@@ -40,6 +41,7 @@ type signalEvents struct {
 	got     []os.Signal
 	ch      chan os.Signal
 	quit    chan struct{}
+	exited  chan struct{} // closed when the relay goroutine returns
 	started bool
 	dead    bool
 }
@@ -50,12 +52,22 @@ func (e *signalEvents) pending() bool {
 	return len(e.got) > 0
 }
 
+// deliver calls fn for the signals received so far, one at a time: a signal is taken off the
+// list only as its call starts, so that a panicking call loses none of the others (and a
+// Cancel meanwhile stops the rest).
 func (e *signalEvents) deliver() {
 	e.mu.Lock()
-	got := e.got
-	e.got = nil
+	n := len(e.got)
 	e.mu.Unlock()
-	for _, sig := range got {
+	for range n {
+		e.mu.Lock()
+		if len(e.got) == 0 {
+			e.mu.Unlock()
+			return
+		}
+		sig := e.got[0]
+		e.got = e.got[1:]
+		e.mu.Unlock()
 		e.fn(sig)
 	}
 }
@@ -72,11 +84,13 @@ func (e *signalEvents) running(on bool) {
 	// os/signal drops what does not fit: leave room for a burst while the relay is busy.
 	e.ch = make(chan os.Signal, 8+len(e.sigs))
 	e.quit = make(chan struct{})
+	e.exited = make(chan struct{})
 	signal.Notify(e.ch, e.sigs...)
-	go e.relay(e.ch, e.quit)
+	go e.relay(e.ch, e.quit, e.exited)
 }
 
-func (e *signalEvents) relay(ch <-chan os.Signal, quit <-chan struct{}) {
+func (e *signalEvents) relay(ch <-chan os.Signal, quit <-chan struct{}, exited chan<- struct{}) {
+	defer close(exited)
 	for {
 		select {
 		case sig := <-ch:
@@ -102,8 +116,9 @@ func (e *signalEvents) add(sig os.Signal) {
 	e.got = append(e.got, sig)
 }
 
-// cancel unsubscribes and lets the relay goroutine end. It does not wait for it: Cancel may
-// be called from the handler, on the queue that the relay may be waiting for.
+// cancel unsubscribes and lets the relay goroutine end; join waits for it. The relay is
+// never stuck meanwhile: its only wait besides the channels is for room on a full queue,
+// which Cancel ends before it joins (and it may be called from the handler, on that queue).
 func (e *signalEvents) cancel() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -112,5 +127,14 @@ func (e *signalEvents) cancel() {
 	if e.started {
 		signal.Stop(e.ch)
 		close(e.quit)
+	}
+}
+
+func (e *signalEvents) join() {
+	e.mu.Lock()
+	exited := e.exited
+	e.mu.Unlock()
+	if exited != nil {
+		<-exited
 	}
 }

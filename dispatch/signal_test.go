@@ -5,8 +5,10 @@ package dispatch
 import (
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/stretchr/testify/require"
@@ -45,6 +47,7 @@ func TestSignalSourceDeliversAndStopsOnCancel(t *testing.T) {
 	cancelled := make(chan struct{})
 	src.SetCancelHandler(func() { close(cancelled) })
 	src.Cancel()
+	require.Empty(t, dispatchGoroutines("signalEvents)"), "the relay goroutine outlived Cancel")
 	testutil.Recv(t, cancelled, "the cancel handler")
 	kill(t, syscall.SIGUSR1)
 	testutil.Recv(t, guard, "the signal sent after Cancel, at the guard")
@@ -88,6 +91,38 @@ func TestSignalsWhileSuspendedAreDeliveredOnResume(t *testing.T) {
 	src.Cancel()
 	require.NoError(t, q.Close(t.Context()))
 	require.Empty(t, got, "a signal delivered twice")
+}
+
+func TestSignalSourceCancelWaitsForItsRelayEvenWhenItWaitsForRoom(t *testing.T) {
+	guard := guardSignal(t, syscall.SIGUSR1)
+	q := queue.NewSerial("full", queue.WithLimit(1))
+	var src *Source
+	ready, cancelNow := make(chan struct{}), make(chan struct{})
+	left := make(chan []string, 1)
+	// Cancel from a block of the full queue that the relay waits on: it must neither hang nor
+	// return before the relay has ended.
+	q.Async(func() {
+		close(ready)
+		<-cancelNow
+		src.Cancel()
+		left <- dispatchGoroutines("signalEvents)")
+	})
+	testutil.Recv(t, ready, "the block that keeps the queue busy")
+	q.Async(func() {}) // full
+	src = NewSignal(q, func(os.Signal) { t.Error("delivered after Cancel") }, syscall.SIGUSR1)
+	cancelled := make(chan struct{})
+	src.SetCancelHandler(func() { close(cancelled) })
+	src.Resume()
+	kill(t, syscall.SIGUSR1)
+	testutil.Recv(t, guard, "the signal at the guard")
+	require.Eventually(t, func() bool {
+		g := dispatchGoroutines("signalEvents)")
+		return len(g) == 1 && strings.Contains(g[0], "waitRoomLocked")
+	}, waitTimeout, time.Millisecond, "the relay waiting for room on the full queue")
+	close(cancelNow)
+	require.Empty(t, testutil.Recv(t, left, "Cancel's return"), "the relay goroutine outlived Cancel")
+	testutil.Recv(t, cancelled, "the cancel handler")
+	require.NoError(t, q.Close(t.Context()))
 }
 
 func TestNewSignalNeedsSignals(t *testing.T) {

@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -17,8 +18,12 @@ type events interface {
 	// running is told, with the source's lock held, when the source starts (true) or stops
 	// (false) wanting events: the first Resume, each Suspend and each Resume after it.
 	running(on bool)
-	// cancel stops producing events for good. Called once, without the source's lock.
+	// cancel stops producing events for good, without waiting for anything. Called once,
+	// without the source's lock.
 	cancel()
+	// join waits until whatever produced events (a signal source's goroutine) has stopped,
+	// once cancel was called. Cancel calls it, never from that producer itself.
+	join()
 }
 
 // source is the state machine every source shares (GCD's dispatch_source_t). It starts
@@ -26,15 +31,25 @@ type events interface {
 // source's queue at a time, so events that come while that block is pending or running, or
 // while the source is suspended, are coalesced into the next delivery. Cancel stops
 // deliveries and runs the cancel handler once, on the queue, after the last event handler.
+//
+// The run block is submitted with Submit, by whoever finds it needed (a Merge, a tick, the
+// signal relay, Resume, the previous run block): on a full queue (WithLimit) that waits for
+// room, and Cancel ends the wait through stop. A closed queue makes the source go quiet.
 type source struct {
 	q  *queue.Queue
 	ev events
 
-	mu        sync.Mutex
-	suspended int // starts at 1: created suspended
-	cancelled bool
-	scheduled atomic.Bool // a run block is queued or running; written with mu held
-	cancelFn  func()
+	mu         sync.Mutex
+	suspended  int // starts at 1: created suspended
+	cancelled  bool
+	scheduled  atomic.Bool   // a run block is queued, running or being submitted; written with mu held
+	submitting bool          // the run block is being submitted (scheduled is set too)
+	resolved   chan struct{} // made by a Cancel waiting for that submission, closed when it ends
+	abandoned  bool          // that submission gave up at Cancel: Cancel submits in its place
+	cancelFn   func()
+
+	stop     context.Context // ends at Cancel or when the queue is found closed
+	stopWait context.CancelFunc
 }
 
 func (s *source) init(q *queue.Queue, ev events) {
@@ -42,6 +57,7 @@ func (s *source) init(q *queue.Queue, ev events) {
 		panic("dispatch: a source needs a queue to run its handler on (nil *queue.Queue)")
 	}
 	s.q, s.ev, s.suspended = q, ev, 1
+	s.stop, s.stopWait = context.WithCancel(context.Background())
 }
 
 // Resume undoes one Suspend, or the suspension a source is created with; events kept while
@@ -78,20 +94,37 @@ func (s *source) Suspend() {
 // Cancel stops the source for good: no event handler starts after it (one already running
 // finishes), events not yet delivered are dropped, and the cancel handler, if any, runs once
 // on the source's queue after the last event handler. Unlike GCD, a suspended source need not
-// be resumed for its cancel handler to run. A second Cancel does nothing.
+// be resumed for its cancel handler to run. When Cancel returns, the source holds no
+// goroutine (a signal source's relay has ended) and none waits on its behalf for room on a
+// full queue; Cancel itself may wait for room there, as Async does, to queue the cancel
+// handler. A second Cancel does nothing more.
 func (s *source) Cancel() {
 	s.mu.Lock()
 	if s.cancelled {
 		s.mu.Unlock()
+		s.ev.join()
 		return
 	}
 	s.cancelled = true
 	submit := !s.scheduled.Load() // else the queued or running block runs the cancel handler
 	s.scheduled.Store(true)
+	var resolved chan struct{}
+	if s.submitting {
+		resolved = make(chan struct{})
+		s.resolved = resolved
+	}
 	s.mu.Unlock()
+	s.stopWait()
+	if resolved != nil {
+		<-resolved // soon: its wait for room, if any, ended with stop
+		s.mu.Lock()
+		submit = s.abandoned
+		s.mu.Unlock()
+	}
 	s.ev.cancel()
+	s.ev.join()
 	if submit {
-		s.submit()
+		s.submitCancel()
 	}
 }
 
@@ -118,30 +151,52 @@ func (s *source) fire() {
 	}
 }
 
-// wantRunLocked reports whether a run block must be submitted, and if so marks it scheduled.
+// wantRunLocked reports whether a run block must be submitted, and if so marks it scheduled
+// and being submitted: the caller must then call submit.
 func (s *source) wantRunLocked() bool {
 	if s.scheduled.Load() || s.cancelled || s.suspended > 0 || !s.ev.pending() {
 		return false
 	}
 	s.scheduled.Store(true)
+	s.submitting = true
 	return true
 }
 
 // submit queues the run block, outside the source's lock: on a queue made WithLimit it may
-// wait for room. If the queue is closed, nothing can run on it again: the source cancels
-// itself, without a cancel handler.
+// wait for room, until Cancel. If the queue is closed, nothing can run on it again: the
+// source goes quiet, cancelled without its cancel handler (the queue counts the refused block
+// in Stats.Rejected).
 func (s *source) submit() {
-	if submitTo(s.q, s.run) {
-		return
-	}
+	err := s.q.Submit(s.stop, s.run)
 	s.mu.Lock()
-	first := !s.cancelled
-	s.cancelled = true
-	s.cancelFn = nil
-	s.mu.Unlock()
-	if first {
-		s.ev.cancel()
+	s.submitting = false
+	if s.resolved != nil {
+		close(s.resolved)
+		s.resolved = nil
 	}
+	switch {
+	case err == nil:
+		s.mu.Unlock()
+	case errors.Is(err, queue.ErrClosed):
+		first := !s.cancelled
+		s.cancelled = true
+		s.cancelFn = nil
+		s.mu.Unlock()
+		s.stopWait()
+		if first {
+			s.ev.cancel()
+		}
+	default: // Cancel ended the wait for room, and will queue the cancel handler itself
+		s.abandoned = true
+		s.mu.Unlock()
+	}
+}
+
+// submitCancel queues the run block that runs the cancel handler (the source is cancelled,
+// and scheduled stays set: nothing else is submitted for it). It waits for room on a full
+// queue, as Async does; on a closed one the cancel handler is dropped.
+func (s *source) submitCancel() {
+	_ = s.q.Submit(context.Background(), s.run)
 }
 
 // run is the delivery block, on the source's queue.
@@ -149,7 +204,7 @@ func (s *source) run() {
 	s.mu.Lock()
 	if !s.cancelled && s.suspended == 0 {
 		s.mu.Unlock()
-		s.ev.deliver()
+		s.deliver()
 		s.mu.Lock()
 	}
 	if s.cancelled {
@@ -170,15 +225,38 @@ func (s *source) run() {
 	}
 }
 
-// submitTo submits fn to q for an event that came from a timer, a signal or a Merge. On a
-// full queue (WithLimit) it waits for room, as Async does; it reports false if q is closed.
-func submitTo(q *queue.Queue, fn func()) bool {
-	err := q.TryAsync(fn)
-	if errors.Is(err, queue.ErrFull) {
-		q.Async(fn)
-		return true
+// deliver calls the handler. If it panics, the source is made ready to go on before the
+// panic goes on to the queue's panic handler: a later event is delivered, and Cancel (or a
+// Cancel made by the handler itself) runs the cancel handler.
+func (s *source) deliver() {
+	returned := false
+	defer func() {
+		if !returned {
+			s.afterPanic()
+		}
+	}()
+	s.ev.deliver()
+	returned = true
+}
+
+func (s *source) afterPanic() {
+	s.mu.Lock()
+	if s.cancelled {
+		// Cancelled while the handler ran, which Cancel left to this block: a new one
+		// runs the cancel handler (none if the queue was found closed meanwhile).
+		submit := s.cancelFn != nil
+		s.mu.Unlock()
+		if submit {
+			s.submitCancel()
+		}
+		return
 	}
-	return err == nil
+	s.scheduled.Store(false)
+	submit := s.wantRunLocked() // events that came while the handler ran
+	s.mu.Unlock()
+	if submit {
+		s.submit()
+	}
 }
 
 // A Source delivers timer ticks or signals to a handler on a queue. It is created suspended:

@@ -102,7 +102,10 @@ func (t *timerEvents) cancel() {
 	}
 }
 
-// tick runs on the runtime timer's goroutine.
+func (t *timerEvents) join() {}
+
+// tick runs on the runtime timer's goroutine. Its fire may wait there for room on a full
+// queue (until Cancel), and on a closed queue it makes the source go quiet: it never panics.
 func (t *timerEvents) tick() {
 	t.mu.Lock()
 	now := time.Now()
