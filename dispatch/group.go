@@ -22,6 +22,13 @@ type notification struct {
 	fn func()
 }
 
+// submit queues the notification's block. On a closed queue it is dropped, and the queue
+// counts it (Stats.Rejected, the Observer's Rejected): the block that happened to finish the
+// group or the item is not to blame, so nothing panics in it.
+func (n notification) submit() {
+	_ = n.q.Submit(context.Background(), n.fn)
+}
+
 // Async submits fn to q as part of the group (dispatch_group_async). It panics, as q.Async
 // does, if q is closed; the group is then left as it was.
 func (g *Group) Async(q *queue.Queue, fn func()) {
@@ -70,7 +77,7 @@ func (g *Group) Leave() {
 	g.notify = nil
 	g.mu.Unlock()
 	for _, n := range notify {
-		n.q.Async(n.fn)
+		n.submit()
 	}
 }
 
@@ -96,7 +103,10 @@ func (g *Group) Wait(ctx context.Context) error {
 }
 
 // Notify submits fn to q once the group is empty (dispatch_group_notify): at once if it is
-// empty now, otherwise when the last unit of work leaves. It runs once.
+// empty now, otherwise when the last unit of work leaves. It runs once. If q is closed by
+// then, fn is dropped, and q counts it in Stats.Rejected: neither Notify nor the Leave that
+// empties the group panics for it. On a full queue (WithLimit) the submission waits for room
+// in whichever of the two submits it, as Async does.
 func (g *Group) Notify(q *queue.Queue, fn func()) {
 	if fn == nil {
 		panic("dispatch: Group.Notify with a nil func")
@@ -104,7 +114,7 @@ func (g *Group) Notify(q *queue.Queue, fn func()) {
 	g.mu.Lock()
 	if g.n == 0 {
 		g.mu.Unlock()
-		q.Async(fn)
+		notification{q, fn}.submit()
 		return
 	}
 	g.notify = append(g.notify, notification{q, fn})

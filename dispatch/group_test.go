@@ -78,3 +78,19 @@ func TestGroupAsyncOnAClosedQueueLeavesTheGroupBalanced(t *testing.T) {
 	require.Panics(t, func() { g.Async(queue.NewSerial("q"), nil) })
 	require.Panics(t, func() { g.Notify(queue.NewSerial("q"), nil) })
 }
+
+func TestGroupNotifyOntoAClosedQueueGoesQuiet(t *testing.T) {
+	closed := queue.NewSerial("closed")
+	require.NoError(t, closed.Close(context.Background()))
+	panics := make(chan any, 4)
+	other := queue.NewSerial("other", queue.WithPanicHandler(func(r any, _ []byte) { panics <- r }))
+	var g Group
+	g.Enter()
+	g.Notify(closed, func() { t.Error("a notification ran on a closed queue") })
+	other.Async(g.Leave) // the block that empties the group is another queue's
+	other.Sync(func() {})
+	require.Empty(t, panics, "Leave panicked for the closed queue of a notification")
+	require.NotPanics(t, func() { g.Notify(closed, func() { t.Error("ran on a closed queue") }) }, "Notify on an empty group")
+	require.EqualValues(t, 2, closed.Stats().Rejected, "the dropped notifications are counted")
+	require.NoError(t, g.Wait(context.Background()))
+}

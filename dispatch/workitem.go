@@ -52,12 +52,13 @@ func (w *WorkItem) finish() {
 	w.notify = nil
 	w.mu.Unlock()
 	for _, n := range notify {
-		n.q.Async(n.fn)
+		n.submit()
 	}
 }
 
 // Cancel keeps the item's fn from running if it has not started; it never interrupts a
-// running fn. A cancelled item from After finishes at once (Wait returns, notifications run).
+// running fn. A cancelled item from After finishes at once (Wait returns, notifications run),
+// unless it has already been queued: then it finishes when its queue reaches it.
 func (w *WorkItem) Cancel() {
 	w.cancelled.Store(true)
 	w.mu.Lock()
@@ -82,13 +83,19 @@ func (w *WorkItem) Wait(ctx context.Context) error {
 	}
 }
 
-// Notify submits fn to q after Run has returned (at once if it already has).
+// Notify submits fn to q after Run has returned (at once if it already has). If q is closed
+// by then, fn is dropped, and q counts it in Stats.Rejected: neither Notify nor the Run that
+// finishes the item panics for it. On a full queue (WithLimit) the submission waits for room
+// in whichever of the two submits it, as Async does.
 func (w *WorkItem) Notify(q *queue.Queue, fn func()) {
+	if fn == nil {
+		panic("dispatch: WorkItem.Notify with a nil func")
+	}
 	w.mu.Lock()
 	select {
 	case <-w.done:
 		w.mu.Unlock()
-		q.Async(fn)
+		notification{q, fn}.submit()
 		return
 	default:
 	}

@@ -143,3 +143,20 @@ func TestAfterCancelledAfterItFiredStillDoesNotRunIfNotStarted(t *testing.T) {
 		require.True(t, w.Cancelled())
 	})
 }
+
+func TestWorkItemNotifyOntoAClosedQueueGoesQuiet(t *testing.T) {
+	closed := queue.NewSerial("closed")
+	require.NoError(t, closed.Close(context.Background()))
+	panics := make(chan any, 4)
+	other := queue.NewSerial("other", queue.WithPanicHandler(func(r any, _ []byte) { panics <- r }))
+	ran := false
+	w := NewWorkItem(func() { ran = true })
+	w.Notify(closed, func() { t.Error("a notification ran on a closed queue") })
+	other.Async(w.Run) // the block that runs the item is another queue's
+	require.NoError(t, w.Wait(context.Background()))
+	other.Sync(func() {})
+	require.True(t, ran)
+	require.Empty(t, panics, "Run panicked for the closed queue of a notification")
+	require.NotPanics(t, func() { w.Notify(closed, func() { t.Error("ran on a closed queue") }) }, "Notify after Run")
+	require.EqualValues(t, 2, closed.Stats().Rejected, "the dropped notifications are counted")
+}
