@@ -10,8 +10,9 @@
 // target one serial queue take turns on it; a concurrent queue with WithWidth bounds
 // everything below it. A queue is cheap: idle, it is a few words of memory and no goroutine,
 // so a server can give each connection its own. Goroutines come from the executor while
-// there is work (at most GOMAXPROCS running blocks, higher QoS first), and a busy queue runs
-// its blocks in batches and then yields, so one flooded queue cannot starve the others.
+// there is work (GOMAXPROCS workers running blocks, higher QoS first, plus the ones that make
+// up for blocked workers: see below), and a busy queue runs its blocks in batches and then
+// yields, so one flooded queue cannot starve the others.
 //
 // Async submits and returns; Sync waits, running the block on the caller's goroutine as GCD
 // does (never taking a worker). A Sync that would wait for the caller itself, such as a Sync
@@ -27,9 +28,14 @@
 // Blocking inside a block (network or disk I/O, a channel receive, time.Sleep) holds a
 // worker for as long as it blocks, and the Global roots have only GOMAXPROCS workers: keep
 // blocking calls out of blocks, or give them queues of their own that do not share a
-// width-limited target with latency-sensitive work. A Sync caller that waits for a busy queue
-// is the one exception the executor knows of: while a worker waits in Sync, another may
-// start in its place.
+// width-limited target with latency-sensitive work. The executor makes up for blocked
+// workers in two cases only. While a worker waits in a Sync, another may start in its place.
+// And when every worker has been stuck for 20 ms (no block started while items wait), the
+// process used less CPU over that time than its running workers would if they computed, and
+// no goroutine waits for a CPU (the Go scheduler's count), a monitor lends one more worker,
+// then another 20 ms later if still so, up to 256 lent at once (ExecutorStats.Lent), retired
+// when the roots run dry. A CPU-bound block, however long, or a machine short of CPU gets no
+// extra worker: more goroutines would only take turns on the same CPUs.
 //
 // QoS and priority inversion: when workers are scarce, higher classes start first. Work of a
 // higher class that waits behind a lower-class queue raises (overrides) that queue's class
