@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -82,6 +83,13 @@ func TestABlockThatCallsGoexitDoesNotWedgeItsQueueOrEatAWorker(t *testing.T) {
 			} else {
 				syncDone(t, q)
 			}
+			// With the work done the pool goes idle: its last worker and its monitor exit (a
+			// worker lost for good kept the monitor ticking forever).
+			require.Eventually(t, func() bool {
+				exec.mu.Lock()
+				defer exec.mu.Unlock()
+				return exec.main.workers == 0 && exec.main.idle == nil
+			}, waitTimeout, time.Millisecond, "the pool to go idle")
 		})
 	}
 }
