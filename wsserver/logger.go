@@ -109,10 +109,12 @@ func closedBy(why string) string {
 }
 
 // logClose writes the line of an abnormal close (err not nil); it runs once per
-// connection, where its close is final (retire). A close the peer caused by going away or
-// closing with an odd code is Info; one the server decided (a fault it found) is Warn.
+// connection, where its close is final (retire). Closes the application asked for
+// (Conn.Close, Shutdown) are no fault and write nothing. A close the peer caused (it went
+// away, or closed with an odd code) is Info; one the server decided on a fault it found is
+// Warn.
 func (s *Server) logClose(c *Conn, err error, why string) {
-	if err == nil {
+	if err == nil || why == ReasonServerClose || why == ReasonShutdown {
 		return
 	}
 	by := closedBy(why)

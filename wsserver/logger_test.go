@@ -47,6 +47,12 @@ func TestAbnormalCloseIsLogged(t *testing.T) {
 	testutil.Recv(t, opened, "OnOpen")
 	require.NoError(t, good.Close(websocket.StatusNormalClosure, ""))
 	require.NoError(t, testutil.Recv(t, closed, "OnClose of the normal close"))
+	// A close the application asks for is no fault either.
+	app := dial(t, ts.url)
+	defer app.CloseNow()
+	require.NoError(t, testutil.Recv(t, opened, "OnOpen").Close(4000, "moved"))
+	require.Equal(t, websocket.StatusCode(4000), readUntilClosed(t, app))
+	require.Equal(t, websocket.StatusCode(4000), websocket.CloseStatus(testutil.Recv(t, closed, "OnClose of the app's close")))
 
 	bad := dial(t, ts.url)
 	defer bad.CloseNow()
@@ -67,9 +73,16 @@ func TestAbnormalCloseIsLogged(t *testing.T) {
 	require.Equal(t, "invalid UTF-8", a["reason"].String())
 	require.Equal(t, "server", a["by"].String())
 	require.Equal(t, ReasonInvalidUTF8, a["cause"].String())
+	shut := dial(t, ts.url)
+	defer shut.CloseNow()
+	testutil.Recv(t, opened, "OnOpen")
+	ctx, cancel = context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, ts.Shutdown(ctx)) // retire has logged (or not) when it returns
+	require.ErrorIs(t, testutil.Recv(t, closed, "OnClose of the shutdown"), ErrShutdown)
 	select {
 	case r := <-logs:
-		t.Fatalf("a second line (the normal close must write none): %v", r.Message)
+		t.Fatalf("a second line (normal, application and shutdown closes write none): %v", attrs(r))
 	default:
 	}
 }
