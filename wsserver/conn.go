@@ -39,6 +39,7 @@ type Conn struct {
 	root context.Context // the Observer's per-connection context; nil without an Observer
 	val  any             // the handler's per-connection state; touched only on q
 	vals []keyVal        // the values of Keys; touched only on q
+	over bool            // OnClose has run: no callback after it; touched only on q
 
 	opened  time.Time
 	backlog atomic.Int32                  // messages read and not yet handled
@@ -55,6 +56,7 @@ type Conn struct {
 	out      []outMsg   // outbound buffer; nil while empty
 	outBytes int
 	writing  bool        // a writer goroutine is running
+	slow     bool        // the buffer reached SlowMark and the writer has not caught up since
 	closeReq *closeReq   // a close frame to send once out is written
 	cause    *CloseError // why the server ended the connection; nil if it did not
 	reason   string      // the Observer's reason for cause

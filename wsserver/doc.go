@@ -16,7 +16,13 @@
 //	  -> the network, one system call per burst, bounded by WriteTimeout
 //
 // Sending never blocks: a slow client fills only its own buffer, and then the SlowConsumer
-// policy closes it (1008) or drops what does not fit. Reading pauses when a connection's
+// policy closes it (CloseSlow, 1008), refuses the new message (DropNewest), discards the
+// oldest (DropOldest), or keeps the latest value per key (Conflate, with Conn.SendKeyed and
+// Room.BroadcastKeyed). Before that, Options.OnSlow tells the application that a client
+// turned slow (its buffer reached SlowMark; Conn.Outbound reads the level) and when it has
+// caught up, so it can be demoted rather than lost. Every message dropped is counted in
+// Stats and told to the Observer; a BroadcastObserver also gets each Room broadcast's
+// outcome member by member. Reading pauses when a connection's
 // handler falls MaxPending messages behind, so a flood turns into TCP backpressure instead
 // of memory. An idle connection holds a blocked reader goroutine, small read and write
 // buffers, and its structs: no writer, no timer, no outbound buffer.

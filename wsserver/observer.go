@@ -2,6 +2,7 @@ package wsserver
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 )
@@ -22,6 +23,7 @@ const (
 	ReasonReadError    = "read_error"    // the connection ended without a close frame
 	ReasonShutdown     = "shutdown"      // Server.Shutdown
 	ReasonClosed       = "closed"        // drops only: Send on a closed connection
+	ReasonConflated    = "conflated"     // drops only: replaced by a newer message with its key
 )
 
 // An Observer is told what the server does; the tracing package implements it to make spans
@@ -65,4 +67,50 @@ type Observer interface {
 	// Broadcast is called once per Room.Broadcast with the sender's queue.CurrentContext and
 	// the room's size; the returned context is passed to Sent for every member.
 	Broadcast(ctx context.Context, room string, m Message, members int) context.Context
+}
+
+// A BroadcastObserver is an Observer that also wants the outcome of every Room broadcast on
+// this node, member by member: which members took the message, which refused it (their
+// SlowConsumer policy) and which were closed or closing. The server calls BroadcastDone
+// once per broadcast (a Broadcast, BroadcastKeyed or BroadcastLocal, or a message from
+// another node), on the room's queue, after every member was served, with the context the
+// Observer's Broadcast returned. An Observer that does not implement it costs nothing more.
+type BroadcastObserver interface {
+	BroadcastDone(ctx context.Context, room string, m Message, r BroadcastResult)
+}
+
+// BroadcastResult is how one broadcast went on this node. Members = Queued + Dropped + Closed.
+type BroadcastResult struct {
+	Members int            // this node's members it was handed to
+	Queued  int            // accepted by the member's outbound buffer (or written at once)
+	Dropped int            // refused by the member's policy (DropNewest): the member stays
+	Closed  int            // the member was closed or closing, or CloseSlow closed it now
+	Failed  []MemberResult // every member not Queued, with the error Send would have returned
+}
+
+// MemberResult is one member's outcome in a BroadcastResult.
+type MemberResult struct {
+	Conn *Conn
+	Err  error // ErrClosed, ErrSlowConsumer
+}
+
+// add tallies c's outcome err.
+func (r *BroadcastResult) add(c *Conn, err error) {
+	switch {
+	case err == nil:
+		r.Queued++
+		return
+	case errors.Is(err, ErrClosed) || c.state.Load() != stateOpen:
+		r.Closed++
+	default:
+		r.Dropped++
+	}
+	r.Failed = append(r.Failed, MemberResult{Conn: c, Err: err})
+}
+
+func (r *BroadcastResult) merge(p *BroadcastResult) {
+	r.Queued += p.Queued
+	r.Dropped += p.Dropped
+	r.Closed += p.Closed
+	r.Failed = append(r.Failed, p.Failed...)
 }

@@ -22,12 +22,27 @@ const (
 	// DropNewest refuses the message that did not fit (Send returns ErrSlowConsumer) and keeps
 	// the connection; what was already queued is still delivered.
 	DropNewest
+	// DropOldest makes room for the new message by discarding the oldest ones still queued
+	// (each counted as Dropped and told to the Observer); Send succeeds and the connection
+	// stays. A client that falls behind gets the most recent messages, with a gap.
+	DropOldest
+	// Conflate keeps the latest value per key: a message sent with SendKeyed (or
+	// Room.BroadcastKeyed) replaces the one with the same key still queued, in its place,
+	// so the buffer fills only with distinct keys. A full buffer then drops the oldest, as
+	// DropOldest. For market data, game state, presence: what a slow client needs is the
+	// newest value of everything, not every value.
+	Conflate
 )
 
 // String names the policy.
 func (p SlowPolicy) String() string {
-	if p == DropNewest {
+	switch p {
+	case DropNewest:
 		return "drop-newest"
+	case DropOldest:
+		return "drop-oldest"
+	case Conflate:
+		return "conflate"
 	}
 	return "close-slow"
 }
@@ -45,6 +60,16 @@ type Options struct {
 	SendBufferBytes int
 	// SlowConsumer is the policy when the outbound buffer is full. Default CloseSlow.
 	SlowConsumer SlowPolicy
+	// SlowMark is the fill of the outbound buffer (a fraction of SendBuffer, or of
+	// SendBufferBytes) at which a connection turns slow: OnSlow is called and Stats counts
+	// it. Default 0 (or outside (0, 1]): 0.75.
+	SlowMark float64
+	// OnSlow, if set, is called with slow true when a connection's outbound buffer reaches
+	// SlowMark, and with slow false when its writer has since caught up (written all it
+	// had), so that the application can demote a slow client (send it less) and promote it
+	// back, instead of losing it to the SlowConsumer policy. It runs on the connection's
+	// queue, in order with its other callbacks, never after OnClose. Default nil.
+	OnSlow func(c *Conn, slow bool)
 	// MaxPending is how many received messages may wait for the handler per connection;
 	// beyond it the connection's reader stops reading (TCP backpressure) until the handler
 	// catches up. Default 32.
@@ -133,6 +158,7 @@ const (
 	defaultWriteTimeout    = 10 * time.Second
 	defaultHandshake       = 10 * time.Second
 	defaultReadBuffer      = 512
+	defaultSlowMark        = 0.75
 	// closeGrace bounds a polite close: the close frame's write and the wait for the peer's.
 	closeGrace = 5 * time.Second
 )

@@ -216,5 +216,6 @@ func (c *Conn) onClose(err error, why string) {
 			c.s.panicHandler(c, r, debug.Stack())
 		}
 	}()
+	c.over = true
 	c.s.h.OnClose(c, err)
 }

@@ -2,6 +2,7 @@ package wsserver
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 
 	"github.com/dispatchkit/dispatchkit/queue"
@@ -134,7 +135,7 @@ func (r *Room) deliver(gen uint64, m Message) {
 	if r.s.obs != nil {
 		sender = context.Background() // the sender's context stayed on its node
 	}
-	r.fanout(sender, m)
+	r.fanout(sender, "", m)
 }
 
 // Leave removes c from the room; leaving a room one is not in does nothing.
@@ -183,7 +184,14 @@ func (r *Room) Len() int {
 // they start while this node serves its own members); a publication the Broker refuses is
 // counted in Stats as BrokerDropped, and this node's members get m all the same. m.Data is
 // shared by every recipient: do not modify it afterwards.
-func (r *Room) Broadcast(m Message) {
+func (r *Room) Broadcast(m Message) { r.broadcast("", m) }
+
+// BroadcastKeyed is Broadcast of m as the latest value for key: with the Conflate policy,
+// a member that still has a message with that key queued gets m in its place (see
+// Conn.SendKeyed). Other nodes get m through the Broker as a plain Broadcast.
+func (r *Room) BroadcastKeyed(key string, m Message) { r.broadcast(key, m) }
+
+func (r *Room) broadcast(key string, m Message) {
 	var sender context.Context
 	if r.s.obs != nil {
 		sender = queue.CurrentContext()
@@ -199,7 +207,7 @@ func (r *Room) Broadcast(m Message) {
 				r.s.brokerOK()
 			}
 		}
-		r.fanout(sender, m)
+		r.fanout(sender, key, m)
 	})
 }
 
@@ -213,30 +221,42 @@ func (r *Room) BroadcastLocal(m Message) {
 	}
 	r = r.current()
 	r.q.Async(func() {
-		r.fanout(sender, m)
+		r.fanout(sender, "", m)
 		r.retireIfUnused()
 	})
 }
 
 // fanout runs on the room's queue.
-func (r *Room) fanout(sender context.Context, m Message) {
+func (r *Room) fanout(sender context.Context, key string, m Message) {
 	var ctx context.Context
 	if obs := r.s.obs; obs != nil {
 		ctx = obs.Broadcast(sender, r.name, m, len(r.list))
 	}
-	r.fanoutLocal(ctx, m)
+	bo, _ := r.s.obs.(BroadcastObserver)
+	var res *BroadcastResult
+	if bo != nil {
+		res = &BroadcastResult{Members: len(r.list)}
+	}
+	r.fanoutLocal(ctx, key, m, res)
+	if bo != nil {
+		bo.BroadcastDone(ctx, r.name, m, *res)
+	}
 }
 
-// fanoutLocal hands m to every member of this node; it runs on the room's queue.
-func (r *Room) fanoutLocal(ctx context.Context, m Message) {
+// fanoutLocal hands m to every member of this node, tallying the outcomes in res unless it
+// is nil; it runs on the room's queue.
+func (r *Room) fanoutLocal(ctx context.Context, key string, m Message, res *BroadcastResult) {
 	list := r.list
 	if len(list) <= 2*fanoutChunk {
 		for _, c := range list {
-			_ = c.enqueue(ctx, m)
+			err := c.enqueueKey(ctx, key, m)
+			if res != nil {
+				res.add(c, err)
+			}
 		}
 		return
 	}
-	r.fanoutParallel(ctx, list, m)
+	r.fanoutParallel(ctx, list, key, m, res)
 }
 
 // fanoutParallel splits list into chunks that helpers on the handler queue and this block
@@ -244,9 +264,10 @@ func (r *Room) fanoutLocal(ctx context.Context, m Message) {
 // running), never for a helper still queued: with every worker busy it does all the work
 // itself, so the broadcast cannot deadlock. Waiting keeps two broadcasts in order for every
 // member, and list (which only this queue changes) valid until every chunk is served.
-func (r *Room) fanoutParallel(ctx context.Context, list []*Conn, m Message) {
+func (r *Room) fanoutParallel(ctx context.Context, list []*Conn, key string, m Message, res *BroadcastResult) {
 	chunks := int64((len(list) + fanoutChunk - 1) / fanoutChunk)
 	var next, served atomic.Int64
+	var mu sync.Mutex // guards res
 	done := make(chan struct{})
 	work := func() {
 		for {
@@ -255,8 +276,17 @@ func (r *Room) fanoutParallel(ctx context.Context, list []*Conn, m Message) {
 				return
 			}
 			lo := int(i) * fanoutChunk
+			var part BroadcastResult
 			for _, c := range list[lo:min(lo+fanoutChunk, len(list))] {
-				_ = c.enqueue(ctx, m)
+				err := c.enqueueKey(ctx, key, m)
+				if res != nil {
+					part.add(c, err)
+				}
+			}
+			if res != nil {
+				mu.Lock()
+				res.merge(&part)
+				mu.Unlock()
 			}
 			if served.Add(1) == chunks {
 				close(done)

@@ -35,6 +35,8 @@ type Server struct {
 	rooms     sync.Map // name -> *Room, the rooms alive
 	roomCount atomic.Int64
 	logLimit  *logLimiter
+	// The outbound levels at which a connection turns slow (Options.SlowMark).
+	slowMsgs, slowBytes int
 
 	// The registry of open connections, for Shutdown, Stats and keepalive. A plain mutex:
 	// each connection takes it twice in its life, and Shutdown needs a consistent view.
@@ -53,7 +55,7 @@ func New(h Handler, opts Options) *Server {
 		panic("wsserver: New with a nil Handler (pass HandlerFuncs{} for a server that does nothing)")
 	}
 	o := opts.withDefaults()
-	return &Server{
+	s := &Server{
 		h:        h,
 		opts:     o,
 		obs:      activeObserver(o.Observer),
@@ -62,6 +64,8 @@ func New(h Handler, opts Options) *Server {
 		conns:    make(map[*Conn]struct{}),
 		logLimit: newLogLimiter(o.LogRate),
 	}
+	s.slowMsgs, s.slowBytes = o.slowMarks()
+	return s
 }
 
 // HandlerQueue returns the shared concurrent queue every connection's queue targets.

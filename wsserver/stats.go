@@ -8,10 +8,11 @@ import (
 
 // counters are the server's running totals.
 type counters struct {
-	accepted, rejected  atomic.Uint64
-	msgsIn, msgsOut     atomic.Uint64
-	bytesIn, bytesOut   atomic.Uint64
-	dropped, slowCloses atomic.Uint64
+	accepted, rejected    atomic.Uint64
+	msgsIn, msgsOut       atomic.Uint64
+	bytesIn, bytesOut     atomic.Uint64
+	dropped, slowCloses   atomic.Uint64
+	conflated, turnedSlow atomic.Uint64
 
 	brokerPublished, brokerReceived atomic.Uint64
 	brokerDropped, brokerErrors     atomic.Uint64
@@ -27,10 +28,14 @@ type ServerStats struct {
 	MessagesOut        uint64 // messages written to the network
 	BytesIn            uint64 // payload bytes of MessagesIn
 	BytesOut           uint64 // payload bytes of MessagesOut
-	Dropped            uint64 // outbound messages refused or discarded (full buffer, closed)
+	Dropped            uint64 // outbound messages refused or discarded (full buffer, closed, conflated, failed write)
+	Conflated          uint64 // of Dropped: queued messages replaced by a newer one with their key
 	SlowConsumerCloses uint64 // connections closed by the CloseSlow policy
+	TurnedSlow         uint64 // times a connection's outbound buffer reached SlowMark
+	Slow               int    // connections slow now (see Conn.Slow)
 	Pending            int    // received messages waiting for their handler, all connections
 	Queued             int    // outbound messages waiting for their writer, all connections
+	QueuedBytes        int    // their payload bytes
 	Handlers           queue.Stats
 	LogSuppressed      uint64 // log lines held back by Options.LogRate
 
@@ -54,6 +59,8 @@ func (s *Server) Stats() ServerStats {
 		BytesOut:           s.stats.bytesOut.Load(),
 		Dropped:            s.stats.dropped.Load(),
 		SlowConsumerCloses: s.stats.slowCloses.Load(),
+		Conflated:          s.stats.conflated.Load(),
+		TurnedSlow:         s.stats.turnedSlow.Load(),
 		Handlers:           s.handlers.Stats(),
 		LogSuppressed:      s.logLimit.held(),
 		Rooms:              int(s.roomCount.Load()),
@@ -76,6 +83,10 @@ func (s *Server) Stats() ServerStats {
 		st.Pending += int(c.backlog.Load())
 		c.mu.Lock()
 		st.Queued += len(c.out)
+		st.QueuedBytes += c.outBytes
+		if c.slow {
+			st.Slow++
+		}
 		c.mu.Unlock()
 	}
 	return st

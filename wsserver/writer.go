@@ -12,10 +12,12 @@ import (
 	"github.com/coder/websocket"
 )
 
-// outMsg is one queued outbound message; ctx is the Observer's (nil without one).
+// outMsg is one queued outbound message; ctx is the Observer's (nil without one), key the
+// conflation key of SendKeyed ("" for none).
 type outMsg struct {
 	m   Message
 	ctx context.Context
+	key string
 }
 
 // outPool recycles outbound buffers, so that an idle connection holds none and a busy one
@@ -35,7 +37,10 @@ func putOut(s []outMsg) {
 
 // enqueue appends m to the outbound buffer and makes sure a writer runs. ctx is the sender's
 // context for the Observer (nil without one).
-func (c *Conn) enqueue(ctx context.Context, m Message) error {
+func (c *Conn) enqueue(ctx context.Context, m Message) error { return c.enqueueKey(ctx, "", m) }
+
+// enqueueKey is enqueue with a conflation key ("" for none).
+func (c *Conn) enqueueKey(ctx context.Context, key string, m Message) error {
 	obs := c.s.obs
 	if obs != nil {
 		if ctx == nil {
@@ -53,12 +58,30 @@ func (c *Conn) enqueue(ctx context.Context, m Message) error {
 		c.dropped(ctx, m, ReasonClosed)
 		return ErrClosed
 	}
-	if len(c.out) >= opts.SendBuffer || (len(c.out) > 0 && c.outBytes+len(m.Data) > opts.SendBufferBytes) {
-		if opts.SlowConsumer == DropNewest {
+	if key != "" && opts.SlowConsumer == Conflate {
+		if i := c.keyedLocked(key); i >= 0 {
+			// The newer value takes the older one's place in the queue.
+			old := c.out[i]
+			c.out[i] = outMsg{m: m, ctx: ctx, key: key}
+			c.outBytes += len(m.Data) - len(old.m.Data)
+			c.mu.Unlock()
+			c.s.stats.conflated.Add(1)
+			c.dropped(old.ctx, old.m, ReasonConflated)
+			return nil
+		}
+	}
+	var evicted []outMsg
+	if c.fullLocked(len(m.Data)) {
+		switch opts.SlowConsumer {
+		case DropNewest:
 			c.mu.Unlock()
 			c.dropped(ctx, m, ReasonSlowConsumer)
 			return ErrSlowConsumer
+		case DropOldest, Conflate:
+			evicted = c.evictLocked(len(m.Data))
 		}
+	}
+	if evicted == nil && c.fullLocked(len(m.Data)) {
 		// CloseSlow: what is queued will not be written either; the writer sends 1008 once
 		// its current write is done.
 		c.setCauseLocked(websocket.StatusPolicyViolation, "slow consumer", ErrSlowConsumer, ReasonSlowConsumer)
@@ -79,31 +102,77 @@ func (c *Conn) enqueue(ctx context.Context, m Message) error {
 		return ErrSlowConsumer
 	}
 	if !c.writing && c.bw != nil && c.bw.raw != nil {
-		// Nothing queued, no writer: try to write it from here, sparing a goroutine.
+		// Nothing queued, no writer: try to write it from here, sparing a goroutine. (Nothing
+		// was evicted either: a full buffer has a writer.)
 		c.writing = true
 		c.mu.Unlock()
-		c.sendNow(ctx, m)
+		c.sendNow(ctx, m, key)
 		return nil
 	}
-	c.appendLocked(ctx, m, false)
+	c.appendLocked(ctx, m, key, false)
 	start := !c.writing
 	c.writing = true
+	turned := c.turnSlowLocked()
 	c.mu.Unlock()
+	for _, e := range evicted {
+		c.dropped(e.ctx, e.m, ReasonSlowConsumer) // counted there
+	}
+	if turned {
+		c.notifySlow(true)
+	}
 	if start {
 		go c.writeLoop()
 	}
 	return nil
 }
 
+// fullLocked reports whether a message of n bytes does not fit in the outbound buffer.
+// One message always fits in an empty buffer, however large.
+func (c *Conn) fullLocked(n int) bool {
+	o := &c.s.opts
+	return len(c.out) >= o.SendBuffer || (len(c.out) > 0 && c.outBytes+n > o.SendBufferBytes)
+}
+
+// evictLocked takes the oldest queued messages out until one of n bytes fits, and returns
+// them, to be counted and told to the Observer after the lock. It returns nil when nothing
+// had to go.
+func (c *Conn) evictLocked(n int) []outMsg {
+	k := 0
+	bytes := c.outBytes
+	o := &c.s.opts
+	for k < len(c.out) && (len(c.out)-k >= o.SendBuffer || bytes+n > o.SendBufferBytes) {
+		bytes -= len(c.out[k].m.Data)
+		k++
+	}
+	if k == 0 {
+		return nil
+	}
+	evicted := slices.Clone(c.out[:k])
+	c.out = slices.Delete(c.out, 0, k)
+	c.outBytes = bytes
+	return evicted
+}
+
+// keyedLocked returns the index of the queued message with key, or -1.
+func (c *Conn) keyedLocked(key string) int {
+	for i := range c.out {
+		if c.out[i].key == key {
+			return i
+		}
+	}
+	return -1
+}
+
 // appendLocked adds m to the outbound buffer, at its front if first.
-func (c *Conn) appendLocked(ctx context.Context, m Message, first bool) {
+func (c *Conn) appendLocked(ctx context.Context, m Message, key string, first bool) {
 	if c.out == nil {
 		c.out = getOut()
 	}
+	e := outMsg{m: m, ctx: ctx, key: key}
 	if first {
-		c.out = slices.Insert(c.out, 0, outMsg{m: m, ctx: ctx})
+		c.out = slices.Insert(c.out, 0, e)
 	} else {
-		c.out = append(c.out, outMsg{m: m, ctx: ctx})
+		c.out = append(c.out, e)
 	}
 	c.outBytes += len(m.Data)
 }
@@ -112,7 +181,7 @@ func (c *Conn) appendLocked(ctx context.Context, m Message, first bool) {
 // never waits for the socket here); otherwise the writer goroutine sends it, or the rest
 // of it. The caller has taken the writer's role (c.writing): Sends made meanwhile queue
 // behind it, and a close decided meanwhile is left to the writer started here.
-func (c *Conn) sendNow(ctx context.Context, m Message) {
+func (c *Conn) sendNow(ctx context.Context, m Message, key string) {
 	how, err := c.bw.tryFrame(m.Type, m.Data)
 	if obs := c.s.obs; obs != nil && (how != frameNotSent || err != nil) {
 		obs.Written(ctx, c, m, err)
@@ -130,7 +199,7 @@ func (c *Conn) sendNow(ctx context.Context, m Message) {
 	c.mu.Lock()
 	switch how {
 	case frameNotSent:
-		c.appendLocked(ctx, m, true)
+		c.appendLocked(ctx, m, key, true)
 	default:
 		c.s.stats.msgsOut.Add(1)
 		c.s.stats.bytesOut.Add(uint64(len(m.Data)))
@@ -184,9 +253,14 @@ func (c *Conn) writeLoop() {
 					continue
 				}
 				c.writing = false
+				recovered := c.slow && err == nil
+				c.slow = false
 				c.mu.Unlock()
 				if err != nil {
 					c.writeFailed(err)
+				}
+				if recovered {
+					c.notifySlow(false)
 				}
 				return
 			}
@@ -245,6 +319,7 @@ func (c *Conn) writeBatch(batch []outMsg) error {
 		err = c.bw.flush()
 	}
 	if err != nil {
+		c.s.stats.dropped.Add(uint64(len(batch))) // the peer has none of them for sure
 		return err
 	}
 	c.s.stats.msgsOut.Add(uint64(len(batch)))
