@@ -124,6 +124,7 @@ func TestBarrierWaitsForEarlierBlocksRunsAloneAndHoldsLaterOnes(t *testing.T) {
 }
 
 func TestBarrierSyncOnConcurrentQueue(t *testing.T) {
+	withProcs(t, 4) // the plain Sync below runs beside a block: it needs a second slot (-cpu 1)
 	q := NewConcurrent("c", WithWidth(4))
 	var n atomic.Int32
 	for range 100 {
