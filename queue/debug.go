@@ -85,7 +85,9 @@ type waitEdge struct {
 
 // DetectDeadlocks turns on (or off) the detection of Sync cycles across queues: a Sync from
 // a block of A onto B, while a block of B waits in Sync for A, returns ErrWouldDeadlock (Sync
-// panics) naming both queues and both Sync call sites, instead of hanging. Off, it costs
+// panics) naming both queues and both Sync call sites, instead of hanging. A queue is followed
+// to the goroutine holding it alone or in its only slot, and a queue nobody holds to its
+// target, where its blocks wait. Off, it costs
 // nothing; on, it costs a global lock and a runtime.Caller on every Sync that has to wait.
 // The self-deadlock of a Sync onto the caller's own queue is always caught.
 func DetectDeadlocks(on bool) {
@@ -105,9 +107,12 @@ func beginWait(me uintptr, x *Queue, site string) (end func(), err error) {
 	path := []string{fmt.Sprintf("%q (Sync at %s)", x.label, site)}
 	cur := x
 	for range 64 {
-		cur.mu.Lock()
-		holder := cur.owner
-		cur.mu.Unlock()
+		holder, up := cur.blocker()
+		if up != nil {
+			path[len(path)-1] += fmt.Sprintf(" (whose blocks wait for %q)", up.label)
+			cur = up
+			continue
+		}
 		if holder == 0 {
 			break
 		}

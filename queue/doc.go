@@ -15,9 +15,15 @@
 // yields, so one flooded queue cannot starve the others.
 //
 // Async submits and returns; Sync waits, running the block on the caller's goroutine as GCD
-// does (never taking a worker). A Sync that would wait for the caller itself, such as a Sync
-// onto the queue the caller is running on, panics (SyncContext returns ErrWouldDeadlock)
-// instead of hanging.
+// does (never taking a worker). A Sync never hangs waiting for its own caller. A Sync from a
+// block that holds a slot of a concurrent queue, onto that queue or onto a queue under it,
+// runs at once in the caller's slot, as GCD runs a nested dispatch_sync onto a concurrent
+// queue: this is what makes WithWidth(1) queues, default-width queues at GOMAXPROCS=1 and a
+// reader's Sync queued behind a writer's barrier work. A Sync that would wait for a queue the
+// caller holds alone (its own serial queue, a serial queue up the chain, its barrier), or for
+// a queue that needs the only slot the caller holds, panics instead (SyncContext returns
+// ErrWouldDeadlock), naming the queues. DetectDeadlocks also catches cycles of Syncs across
+// queues, through serial queues and width-1 concurrent ones.
 //
 // A queue made WithLimit holds back its producers while it is full: Async waits for room,
 // TryAsync fails, and Submit (for code submitting on behalf of others: timers, event sources)

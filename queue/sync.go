@@ -14,8 +14,16 @@ import (
 // idle queue it does not switch goroutines at all. A panic in fn reaches the caller. fn runs
 // under the caller's CurrentContext, which an Observer sees as the block's parent, as for Async.
 //
-// Sync panics if the queue is closed, or if waiting would deadlock because the queue, or a
-// serial queue it needs, is running the caller (a Sync onto the caller's own queue).
+// A caller that already runs on q, or on a queue up q's chain, holds part of what it waits
+// for. Where it holds a slot of a concurrent queue (it runs a block of that queue, or of a
+// queue targeting it), fn runs at once in that slot, ahead of the blocks waiting there, as
+// GCD runs a dispatch_sync from a block of the same concurrent queue: a nested Sync onto a
+// WithWidth(1) queue, or onto a sibling through a shared concurrent target, does not wait for
+// its own caller. Where it holds a queue alone (a serial queue, or a barrier), waiting would
+// wait for itself: Sync panics, naming the queues (SyncContext returns ErrWouldDeadlock). So
+// it does when it would have to wait for a queue whose blocks need the only slot of a
+// concurrent queue that the caller holds (a busy sibling under a width-1 target). Sync also
+// panics if the queue is closed.
 func (q *Queue) Sync(fn func()) {
 	if fn == nil {
 		nilFunc("Sync", q.label)
@@ -36,7 +44,8 @@ func (q *Queue) SyncContext(ctx context.Context, fn func(context.Context)) error
 }
 
 // BarrierSync is Sync as a barrier: on a concurrent queue fn runs once every block submitted
-// before it has finished, alone, and later blocks wait for it.
+// before it has finished, alone, and later blocks wait for it. From a block of that same
+// concurrent queue it would wait for its own caller: it panics (ErrWouldDeadlock).
 func (q *Queue) BarrierSync(fn func()) {
 	if fn == nil {
 		nilFunc("BarrierSync", q.label)
@@ -71,8 +80,15 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 		return err
 	}
 	me := goid.G()
-	if err := q.checkDeadlock(me, barrier); err != nil {
+	stop, err := q.syncPlan(me, barrier)
+	if err != nil {
 		return err
+	}
+	// Waiting for a queue below stop needs a new slot of stop; if stop's only slot is the
+	// caller's, that wait could never end.
+	var only *Queue
+	if stop.kind != rootKind && stop.effWidth() == 1 {
+		only = stop
 	}
 	var held [8]*Queue
 	chain := held[:0]
@@ -81,8 +97,8 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 			chain[i].releaseSync(me)
 		}
 	}
-	for x := q; x.kind != rootKind; x = x.target.Load() {
-		if err := x.acquireSync(ctx, me, x == q && barrier); err != nil {
+	for x := q; x != stop; x = x.target.Load() {
+		if err := x.acquireSync(ctx, me, x == q && barrier, q, only); err != nil {
 			release()
 			return err
 		}
@@ -148,27 +164,11 @@ func call(ctx context.Context, fn func(), cfn func(context.Context)) {
 	}
 }
 
-// checkDeadlock fails if a queue that Sync onto q must hold is being run by the caller: the
-// caller would wait for itself.
-func (q *Queue) checkDeadlock(me uintptr, barrier bool) error {
-	for x := q; x.kind != rootKind; x = x.target.Load() {
-		excl := x.kind == serialKind || (x == q && barrier)
-		x.mu.Lock()
-		held := x.owner == me || (excl && x.holdsLocked(me))
-		x.mu.Unlock()
-		if held {
-			if x == q {
-				return fmt.Errorf("%w: Sync on %q from a block running on %q", ErrWouldDeadlock, q.label, q.label)
-			}
-			return fmt.Errorf("%w: Sync on %q needs %q (its target), which is running the caller", ErrWouldDeadlock, q.label, x.label)
-		}
-	}
-	return nil
-}
-
 // acquireSync makes the queue the caller's (excl) or gives it a slot of it, waiting behind the
-// blocks submitted before.
-func (q *Queue) acquireSync(ctx context.Context, me uintptr, barrier bool) error {
+// blocks submitted before. If it would have to wait and only is not nil (a queue up the chain
+// whose only slot the caller holds), it returns ErrWouldDeadlock instead: from is the queue
+// the Sync is onto, for the message.
+func (q *Queue) acquireSync(ctx context.Context, me uintptr, barrier bool, from, only *Queue) error {
 	excl := q.kind == serialKind || barrier
 	q.mu.Lock()
 	if q.items.n == 0 && q.runnableLocked() {
@@ -188,6 +188,11 @@ func (q *Queue) acquireSync(ctx context.Context, me uintptr, barrier bool) error
 			q.mu.Unlock()
 			return nil
 		}
+	}
+	if only != nil {
+		q.mu.Unlock()
+		return fmt.Errorf("%w: Sync on %q would wait for %q, which needs a slot of %q to run, and the caller holds its only one",
+			ErrWouldDeadlock, from.label, q.label, only.label)
 	}
 	// Busy: wait in line. The drainer that reaches us hands us the queue or a slot.
 	w := &syncWaiter{g: me, excl: excl, ch: make(chan struct{})}
