@@ -6,8 +6,10 @@
 // queue, all of them on one shared queue as wide as the machine has cores; sending never
 // blocks, and an idle connection costs a blocked reader goroutine and a few kilobytes. With
 // -pprof it also serves net/http/pprof under /debug/pprof/, to see where the time and the
-// memory go. With -nats it is one node of several sharing the broadcast room through a NATS
-// server (wsserver/natsbroker), as the multi-node benchmark runs it. It calls otelsetup.Setup,
+// memory go. -readlimit raises the largest message it takes (32 KiB by default; interop
+// clients check 64 KiB and more). With -nats it is one node of several sharing the
+// broadcast room through a NATS server (wsserver/natsbroker), as the multi-node benchmark
+// runs it. It calls otelsetup.Setup,
 // so the OTEL_* variables turn on traces and metrics (OTEL_TRACES_EXPORTER=console); left
 // unset, its observer is inert and costs nothing. Stop it with Ctrl-C: it closes every
 // connection with 1001 first.
@@ -38,6 +40,7 @@ func main() {
 	addr := flag.String("addr", ":8080", "address to listen on")
 	withPprof := flag.Bool("pprof", false, "serve net/http/pprof under /debug/pprof/")
 	natsURL := flag.String("nats", "", "NATS server URL: share the broadcast room with the other nodes on it")
+	readLimit := flag.Int64("readlimit", 0, "largest message accepted, in bytes (0: wsserver's default, 32 KiB; -1: no limit)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -59,7 +62,7 @@ func main() {
 		broker = nb
 	}
 	log.Printf("echo: serving ws://%s/ws", ln.Addr())
-	err = run(ctx, ln, *withPprof, broker)
+	err = run(ctx, ln, *withPprof, broker, *readLimit)
 	if nb != nil {
 		err = errors.Join(err, nb.Close())
 	}
@@ -69,8 +72,8 @@ func main() {
 }
 
 // newServer is the whole application: echo, or broadcast what starts with "B" (to every
-// node's connections, with a Broker).
-func newServer(broker wsserver.Broker) *wsserver.Server {
+// node's connections, with a Broker). readLimit is Options.ReadLimit.
+func newServer(broker wsserver.Broker, readLimit int64) *wsserver.Server {
 	obs := tracing.NewObserver() // the global providers otelsetup.Setup installed
 	var srv *wsserver.Server
 	srv = wsserver.New(wsserver.HandlerFuncs{
@@ -82,14 +85,14 @@ func newServer(broker wsserver.Broker) *wsserver.Server {
 			}
 			_ = c.Send(m) // a full buffer closes the slow client; nothing to do here
 		},
-	}, wsserver.Options{Broker: broker, Observer: obs, QueueObserver: obs})
+	}, wsserver.Options{Broker: broker, Observer: obs, QueueObserver: obs, ReadLimit: readLimit})
 	return srv
 }
 
 // run serves on ln until ctx ends, then shuts down: WebSocket connections first (each
 // gets what it has queued, then 1001), then the HTTP server.
-func run(ctx context.Context, ln net.Listener, withPprof bool, broker wsserver.Broker) error {
-	srv := newServer(broker)
+func run(ctx context.Context, ln net.Listener, withPprof bool, broker wsserver.Broker, readLimit int64) error {
+	srv := newServer(broker, readLimit)
 	mux := http.NewServeMux()
 	mux.Handle("/ws", srv)
 	if withPprof {

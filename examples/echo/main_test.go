@@ -22,7 +22,7 @@ func TestEchoServer(t *testing.T) {
 	require.NoError(t, err)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln, true, nil) }()
+	go func() { done <- run(ctx, ln, true, nil, 0) }()
 
 	url := "ws://" + ln.Addr().String() + "/ws"
 	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
