@@ -13,7 +13,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if echoMain() { // the test binary as examples/echo, for the interop tests
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // TestEchoServer runs the example for real on a loopback port: echo, broadcast, pprof and a
 // graceful stop.
