@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -155,4 +156,34 @@ func TestGlobalAcceptsBlocksAndIgnoresSuspend(t *testing.T) {
 	g.Sync(func() { ran = true })
 	require.True(t, ran)
 	require.True(t, g.Stats().Global)
+}
+
+func TestBarrierSyncContextGivesUpBeforeItStartsAndRunsAloneOtherwise(t *testing.T) {
+	q := NewConcurrent("c", WithWidth(4))
+	g := newGate()
+	q.Async(g.block)
+	testutil.Recv(t, g.started, "the running block")
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 1)
+	go func() {
+		errs <- q.BarrierSyncContext(ctx, func(context.Context) { t.Error("a barrier whose ctx ended before it started ran") })
+	}()
+	notYet(t, errs, "a barrier behind a running block")
+	cancel()
+	require.ErrorIs(t, testutil.Recv(t, errs, "the barrier giving up"), context.Canceled)
+
+	var running atomic.Int32
+	go func() {
+		errs <- q.BarrierSyncContext(context.Background(), func(context.Context) { running.Store(int32(q.Stats().Running)) })
+	}()
+	notYet(t, errs, "a barrier behind a running block")
+	g.open()
+	require.NoError(t, testutil.Recv(t, errs, "the barrier"))
+	require.EqualValues(t, 1, running.Load(), "the barrier ran beside another block")
+
+	// From a block of the queue, it would wait for that block.
+	q.Async(func() { errs <- q.BarrierSyncContext(context.Background(), func(context.Context) {}) })
+	require.ErrorIs(t, testutil.Recv(t, errs, "a barrier from the queue's own block"), ErrWouldDeadlock)
+	require.NoError(t, q.Close(context.Background()))
+	require.ErrorIs(t, q.BarrierSyncContext(context.Background(), func(context.Context) {}), ErrClosed)
 }

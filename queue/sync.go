@@ -55,6 +55,17 @@ func (q *Queue) BarrierSync(fn func()) {
 	}
 }
 
+// BarrierSyncContext is BarrierSync with a context, as SyncContext is Sync's: if ctx ends
+// before fn starts (while it waits for the blocks before it), fn never runs and ctx's error
+// is returned. It returns ErrClosed on a closed queue and an error wrapping ErrWouldDeadlock
+// where BarrierSync would panic.
+func (q *Queue) BarrierSyncContext(ctx context.Context, fn func(context.Context)) error {
+	if fn == nil {
+		nilFunc("BarrierSyncContext", q.label)
+	}
+	return q.syncRun(ctx, true, nil, fn)
+}
+
 // IsCurrent reports whether the caller is running on q: inside a block of q or of a queue
 // that targets q (at any depth), or inside a Sync onto one of them.
 func (q *Queue) IsCurrent() bool {
