@@ -29,17 +29,18 @@ const (
 // what only they touch needs no lock. Send, SendText, SendJSON and Close never block and may
 // be called from any goroutine.
 type Conn struct {
-	id   uint64
-	s    *Server
-	ws   *websocket.Conn
-	nc   net.Conn
-	bw   *batchWriter
-	q    *queue.Queue
-	req  *requestInfo
-	root context.Context // the Observer's per-connection context; nil without an Observer
-	val  any             // the handler's per-connection state; touched only on q
-	vals []keyVal        // the values of Keys; touched only on q
-	over bool            // OnClose has run: no callback after it; touched only on q
+	id    uint64
+	s     *Server
+	ws    *websocket.Conn
+	nc    net.Conn
+	bw    *batchWriter
+	guard *frameGuard
+	q     *queue.Queue
+	req   *requestInfo
+	root  context.Context // the Observer's per-connection context; nil without an Observer
+	val   any             // the handler's per-connection state; touched only on q
+	vals  []keyVal        // the values of Keys; touched only on q
+	over  bool            // OnClose has run: no callback after it; touched only on q
 
 	opened  time.Time
 	backlog atomic.Int32                  // messages read and not yet handled
@@ -52,17 +53,19 @@ type Conn struct {
 	tokens  float64                       // rate limit bucket, reader only
 	refill  time.Time                     // when tokens was last topped up, reader only
 
-	mu       sync.Mutex // guards what follows
-	out      []outMsg   // outbound buffer; nil while empty
-	outBytes int
-	writing  bool        // a writer goroutine is running
-	slow     bool        // the buffer reached SlowMark and the writer has not caught up since
-	closeReq *closeReq   // a close frame to send once out is written
-	cause    *CloseError // why the server ended the connection; nil if it did not
-	reason   string      // the Observer's reason for cause
-	rooms    []*Room
-	ctx      context.Context // made by Context on first use
-	cancel   context.CancelFunc
+	mu        sync.Mutex // guards what follows
+	out       []outMsg   // outbound buffer; nil while empty
+	outBytes  int
+	writing   bool        // a writer goroutine is running
+	slow      bool        // the buffer reached SlowMark and the writer has not caught up since
+	closeReq  *closeReq   // a close frame to send once out is written
+	cause     *CloseError // why the server ended the connection; nil if it did not
+	reason    string      // the Observer's reason for cause
+	rooms     []*Room
+	closeDone bool            // the close handshake is over (or was given up): see fail
+	closeWait chan struct{}   // closed when closeDone is set; made by fail
+	ctx       context.Context // made by Context on first use
+	cancel    context.CancelFunc
 }
 
 // requestInfo is what a Conn keeps of its upgrade request.
@@ -242,8 +245,30 @@ func (c *Conn) abort(code websocket.StatusCode, cause error, why string) {
 		c.state.Store(stateClosing)
 	}
 	c.discardLocked()
+	c.closeDoneLocked()
 	c.mu.Unlock()
 	_ = c.nc.Close() // the reader wakes up with an error and finishes the connection
+}
+
+// closeDoneLocked records that the close handshake is over: a reader waiting in fail goes on.
+func (c *Conn) closeDoneLocked() {
+	c.closeDone = true
+	if c.closeWait != nil {
+		close(c.closeWait)
+		c.closeWait = nil
+	}
+}
+
+// onPing answers a ping. In direct mode it writes the pong itself, never after the close
+// frame (coder/websocket would, fail, and end the connection with unread input: a reset
+// that can cost the peer its last messages); otherwise it leaves the pong to coder/websocket
+// unless a close is under way.
+func (c *Conn) onPing(_ context.Context, p []byte) bool {
+	if c.bw.direct {
+		c.bw.writePong(p, min(closeGrace, c.s.opts.WriteTimeout))
+		return false
+	}
+	return c.state.Load() == stateOpen
 }
 
 func (c *Conn) setCauseLocked(code websocket.StatusCode, reason string, cause error, why string) {

@@ -27,6 +27,15 @@
 // of memory. An idle connection holds a blocked reader goroutine, small read and write
 // buffers, and its structs: no writer, no timer, no outbound buffer.
 //
+// Below coder/websocket, a frame guard checks every frame the peer sends as it arrives
+// (RFC 6455 sections 5-7): a bad frame (reserved bits or opcodes, an unmasked, fragmented or
+// oversized control frame, a continuation with nothing to continue, a close frame with a
+// code no peer may send) is answered with 1002, invalid UTF-8 in a text message or a close
+// reason with 1007, at the first byte that cannot be valid. The messages read before it are
+// still handled and what their handlers send goes out before the close frame; the input is
+// then drained up to the peer's close, so that the socket never closes with unread data
+// (a reset could cost the peer what was written last).
+//
 // Options is a struct whose zero value is safe, as coder/websocket's AcceptOptions and
 // net/http's Server are: a server states only what it changes, and every field documents
 // its default. Tracing plugs in through Observer (the tracing package implements it).

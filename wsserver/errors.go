@@ -21,7 +21,8 @@ var (
 	ErrIdleTimeout = errors.New("wsserver: idle timeout")
 	// ErrRateLimited is wrapped by OnClose's error when the peer exceeded RateLimit.
 	ErrRateLimited = errors.New("wsserver: message rate limit exceeded")
-	// ErrInvalidUTF8 is wrapped by OnClose's error when a text message was not valid UTF-8.
+	// ErrInvalidUTF8 is wrapped by OnClose's error when a text message (or a close frame's
+	// reason) was not valid UTF-8; the connection was closed with 1007.
 	ErrInvalidUTF8 = errors.New("wsserver: text message is not valid UTF-8")
 	// ErrMessageTooBig is wrapped by OnClose's error when a message exceeded ReadLimit.
 	ErrMessageTooBig = errors.New("wsserver: message exceeds the read limit")
@@ -32,6 +33,10 @@ var (
 	ErrShutdown = errors.New("wsserver: server shut down")
 	// ErrWriteFailed is wrapped by OnClose's error when a write failed or timed out.
 	ErrWriteFailed = errors.New("wsserver: write failed")
+	// ErrProtocol is wrapped by OnClose's error when the peer broke the WebSocket protocol
+	// (a reserved bit or opcode, an unmasked or malformed frame, a bad close frame); the
+	// connection was closed with 1002.
+	ErrProtocol = errors.New("wsserver: protocol error")
 	// ErrInvalidCloseCode is returned by Conn.Close for a code that cannot be sent in a close
 	// frame (sendable: 1000-1003, 1007-1014 and 3000-4999); nothing is sent then.
 	ErrInvalidCloseCode = errors.New("wsserver: close code cannot be sent")

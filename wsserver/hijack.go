@@ -32,6 +32,7 @@ type hijackWriter struct {
 	status   int
 	nc       net.Conn
 	bw       *batchWriter
+	guard    *frameGuard
 }
 
 // controlFrameMax is the largest control frame a server writes: 2 header bytes and 125.
@@ -46,27 +47,26 @@ func (h *hijackWriter) WriteHeader(code int) {
 func (h *hijackWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // Hijack takes the connection from net/http and drops net/http's buffers. Bytes the client
-// sent right after its request (net/http may have read one already) must end up buffered
-// in the reader we return: Accept keeps what is buffered and then reads from the net.Conn.
+// sent right after its request (net/http may have read one already) are read first by the
+// frame guard, which the returned net.Conn reads through (Accept keeps what the returned
+// reader has buffered, nothing here, and then reads from the net.Conn).
 func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	var br *bufio.Reader
+	direct := !strings.Contains(h.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+	h.guard = &frameGuard{src: nc, compressed: !direct}
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
-		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc), max(h.readSize, n))
-		if _, err := br.Peek(n); err != nil {
-			_ = nc.Close()
-			return nil, nil, err
-		}
-	} else {
-		br = bufio.NewReaderSize(nc, h.readSize)
+		h.guard.src = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
 	}
 	h.nc = nc
-	h.bw = newBatchWriter(nc, !strings.Contains(h.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"))
-	return flushingConn{nc, h.bw}, bufio.NewReadWriter(br, bufio.NewWriterSize(h.bw, controlFrameMax)), nil
+	h.bw = newBatchWriter(nc, direct)
+	fc := flushingConn{nc, h.bw, h.guard}
+	// Nothing buffered in it: Accept reads everything through fc, so through the guard.
+	br := bufio.NewReaderSize(fc, h.readSize)
+	return fc, bufio.NewReadWriter(br, bufio.NewWriterSize(h.bw, controlFrameMax)), nil
 }
 
 // flushingConn is the net.Conn coder/websocket closes. A control frame its reader writes
@@ -74,12 +74,45 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // right after writing it, so Close flushes the batch first.
 type flushingConn struct {
 	net.Conn
-	bw *batchWriter
+	bw    *batchWriter
+	guard *frameGuard
 }
+
+// Read is what coder/websocket reads the peer's frames from: through the guard.
+func (c flushingConn) Read(p []byte) (int, error) { return c.guard.Read(p) }
 
 func (c flushingConn) Close() error {
 	c.bw.flushBeforeClose()
+	drainReceived(c.Conn)
 	return c.Conn.Close()
+}
+
+// drainReceived reads (and drops) what the socket has received and not yet been read,
+// without waiting for more: closing a TCP socket with unread input resets the connection,
+// and a reset can destroy, at the peer, the close frame just written. The close handshake
+// has been done (or given up) when this runs, so nothing of value is dropped.
+func drainReceived(nc net.Conn) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok || runtime.GOOS == "windows" {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	var buf [4096]byte
+	_ = raw.Read(func(fd uintptr) bool {
+		for range 256 { // at most 1 MiB: a peer still sending is not worth more
+			n, err := sysRead(syscall.Read, fd, buf[:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if n <= 0 || err != nil {
+				break
+			}
+		}
+		return true // never wait for readiness
+	})
 }
 
 // batchBufSize is the pooled buffer a writer coalesces frames into.
@@ -204,6 +237,31 @@ func (w *batchWriter) end() error {
 	return err
 }
 
+// writePong writes a pong answering a ping with payload p, unless the close frame went
+// out: nothing may follow it (RFC 6455 5.5.1). In direct mode only (coder/websocket writes
+// only control frames then, each in one Write, so a pong written here never splits a frame).
+// Outside a batch, the write is bounded by timeout.
+func (w *batchWriter) writePong(p []byte, timeout time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closeSent {
+		return
+	}
+	f := append(append(make([]byte, 0, 2+len(p)), 0x80|opcodePong, byte(len(p))), p...)
+	if w.batching {
+		if len(*w.buf)+len(f) > cap(*w.buf) {
+			if w.flushLocked() != nil {
+				return
+			}
+		}
+		*w.buf = append(*w.buf, f...)
+		return
+	}
+	_ = w.nc.SetWriteDeadline(time.Now().Add(timeout))
+	_, _ = w.nc.Write(f)
+	_ = w.nc.SetWriteDeadline(time.Time{})
+}
+
 // maxFrameHeader is the longest header of a server's (unmasked) frame.
 const maxFrameHeader = 10
 
@@ -308,6 +366,11 @@ func (w *batchWriter) rawWrite(fd uintptr) bool {
 		w.rawN, w.rawErr = max(n, 0), err
 		return true
 	}
+}
+
+// sysRead calls read with fd as the descriptor type of the platform.
+func sysRead[H ~int | ~uintptr](read func(H, []byte) (int, error), fd uintptr, p []byte) (int, error) {
+	return read(H(fd), p)
 }
 
 // sysWrite calls write with fd as the descriptor type of the platform (an int on Unix).

@@ -16,6 +16,7 @@ const (
 	ReasonRateLimit    = "rate_limit"    // RateLimit exceeded
 	ReasonTooBig       = "too_big"       // ReadLimit exceeded
 	ReasonInvalidUTF8  = "invalid_utf8"  // text message not valid UTF-8
+	ReasonProtocol     = "protocol"      // the peer broke the protocol (1002)
 	ReasonPanic        = "panic"         // a callback panicked
 	ReasonPingTimeout  = "ping_timeout"  // no pong in time
 	ReasonIdleTimeout  = "idle_timeout"  // nothing received for IdleTimeout

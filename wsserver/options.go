@@ -107,8 +107,11 @@ type Options struct {
 	// other error 401; no upgrade happens. What it returns is kept as Conn.Auth.
 	Authenticate func(r *http.Request) (any, error)
 
-	// RateLimit is the messages per second a connection may send on average, with RateBurst
-	// at once; a connection that exceeds it is closed with 1008. Default 0: no limit.
+	// RateLimit is the frames per second a connection may send on average, with RateBurst
+	// at once; a connection that exceeds it is closed with 1008. A message in one frame (the
+	// usual case) counts once; each fragment of a fragmented message and each ping count
+	// too, so that a message that never ends cannot bypass the limit (pongs and the close
+	// frame do not count). Default 0: no limit.
 	RateLimit float64
 	// RateBurst is the bucket size for RateLimit. Default: RateLimit rounded up, at least 1.
 	RateBurst int
@@ -202,11 +205,12 @@ func (o Options) withDefaults() Options {
 }
 
 // acceptOptions is what coder/websocket's Accept gets.
-func (o *Options) acceptOptions(pong func(context.Context, []byte)) *websocket.AcceptOptions {
+func (o *Options) acceptOptions(ping func(context.Context, []byte) bool, pong func(context.Context, []byte)) *websocket.AcceptOptions {
 	return &websocket.AcceptOptions{
 		Subprotocols:    o.Subprotocols,
 		OriginPatterns:  o.OriginPatterns,
 		CompressionMode: o.CompressionMode,
+		OnPingReceived:  ping,
 		OnPongReceived:  pong,
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -28,18 +29,22 @@ func (c *Conn) readLoop() {
 		var data []byte
 		typ, data, err = c.ws.Read(context.Background())
 		if err != nil {
+			var v *violation
+			if errors.As(err, &v) {
+				c.fail(v)
+			}
 			return
 		}
 		c.heard.Store(c.s.ka.epoch.Load())
 		if c.state.Load() != stateOpen {
 			continue // closing: the handshake is under way, late messages are dropped
 		}
-		if typ == websocket.MessageText && !utf8.Valid(data) {
-			c.violation(websocket.StatusInvalidFramePayloadData, "invalid UTF-8", ErrInvalidUTF8, ReasonInvalidUTF8)
-			return
-		}
-		if c.s.opts.RateLimit > 0 && !c.allow() {
-			c.violation(websocket.StatusPolicyViolation, "rate limit exceeded", ErrRateLimited, ReasonRateLimit)
+		if typ == websocket.MessageText && c.guard.compressed && !utf8.Valid(data) {
+			// The guard checks uncompressed text as it arrives; this one only once inflated.
+			v := &violation{code: websocket.StatusInvalidFramePayloadData, reason: "invalid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
+			c.guard.failNow(v)
+			err = v
+			c.fail(v)
 			return
 		}
 		c.s.stats.msgsIn.Add(1)
@@ -131,20 +136,26 @@ func (c *Conn) panicked(r any, stack []byte) {
 	c.s.panicHandler(c, r, stack)
 }
 
-// violation closes the connection for something the peer did, from the reader: it does the
-// close handshake itself, bounded by closeGrace.
-func (c *Conn) violation(code websocket.StatusCode, reason string, cause error, why string) {
+// fail closes the connection for a frame the peer must not send (the guard's violation):
+// the messages read before it are still handled and what their handlers send goes out, then
+// the close frame (the close is queued behind them); the reader waits for that close
+// handshake, during which the guard drains the input, so that the socket then closes with
+// nothing unread.
+func (c *Conn) fail(v *violation) {
 	c.mu.Lock()
-	if c.state.Load() == stateOpen {
-		c.setCauseLocked(code, reason, cause, why)
-		c.discardLocked()
+	var wait chan struct{}
+	if !c.closeDone {
+		wait = make(chan struct{})
+		c.closeWait = wait
 	}
 	c.mu.Unlock()
-	_ = c.nc.SetDeadline(time.Now().Add(closeGrace))
-	_ = c.ws.Close(code, reason)
+	c.q.Async(func() { c.closeWith(v.code, v.reason, v.cause, v.why, true) })
+	if wait != nil {
+		<-wait // the writer's close handshake, or an abort, ends it
+	}
 }
 
-// allow takes a token from the rate-limit bucket.
+// allow takes a token from the rate-limit bucket, for a frame (the guard calls it).
 func (c *Conn) allow() bool {
 	now := time.Now()
 	o := &c.s.opts
@@ -157,9 +168,15 @@ func (c *Conn) allow() bool {
 	return true
 }
 
+// testHookFinish, if set, runs when the reader has stopped, before the connection ends.
+var testHookFinish atomic.Pointer[func(c *Conn)]
+
 // finish runs once the reader has stopped: the connection is over. It releases the socket,
 // leaves the rooms, ends Context, and queues OnClose behind every OnMessage already queued.
 func (c *Conn) finish(readErr error) {
+	if h := testHookFinish.Load(); h != nil {
+		(*h)(c)
+	}
 	if errors.Is(readErr, websocket.ErrMessageTooBig) {
 		// coder/websocket has sent 1009; finish the handshake, which reads past the rest of
 		// the message: closing with unread data would reset the connection, and the peer

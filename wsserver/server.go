@@ -165,7 +165,7 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 		onPong = func(context.Context, []byte) { c.seen.Store(s.ka.epoch.Load()) }
 	}
 	hw := &hijackWriter{ResponseWriter: w, readSize: s.opts.ReadBufferSize}
-	ws, err := websocket.Accept(hw, r, s.opts.acceptOptions(onPong))
+	ws, err := websocket.Accept(hw, r, s.opts.acceptOptions(c.onPing, onPong))
 	if err != nil {
 		// Accept has answered (400, 403 for a foreign origin, 426, ...).
 		s.stats.rejected.Add(1)
@@ -183,7 +183,10 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 		limit = -1
 	}
 	ws.SetReadLimit(limit)
-	c.ws, c.nc, c.bw = ws, hw.nc, hw.bw
+	c.ws, c.nc, c.bw, c.guard = ws, hw.nc, hw.bw, hw.guard
+	if s.opts.RateLimit > 0 {
+		c.guard.allow = c.allow
+	}
 	// One label for every connection queue (its id is Conn.ID): metrics stay low-cardinality.
 	// No profiler labels of its own: its blocks show under "ws.handlers", which spares a
 	// labels context per connection (~120 B) and a label switch per drain.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -331,6 +332,11 @@ func (c *Conn) writeBatch(batch []outMsg) error {
 // the cause stays the one that closed it (a write cut by a close frame already sent, or a
 // slow consumer's stuck write).
 func (c *Conn) writeFailed(err error) {
+	if errors.Is(err, errCloseSent) || errors.Is(err, net.ErrClosed) {
+		// The close handshake is under way (the peer's close was answered, or ours went out)
+		// or over: the reader ends the connection with the code the handshake carries.
+		return
+	}
 	c.abort(websocket.StatusAbnormalClosure, errors.Join(ErrWriteFailed, err), ReasonWriteError)
 }
 
@@ -340,4 +346,7 @@ func (c *Conn) sendClose(req *closeReq) {
 	grace := min(closeGrace, c.s.opts.WriteTimeout)
 	_ = c.nc.SetDeadline(time.Now().Add(grace))
 	_ = c.ws.Close(req.code, req.reason)
+	c.mu.Lock()
+	c.closeDoneLocked()
+	c.mu.Unlock()
 }

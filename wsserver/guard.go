@@ -1,0 +1,425 @@
+package wsserver
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+)
+
+// frameGuard sits under coder/websocket's reader, between the socket and the bufio.Reader
+// handed to it, and checks every frame the peer sends as its bytes arrive (RFC 6455 5-7):
+// reserved bits and opcodes, masking, fragmentation (a continuation with nothing to
+// continue, a new message inside a fragmented one), control frames (fragmented, over 125
+// bytes), close frames (a 1-byte payload, a code no peer may send, a reason that is not
+// UTF-8), the UTF-8 of uncompressed text messages (incrementally, across fragments: it fails
+// at the first byte that cannot be part of valid UTF-8), and the rate limit, which counts
+// frames, so that a message that never ends cannot bypass it.
+//
+// coder/websocket checks part of this itself, but writes its close frame at once from the
+// reader (the messages read before, and what their handlers send, are lost) and reports a
+// lost connection. The guard instead stops the byte stream right before the bad frame: the
+// library delivers everything before it, then reads the guard's *violation as a read
+// error, and the reader closes the connection in order (Conn.fail). Later reads (the close
+// handshake's) discard the input up to the peer's close frame, so that the socket closes
+// with nothing unread: no reset that could destroy the close frame at the peer.
+type frameGuard struct {
+	src        io.Reader
+	compressed bool        // permessage-deflate: RSV1 may mark a message's first frame
+	allow      func() bool // the rate limit, per frame; nil: none
+
+	hdr  [14]byte
+	hlen int   // header bytes collected
+	need int   // header length (2 until the length byte is known)
+	left int64 // payload bytes left in the current frame
+	op   byte
+	fin  bool
+	key  [4]byte
+	kpos int // mask offset in the current frame's payload
+
+	inMsg bool // a fragmented data message is under way
+	text  bool // the message is uncompressed text: its UTF-8 is checked here
+	utf   utf8State
+
+	ctl  [125]byte // a close frame's payload, unmasked
+	clen int
+
+	closed    bool // the peer's close frame went by: what follows is not checked
+	fail      *violation
+	reported  bool   // fail was returned once: reads drain from then on
+	drained   bool   // the drain is done
+	peerClose bool   // the bad frame was the peer's close frame: nothing to drain
+	pending   []byte // read after the violation, for the drain
+}
+
+// A violation is the read error the guard reports for a frame the peer must not send, with
+// the close code and the cause the connection ends with.
+type violation struct {
+	code   websocket.StatusCode
+	reason string
+	cause  error
+	why    string
+}
+
+func (v *violation) Error() string { return fmt.Sprintf("wsserver: %s (%d)", v.reason, int(v.code)) }
+
+func protocolError(format string, args ...any) *violation {
+	return &violation{code: websocket.StatusProtocolError, reason: fmt.Sprintf(format, args...), cause: ErrProtocol, why: ReasonProtocol}
+}
+
+// Frame opcodes.
+const (
+	opcodeCont  = 0x0
+	opcodeText  = 0x1
+	opcodeBin   = 0x2
+	opcodeClose = 0x8
+	opcodePing  = 0x9
+	opcodePong  = 0xa
+)
+
+func (g *frameGuard) Read(p []byte) (int, error) {
+	if g.fail != nil {
+		if !g.reported {
+			g.reported = true
+			return 0, g.fail
+		}
+		return 0, g.drain()
+	}
+	n, err := g.src.Read(p)
+	k := g.scan(p[:n])
+	if g.fail == nil {
+		return n, err
+	}
+	g.pending = append(g.pending[:0], p[k:n]...)
+	if k > 0 {
+		return k, nil // what came before the bad byte; the error comes next
+	}
+	g.reported = true
+	return 0, g.fail
+}
+
+// failNow records a violation found above the guard (a compressed text message whose UTF-8
+// is checked once inflated): later reads drain.
+func (g *frameGuard) failNow(v *violation) {
+	if g.fail == nil {
+		g.fail, g.reported = v, true
+	}
+}
+
+// scan checks b and returns how many of its bytes may pass: len(b), or the offset of the
+// byte that revealed a violation (g.fail is then set).
+func (g *frameGuard) scan(b []byte) int {
+	i := 0
+	for i < len(b) && g.fail == nil {
+		if g.closed {
+			return len(b)
+		}
+		if g.need == 0 || g.hlen < g.need {
+			i += g.header(b[i:])
+			continue
+		}
+		n := int(min(g.left, int64(len(b)-i)))
+		if bad := g.payload(b[i : i+n]); bad >= 0 {
+			return i + bad
+		}
+		i += n
+		g.left -= int64(n)
+		if g.left == 0 {
+			g.frameEnd()
+			if g.fail != nil {
+				return i - 1 // hold the frame's last byte back: the library never completes it
+			}
+		}
+	}
+	if g.fail != nil {
+		return max(i-1, 0)
+	}
+	return len(b)
+}
+
+// header takes header bytes from b and returns how many it took; at the second byte and at
+// the header's end it checks what it can.
+func (g *frameGuard) header(b []byte) int {
+	if g.need == 0 {
+		g.need, g.hlen = 2, 0
+	}
+	n := copy(g.hdr[g.hlen:g.need], b)
+	g.hlen += n
+	if g.hlen < g.need {
+		return n
+	}
+	if g.need == 2 {
+		if g.fail = g.checkStart(); g.fail != nil {
+			return n
+		}
+		g.need = 6 // mask key
+		switch g.hdr[1] & 0x7f {
+		case 126:
+			g.need += 2
+		case 127:
+			g.need += 8
+		}
+		if g.hlen < g.need {
+			return n + g.header(b[n:])
+		}
+	}
+	g.headerEnd()
+	return n
+}
+
+// checkStart checks the first two header bytes.
+func (g *frameGuard) checkStart() *violation {
+	b0, b1 := g.hdr[0], g.hdr[1]
+	g.fin, g.op = b0&0x80 != 0, b0&0x0f
+	rsv1 := b0&0x40 != 0
+	if b0&0x30 != 0 {
+		return protocolError("reserved bits set")
+	}
+	if b1&0x80 == 0 {
+		return protocolError("unmasked client frame")
+	}
+	switch g.op {
+	case opcodeClose, opcodePing, opcodePong:
+		switch {
+		case !g.fin:
+			return protocolError("fragmented control frame")
+		case b1&0x7f > 125:
+			return protocolError("control frame over 125 bytes")
+		case rsv1:
+			return protocolError("RSV1 on a control frame")
+		}
+	case opcodeCont:
+		if !g.inMsg {
+			return protocolError("continuation frame with no message to continue")
+		}
+		if rsv1 {
+			return protocolError("RSV1 on a continuation frame")
+		}
+	case opcodeText, opcodeBin:
+		if g.inMsg {
+			return protocolError("new message inside a fragmented message")
+		}
+		if rsv1 && !g.compressed {
+			return protocolError("RSV1 without permessage-deflate")
+		}
+		g.text = g.op == opcodeText && !rsv1
+		g.utf = utf8State{}
+	default:
+		return protocolError("reserved opcode %d", g.op)
+	}
+	if g.op != opcodePong && g.op != opcodeClose && g.allow != nil && !g.allow() {
+		return &violation{code: websocket.StatusPolicyViolation, reason: "rate limit exceeded", cause: ErrRateLimited, why: ReasonRateLimit}
+	}
+	return nil
+}
+
+// headerEnd reads the length and mask of a complete header.
+func (g *frameGuard) headerEnd() {
+	h := g.hdr[:g.need]
+	switch g.hdr[1] & 0x7f {
+	case 126:
+		g.left = int64(binary.BigEndian.Uint16(h[2:]))
+	case 127:
+		l := binary.BigEndian.Uint64(h[2:])
+		if l>>63 != 0 {
+			g.fail = protocolError("frame length over 2^63")
+			return
+		}
+		g.left = int64(l)
+	default:
+		g.left = int64(h[1] & 0x7f)
+	}
+	copy(g.key[:], h[g.need-4:])
+	g.kpos, g.clen = 0, 0
+	if g.op < opcodeClose {
+		g.inMsg = !g.fin
+	}
+	if g.left == 0 {
+		g.frameEnd()
+	}
+}
+
+// payload looks at part of a frame's payload; it returns the offset of a byte that makes the
+// message invalid, or -1.
+func (g *frameGuard) payload(b []byte) int {
+	switch {
+	case g.op == opcodeClose:
+		for _, x := range b {
+			g.ctl[g.clen] = x ^ g.key[g.kpos&3]
+			g.clen++
+			g.kpos++
+		}
+	case g.text && g.op < opcodeClose:
+		var buf [256]byte
+		for off := 0; off < len(b); {
+			n := copy(buf[:], b[off:])
+			for j := range n {
+				buf[j] ^= g.key[(g.kpos+j)&3]
+			}
+			g.kpos += n
+			if bad := g.utf.feed(buf[:n]); bad >= 0 {
+				g.fail = &violation{code: websocket.StatusInvalidFramePayloadData, reason: "invalid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
+				return off + bad
+			}
+			off += n
+		}
+	}
+	return -1
+}
+
+// frameEnd checks what can only be checked once a frame is whole, and readies the next.
+func (g *frameGuard) frameEnd() {
+	g.need = 0
+	switch {
+	case g.op == opcodeClose:
+		g.fail = checkClosePayload(g.ctl[:g.clen])
+		g.closed, g.peerClose = g.fail == nil, g.fail != nil
+	case g.op < opcodeClose && g.fin && g.text && g.utf.need != 0:
+		g.fail = &violation{code: websocket.StatusInvalidFramePayloadData, reason: "invalid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
+	}
+}
+
+// checkClosePayload checks a close frame's payload: empty, or a code a peer may send and a
+// UTF-8 reason.
+func checkClosePayload(p []byte) *violation {
+	switch {
+	case len(p) == 0:
+		return nil
+	case len(p) == 1:
+		return protocolError("close frame with a 1-byte payload")
+	}
+	if code := websocket.StatusCode(binary.BigEndian.Uint16(p)); !sendableCloseCode(code) {
+		return protocolError("invalid close code %d", int(code))
+	}
+	if !utf8.Valid(p[2:]) {
+		return &violation{code: websocket.StatusInvalidFramePayloadData, reason: "close reason is not valid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
+	}
+	return nil
+}
+
+// drain discards the input up to the peer's close frame (or the end of the stream, or the
+// deadline the close handshake set), then reports the violation again.
+func (g *frameGuard) drain() error {
+	if g.drained || g.peerClose {
+		return g.fail
+	}
+	g.drained = true
+	pending := g.pending
+	g.pending = nil
+	if g.skip(pending) {
+		return g.fail
+	}
+	var buf [512]byte
+	for {
+		n, err := g.src.Read(buf[:])
+		if g.skip(buf[:n]) || err != nil {
+			return g.fail
+		}
+	}
+}
+
+// skip parses frames out of b without judging them, and reports whether the peer's close
+// frame went by.
+func (g *frameGuard) skip(b []byte) bool {
+	for i := 0; i < len(b); {
+		if g.need == 0 || g.hlen < g.need {
+			i += g.skipHeader(b[i:])
+		} else {
+			n := int(min(g.left, int64(len(b)-i)))
+			i += n
+			g.left -= int64(n)
+			if g.left == 0 {
+				g.need = 0
+			}
+		}
+		if g.need == 0 && g.op == opcodeClose && g.hlen > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// skipHeader collects a header without checking it.
+func (g *frameGuard) skipHeader(b []byte) int {
+	if g.need == 0 {
+		g.need, g.hlen, g.op = 2, 0, 0xff
+	}
+	n := copy(g.hdr[g.hlen:g.need], b)
+	g.hlen += n
+	if g.hlen < g.need {
+		return n
+	}
+	if g.need == 2 {
+		g.op = g.hdr[0] & 0x0f
+		if g.hdr[1]&0x80 != 0 {
+			g.need += 4
+		}
+		switch g.hdr[1] & 0x7f {
+		case 126:
+			g.need += 2
+		case 127:
+			g.need += 8
+		}
+		if g.hlen < g.need {
+			return n + g.skipHeader(b[n:])
+		}
+	}
+	switch g.hdr[1] & 0x7f {
+	case 126:
+		g.left = int64(binary.BigEndian.Uint16(g.hdr[2:]))
+	case 127:
+		g.left = int64(binary.BigEndian.Uint64(g.hdr[2:]) & (1<<63 - 1))
+	default:
+		g.left = int64(g.hdr[1] & 0x7f)
+	}
+	if g.left == 0 {
+		g.need = 0
+	}
+	return n
+}
+
+// utf8State validates UTF-8 incrementally, as utf8.Valid would the whole (RFC 3629: no
+// overlong forms, no surrogates, nothing above U+10FFFF).
+type utf8State struct {
+	need   uint8 // continuation bytes still due
+	lo, hi byte  // the range of the next one
+}
+
+// feed returns the offset in b of the first byte that cannot continue valid UTF-8, or -1.
+func (s *utf8State) feed(b []byte) int {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if s.need == 0 {
+			if c < utf8.RuneSelf {
+				continue
+			}
+			switch {
+			case c >= 0xc2 && c <= 0xdf:
+				s.need, s.lo, s.hi = 1, 0x80, 0xbf
+			case c == 0xe0:
+				s.need, s.lo, s.hi = 2, 0xa0, 0xbf
+			case c == 0xed:
+				s.need, s.lo, s.hi = 2, 0x80, 0x9f
+			case c >= 0xe1 && c <= 0xef:
+				s.need, s.lo, s.hi = 2, 0x80, 0xbf
+			case c == 0xf0:
+				s.need, s.lo, s.hi = 3, 0x90, 0xbf
+			case c >= 0xf1 && c <= 0xf3:
+				s.need, s.lo, s.hi = 3, 0x80, 0xbf
+			case c == 0xf4:
+				s.need, s.lo, s.hi = 3, 0x80, 0x8f
+			default:
+				return i
+			}
+			continue
+		}
+		if c < s.lo || c > s.hi {
+			return i
+		}
+		s.need--
+		s.lo, s.hi = 0x80, 0xbf
+	}
+	return -1
+}
