@@ -42,7 +42,8 @@ type BlockInfo struct {
 type Observer interface {
 	// QueueCreated is called once, when a queue using the observer is made.
 	QueueCreated(q *Queue)
-	// Enqueued runs on the submitting goroutine when a block is accepted. ctx is the ctx of
+	// Enqueued runs on the submitting goroutine when a block is accepted, never for one the
+	// queue refused (closed, full, or whose submitter gave up waiting for room). ctx is the ctx of
 	// AsyncContext or SyncContext, or for Async, Sync and the barriers the context of the block
 	// the caller is running (CurrentContext). The returned context is kept with the block and
 	// handed to Started.

@@ -166,3 +166,35 @@ func TestSyncCarriesTheCallersContext(t *testing.T) {
 		"enqueued guarded sync parent=span-outer",
 	}, got)
 }
+
+// A block the queue refuses was never sent: the observer hears of its refusal, never of its
+// enqueue.
+func TestObserverIsToldOnlyOfAcceptedBlocks(t *testing.T) {
+	r := &recorder{}
+	q := NewSerial("refusing", WithObserver(r), WithLimit(1))
+	g := newGate()
+	q.Async(g.block)
+	testutil.Recv(t, g.started, "the running block")
+	q.Async(func() {}) // fills the queue
+	require.ErrorIs(t, q.TryAsync(func() {}), ErrFull)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	q.AsyncContext(ctx, func(context.Context) {}) // gives up waiting for room
+	require.ErrorIs(t, q.Submit(ctx, func() {}), context.Canceled)
+	g.open()
+	require.NoError(t, q.Close(context.Background()))
+	require.ErrorIs(t, q.TryAsync(func() {}), ErrClosed)
+	require.ErrorIs(t, q.Submit(context.Background(), func() {}), ErrClosed)
+	require.Panics(t, func() { q.Async(func() {}) })
+	require.ErrorIs(t, q.SyncContext(context.Background(), func(context.Context) {}), ErrClosed)
+
+	enqueued := 0
+	for _, e := range r.list() {
+		if strings.HasPrefix(e, "enqueued ") {
+			enqueued++
+		}
+	}
+	require.Equal(t, 2, enqueued, "the observer was told of refused blocks: %q", r.list())
+	require.Contains(t, r.list(), "rejected refusing queue: full")
+	require.Contains(t, r.list(), "rejected refusing queue: closed")
+}

@@ -307,10 +307,11 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 		}
 		it.x.site = callSite(2)
 	}
-	if observing && q.cfg != nil && q.cfg.obs != nil {
-		it = q.observeEnqueue(it, k)
-	}
+	observed := observing && q.cfg != nil && q.cfg.obs != nil
 	if q.kind == rootKind {
+		if observed {
+			it = q.observeEnqueue(it, k)
+		}
 		exec.push(q, it)
 		return nil
 	}
@@ -337,11 +338,19 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 			}
 		}
 	}
-	q.items.pushBack(it)
 	q.acc++
 	if q.limit > 0 {
 		q.pending.Add(1)
 	}
+	if observed {
+		// The observer hears only of blocks the queue accepted, and not under the lock (its
+		// hook may take locks of its own). The block is counted meanwhile: Close waits for
+		// it and the limit sees it.
+		q.mu.Unlock()
+		it = q.observeEnqueue(it, k)
+		q.mu.Lock()
+	}
+	q.items.pushBack(it)
 	n := q.wantLocked()
 	q.active += n
 	q.mu.Unlock()
