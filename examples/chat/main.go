@@ -191,13 +191,6 @@ func (a *chat) forget(r *room) {
 	})
 }
 
-// roomCount returns how many rooms exist.
-func (a *chat) roomCount() int {
-	var n int
-	a.rooms.Sync(func(m *map[string]*room) { n = len(*m) })
-	return n
-}
-
 func (a *chat) open(c *wsserver.Conn) {
 	clientKey.Set(c, &client{})
 }
