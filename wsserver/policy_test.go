@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
@@ -195,4 +196,22 @@ func TestBroadcastResults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A batch whose write fails is counted as dropped: every message accepted is either
+// written or counted.
+func TestFailedBatchCountsAsDropped(t *testing.T) {
+	s := New(HandlerFuncs{}, Options{})
+	client, server := net.Pipe()
+	require.NoError(t, client.Close()) // the peer is gone: the write fails
+	c := fakeConn(s, 1)
+	c.nc = server
+	c.bw = newBatchWriter(server, true)
+	c.bw.begin(time.Now().Add(wait))
+	err := c.writeBatch([]outMsg{{m: Text("a")}, {m: Text("b")}, {m: Text("c")}})
+	require.Error(t, err)
+	c.bw.end()
+	st := s.Stats()
+	require.Equal(t, uint64(3), st.Dropped)
+	require.Zero(t, st.MessagesOut)
 }
