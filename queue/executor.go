@@ -74,7 +74,8 @@ func newExecutor() *executor {
 	e := &executor{bubbles: map[uint64]*pool{}, overrides: map[*Queue][]*overrideEntry{}}
 	for i := range e.roots {
 		qos := QoS(i)
-		e.roots[i] = &Queue{label: "global." + qos.String(), kind: rootKind, qos: qos}
+		e.roots[i] = &Queue{label: "global." + qos.String(), kind: rootKind}
+		e.roots[i].qos.Store(int32(qos))
 	}
 	e.cpus.Store(int32(runtime.GOMAXPROCS(0)))
 	return e
@@ -109,7 +110,7 @@ func (e *executor) push(root *Queue, it item) {
 		e.mu.Lock()
 		p = e.poolLocked(b)
 	}
-	qos := root.qos
+	qos := root.QoS()
 	if c := it.child; c != nil {
 		qos = max(qos, QoS(c.override))
 		c.slot = int8(qos)
@@ -227,8 +228,8 @@ func (e *executor) work(p *pool) {
 			continue
 		}
 		w.root = root
-		if w.qos != root.qos {
-			e.setWorkerQoS(w, root.qos)
+		if w.qos != root.QoS() {
+			e.setWorkerQoS(w, root.QoS())
 		}
 		e.mu.Unlock()
 		exited = true
@@ -372,6 +373,6 @@ func (e *executor) rootLoad(root *Queue) (pending, running int) {
 			running++
 		}
 	}
-	e.poolsLocked(func(p *pool) { pending += p.items[root.qos].n })
+	e.poolsLocked(func(p *pool) { pending += p.items[root.QoS()].n })
 	return pending, running
 }

@@ -64,7 +64,7 @@ func (e *executor) workerQoS(g uintptr) (QoS, bool) {
 	defer e.mu.Unlock()
 	for _, w := range e.list {
 		if w.g == g && w.root != nil {
-			return w.root.qos, true
+			return w.root.QoS(), true
 		}
 	}
 	return 0, false
@@ -86,7 +86,7 @@ func (e *executor) runningAbove(qos QoS) bool {
 // chain already runs at o's class or above, or o's Async block has already run).
 func (e *executor) raise(q *Queue, o *overrideEntry) bool {
 	top := topOf(q)
-	if q.kind == rootKind || o.qos <= top.target.Load().qos {
+	if q.kind == rootKind || o.qos <= top.target.Load().QoS() {
 		return false
 	}
 	e.mu.Lock()
@@ -245,7 +245,7 @@ func (q *Queue) inheritQoS() {
 	if q.kind == rootKind {
 		return
 	}
-	base := topOf(q).target.Load().qos
+	base := topOf(q).target.Load().QoS()
 	if !exec.runningAbove(base) {
 		return // the common case: a few atomic loads
 	}
@@ -263,7 +263,7 @@ func (q *Queue) inheritQoS() {
 // QoS is above q's own: q's chain is raised to child's class until the drain starts. It is
 // recorded before the drain is queued, so that the drainer that starts it finds it.
 func (q *Queue) inheritChildQoS(child *Queue) {
-	exec.raise(q, &overrideEntry{qos: child.qos, child: child})
+	exec.raise(q, &overrideEntry{qos: child.QoS(), child: child})
 }
 
 // asyncProgress is called by a drainer that finished blocks of q while q has Async

@@ -59,11 +59,12 @@ type Queue struct {
 	cfg    *config
 	kind   kind
 	debug  debugFlags // profiler labels off, call sites on
+	qosSet bool       // WithQoS gave the class; else it follows the target (SetTarget too)
 	// For a queue that targets a root, guarded by exec.mu: the QoS its waiting drain was
 	// queued at (-1: none waiting), and the QoS a waiter raised it to (override).
 	slot     int8
 	override int8
-	qos      QoS
+	qos      atomic.Int32 // QoS; written by SetTarget while others may read it
 	width    int32 // own width; 0 means not limited by itself
 	limit    int32
 
@@ -115,12 +116,13 @@ func newQueue(k kind, label string, opts []Option) *Queue {
 	if s.width < 0 {
 		panic(fmt.Sprintf("queue: WithWidth(%d) for %q: the width must be at least 1", s.width, s.label))
 	}
-	q := &Queue{label: s.label, kind: k, qos: s.qos, limit: clamp32(s.limit), slot: -1}
+	q := &Queue{label: s.label, kind: k, qosSet: s.qosSet, limit: clamp32(s.limit), slot: -1}
+	q.qos.Store(int32(s.qos))
 	t := s.target
 	if t == nil {
 		t = Global(s.qos)
 	} else if !s.qosSet {
-		q.qos = t.qos
+		q.qos.Store(int32(t.QoS()))
 	}
 	q.target.Store(t)
 	q.debug = t.debug&^s.debugSet | s.debug&s.debugSet
@@ -178,7 +180,7 @@ func (q *Queue) Target() *Queue {
 }
 
 // QoS returns the queue's quality-of-service class.
-func (q *Queue) QoS() QoS { return q.qos }
+func (q *Queue) QoS() QoS { return QoS(q.qos.Load()) }
 
 // IsSerial reports whether the queue runs one block at a time.
 func (q *Queue) IsSerial() bool { return q.kind == serialKind }
@@ -463,7 +465,7 @@ func (q *Queue) submitChild(child *Queue) {
 		exec.push(q, it)
 		return
 	}
-	if child.qos > q.qos {
+	if child.QoS() > q.QoS() {
 		q.inheritChildQoS(child) // override.go; before the drain can start and end it
 	}
 	q.mu.Lock()
@@ -617,7 +619,7 @@ type Stats struct {
 
 // Stats returns a snapshot of the queue's counters. It takes the queue's lock briefly.
 func (q *Queue) Stats() Stats {
-	s := Stats{Label: q.label, Serial: q.kind == serialKind, Width: q.Width(), QoS: q.qos}
+	s := Stats{Label: q.label, Serial: q.kind == serialKind, Width: q.Width(), QoS: q.QoS()}
 	if q.kind == rootKind {
 		s.Global = true
 		s.Pending, s.Running = exec.rootLoad(q)

@@ -138,7 +138,7 @@ func TestSetTargetDoesNotRaceWithTheQueuesUsers(t *testing.T) {
 	read := make(chan int, 1)
 	go func() {
 		w := q.Width() + child.Width()
-		if q.Target() == nil {
+		if q.Target() == nil || q.QoS() > UserInteractive {
 			w = -1
 		}
 		read <- w
@@ -156,4 +156,26 @@ func TestSetTargetDoesNotRaceWithTheQueuesUsers(t *testing.T) {
 	}
 	require.Len(t, got, 3)
 	require.Same(t, to, q.Target())
+}
+
+// A queue made without WithQoS takes its target's class; SetTarget gives it the new one's.
+func TestSetTargetTakesTheNewTargetsQoS(t *testing.T) {
+	old := NewSerial("old", WithQoS(Background))
+	to := NewConcurrent("to", WithQoS(UserInitiated))
+	q := NewSerial("q", WithTarget(old), Inactive())
+	own := NewSerial("own", WithTarget(old), WithQoS(Utility), Inactive())
+	require.Equal(t, Background, q.QoS())
+	require.NoError(t, q.SetTarget(to))
+	require.NoError(t, own.SetTarget(to))
+	require.Equal(t, UserInitiated, q.QoS())
+	require.Equal(t, UserInitiated, q.Stats().QoS)
+	require.Equal(t, Utility, own.QoS(), "a class given WithQoS stays")
+	require.NoError(t, q.SetTarget(nil))
+	require.NoError(t, own.SetTarget(nil))
+	require.Same(t, Global(Default), q.Target())
+	require.Equal(t, Default, q.QoS())
+	require.Same(t, Global(Utility), own.Target())
+	q.Activate()
+	own.Activate()
+	syncDone(t, q)
 }
