@@ -65,7 +65,7 @@ type Queue struct {
 	slot     int8
 	override int8
 	qos      atomic.Int32 // QoS; written by SetTarget while others may read it
-	width    int32 // own width; 0 means not limited by itself
+	width    int32        // own width; 0 means not limited by itself
 	limit    int32
 
 	mu       sync.Mutex
