@@ -48,6 +48,8 @@ type Conn struct {
 	seen    atomic.Uint32                 // keepalive epoch of the last message or pong
 	heard   atomic.Uint32                 // keepalive epoch of the last message
 	pinging atomic.Bool                   // a ping is in flight
+	paused  atomic.Bool                   // the reader waits for the handler (MaxPending)
+	pauses  atomic.Uint32                 // how many times it has waited
 	state   atomic.Uint32                 // stateOpen, stateClosing, stateEnded
 	halted  atomic.Bool                   // the server closed it: queued messages are dropped
 	tokens  float64                       // rate limit bucket, reader only

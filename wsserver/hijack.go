@@ -3,14 +3,17 @@ package wsserver
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,11 +31,12 @@ import (
 // It also records the status of a refused handshake for the Observer.
 type hijackWriter struct {
 	http.ResponseWriter
-	readSize int
-	status   int
-	nc       net.Conn
-	bw       *batchWriter
-	guard    *frameGuard
+	readSize     int
+	writeTimeout time.Duration
+	status       int
+	nc           net.Conn
+	bw           *batchWriter
+	guard        *frameGuard
 }
 
 // controlFrameMax is the largest control frame a server writes: 2 header bytes and 125.
@@ -63,6 +67,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	h.nc = nc
 	h.bw = newBatchWriter(nc, direct)
+	h.bw.timeout = h.writeTimeout
 	fc := flushingConn{nc, h.bw, h.guard}
 	// Nothing buffered in it: Accept reads everything through fc, so through the guard.
 	br := bufio.NewReaderSize(fc, h.readSize)
@@ -140,6 +145,15 @@ type batchWriter struct {
 	direct    bool
 	closeSent bool // direct: a close frame went out; no data frame may follow it
 
+	// timeout is Options.WriteTimeout: it bounds each write's progress, not the whole batch
+	// (see writeAllLocked); 0 leaves the deadline to begin. resumable: a write that timed
+	// out after moving bytes may go on (not over TLS, whose state a timeout breaks).
+	// cutoff (Unix nanoseconds, 0 for none) is a deadline no write extends: a slow
+	// consumer's close gives its stuck write only the close grace.
+	timeout   time.Duration
+	resumable bool
+	cutoff    atomic.Int64
+
 	// The one-shot, non-blocking write of tryFrame; raw is nil when nc is no socket (TLS).
 	raw    syscall.RawConn
 	rawFn  func(fd uintptr) bool // w.rawWrite, made once: no allocation per write
@@ -149,7 +163,8 @@ type batchWriter struct {
 }
 
 func newBatchWriter(nc net.Conn, direct bool) *batchWriter {
-	w := &batchWriter{nc: nc, direct: direct}
+	_, isTLS := nc.(*tls.Conn)
+	w := &batchWriter{nc: nc, direct: direct, resumable: !isTLS}
 	if sc, ok := nc.(syscall.Conn); ok && direct && runtime.GOOS != "windows" {
 		if raw, err := sc.SyscallConn(); err == nil {
 			w.raw, w.rawFn = raw, w.rawWrite
@@ -176,7 +191,10 @@ func (w *batchWriter) Write(p []byte) (int, error) {
 			return 0, err
 		}
 		if len(p) >= cap(b) {
-			return w.nc.Write(p)
+			if err := w.writeAllLocked(p); err != nil {
+				return 0, err
+			}
+			return len(p), nil
 		}
 		b = *w.buf
 	}
@@ -189,9 +207,42 @@ func (w *batchWriter) flushLocked() error {
 	if len(b) == 0 {
 		return nil
 	}
-	_, err := w.nc.Write(b)
+	err := w.writeAllLocked(b)
 	*w.buf = b[:0]
 	return err
+}
+
+// writeAllLocked writes p with a deadline per write progress: each write gets timeout from
+// its start, and a write that timed out having moved bytes goes on with a fresh one. A peer
+// that reads steadily is never cut however long the whole takes; one that takes nothing for
+// a whole timeout is.
+func (w *batchWriter) writeAllLocked(p []byte) error {
+	bufs := net.Buffers{p}
+	return w.writeBuffersLocked(&bufs)
+}
+
+// writeBuffersLocked is writeAllLocked for several buffers, written with one writev.
+func (w *batchWriter) writeBuffersLocked(bufs *net.Buffers) error {
+	for {
+		if w.timeout > 0 {
+			d := time.Now().Add(w.timeout)
+			if c := w.cutoff.Load(); c != 0 && c < d.UnixNano() {
+				d = time.Unix(0, c)
+			}
+			_ = w.nc.SetWriteDeadline(d)
+		}
+		n, err := bufs.WriteTo(w.nc)
+		if err == nil || n == 0 || w.timeout <= 0 || !w.resumable || w.cutoff.Load() != 0 ||
+			!errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+	}
+}
+
+// hurry gives the write under way, and every later one, until deadline at most.
+func (w *batchWriter) hurry(deadline time.Time) {
+	w.cutoff.Store(deadline.UnixNano())
+	_ = w.nc.SetWriteDeadline(deadline)
 }
 
 // begin starts a batch and sets the write deadline that bounds its flushes.
@@ -298,8 +349,7 @@ func (w *batchWriter) writeFrame(typ websocket.MessageType, data []byte) error {
 		if need > cap(*w.buf) {
 			var hdr [maxFrameHeader]byte
 			bufs := net.Buffers{appendFrameHeader(hdr[:0], typ, len(data)), data}
-			_, err := bufs.WriteTo(w.nc)
-			return err
+			return w.writeBuffersLocked(&bufs)
 		}
 	}
 	*w.buf = append(appendFrameHeader(*w.buf, typ, len(data)), data...)

@@ -82,6 +82,12 @@ func (s *Server) sweep() {
 			c.closeWith(websocket.StatusGoingAway, "idle timeout", ErrIdleTimeout, ReasonIdleTimeout, true)
 			continue
 		}
+		if c.paused.Load() {
+			// Our reader waits for the handler (backpressure): the peer is alive (it sent
+			// more than we take), and its pong could not be read anyway.
+			c.seen.Store(now)
+			continue
+		}
 		last := max(heard, c.seen.Load())
 		if pingAfter > 0 && now-last >= pingAfter && c.pinging.CompareAndSwap(false, true) {
 			go c.ping()
@@ -91,13 +97,16 @@ func (s *Server) sweep() {
 
 // ping sends a ping and waits for its pong for PongTimeout; a peer that does not answer is
 // gone (it vanished without a close) and the connection is cut.
+// A pong that could not be read because the reader was paused by backpressure meanwhile
+// does not count as missing.
 func (c *Conn) ping() {
 	defer c.pinging.Store(false)
+	pauses := c.pauses.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.PongTimeout)
 	err := c.ws.Ping(ctx)
 	cancel()
 	switch {
-	case err == nil:
+	case err == nil, c.paused.Load() || c.pauses.Load() != pauses:
 		c.seen.Store(c.s.ka.epoch.Load())
 	case errors.Is(err, context.DeadlineExceeded):
 		c.abort(websocket.StatusAbnormalClosure, ErrPingTimeout, ReasonPingTimeout)

@@ -84,8 +84,10 @@ type Options struct {
 	// IdleTimeout closes a connection that has sent no message (pongs do not count) for this
 	// long, with 1001. Default 0: no idle limit.
 	IdleTimeout time.Duration
-	// WriteTimeout bounds one flush of a connection's outbound messages; a peer that does not
-	// take them in time is closed. Default 10s.
+	// WriteTimeout bounds a write's progress: a peer that takes no byte of what is written
+	// to it for this long is cut (1006, ErrWriteFailed). A peer that reads steadily is never
+	// cut, however long its backlog takes; the outbound buffer's limits bound that. Default
+	// 10s.
 	WriteTimeout time.Duration
 	// HandshakeTimeout bounds the WebSocket handshake: ServeHTTP's response, and, for a
 	// server made with HTTPServer, the time to read the request headers (so a client that

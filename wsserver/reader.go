@@ -54,7 +54,11 @@ func (c *Conn) readLoop() {
 }
 
 // waitBacklog parks the reader until the handler has fewer than limit messages waiting.
+// Meanwhile nothing reads the peer's pongs: keepalive neither pings nor times it out.
 func (c *Conn) waitBacklog(limit int32) {
+	c.pauses.Add(1)
+	c.paused.Store(true)
+	defer c.paused.Store(false)
 	for c.backlog.Load() >= limit {
 		ch := c.resume.Load()
 		if ch == nil {

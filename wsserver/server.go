@@ -164,7 +164,7 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	if s.opts.PingInterval > 0 {
 		onPong = func(context.Context, []byte) { c.seen.Store(s.ka.epoch.Load()) }
 	}
-	hw := &hijackWriter{ResponseWriter: w, readSize: s.opts.ReadBufferSize}
+	hw := &hijackWriter{ResponseWriter: w, readSize: s.opts.ReadBufferSize, writeTimeout: s.opts.WriteTimeout}
 	ws, err := websocket.Accept(hw, r, s.opts.acceptOptions(c.onPing, onPong))
 	if err != nil {
 		// Accept has answered (400, 403 for a foreign origin, 426, ...).

@@ -98,7 +98,7 @@ func (c *Conn) enqueueKey(ctx context.Context, key string, m Message) error {
 		} else if c.nc != nil {
 			// The writer may be stuck on a peer that does not read: give its write only the
 			// close grace, not the whole WriteTimeout.
-			_ = c.nc.SetWriteDeadline(time.Now().Add(min(closeGrace, opts.WriteTimeout)))
+			c.bw.hurry(time.Now().Add(min(closeGrace, opts.WriteTimeout)))
 		}
 		return ErrSlowConsumer
 	}
