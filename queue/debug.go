@@ -11,8 +11,11 @@ import (
 	"sync/atomic"
 )
 
-// ProfileLabel is the runtime/pprof label key under which blocks run: its value is the
-// queue's label, so `go tool pprof -tagfocus queue=...` shows one queue's CPU time.
+// ProfileLabel is the runtime/pprof label key under which blocks run, Sync blocks included:
+// its value is the queue's label, so `go tool pprof -tagfocus queue=...` shows one queue's
+// CPU time. After a Sync block the caller gets back the label of the queue it was running on
+// when that queue is up the Sync's target chain; otherwise it gets the labels of the Sync's
+// ctx (none for Sync), as pprof.Do leaves them.
 const ProfileLabel = "queue"
 
 // setLabels makes the goroutine's profiler labels name q, unless q opted out. It costs a
@@ -22,6 +25,17 @@ func (q *Queue) setLabels() {
 		return
 	}
 	pprof.SetGoroutineLabels(labelContext(q.label))
+}
+
+// restoreLabels sets the goroutine's profiler labels back after a Sync block ran under its
+// queue's: to those of back, the queue up the chain that the caller was running on already,
+// or else to ctx's labels (none for Sync), as pprof.Do leaves them.
+func restoreLabels(back *Queue, ctx context.Context) {
+	if back != nil && back.kind != rootKind && back.debug&noProfileLabels == 0 {
+		back.setLabels()
+		return
+	}
+	pprof.SetGoroutineLabels(ctx)
 }
 
 // labelCtx is the profiler-label context of one label, shared by every queue of that label.

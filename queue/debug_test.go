@@ -90,3 +90,35 @@ func TestLabelContextsNameTheirLabelWhateverTheCacheHolds(t *testing.T) {
 		}
 	}
 }
+
+func TestSyncBlocksRunUnderTheirQueuesProfilerLabel(t *testing.T) {
+	q := NewSerial("synced-queue")
+	quiet := NewSerial("quiet-synced-queue", WithProfileLabels(false))
+	profile := func() string {
+		var buf bytes.Buffer
+		require.NoError(t, pprof.Lookup("goroutine").WriteTo(&buf, 1))
+		return buf.String()
+	}
+	var inside, insideQuiet, insideRoot string
+	q.Sync(func() { inside = profile() })
+	quiet.Sync(func() { insideQuiet = profile() })
+	Global(Utility).Sync(func() { insideRoot = profile() })
+	after := profile()
+	require.Contains(t, inside, `"queue":"synced-queue"`)
+	require.NotContains(t, insideQuiet, `"queue":"quiet-synced-queue"`)
+	require.Contains(t, insideRoot, `"queue":"global.utility"`)
+	require.NotContains(t, after, `"queue":"synced-queue"`, "the caller kept the Sync's label")
+	require.NotContains(t, after, `"queue":"global.utility"`, "the caller kept the Sync's label")
+
+	// A nested Sync from a block of a concurrent queue gives its caller its label back.
+	c := NewConcurrent("outer-queue")
+	labels := make(chan [2]string, 1)
+	c.Async(func() {
+		var in string
+		q.Sync(func() { in = profile() })
+		labels <- [2]string{in, profile()}
+	})
+	got := testutil.Recv(t, labels, "a Sync from a block")
+	require.Contains(t, got[0], `"queue":"synced-queue"`)
+	require.NotContains(t, got[1], `"queue":"synced-queue"`)
+}

@@ -65,6 +65,7 @@ type worker struct {
 	g    uintptr
 	p    *pool
 	root *Queue // the root whose item the worker runs now
+	home *Queue // the root that item belongs to: a drain moved up by an override is not root's
 	qos  QoS    // the class counted in executor.running
 }
 
@@ -227,7 +228,10 @@ func (e *executor) work(p *pool) {
 			}
 			continue
 		}
-		w.root = root
+		w.root, w.home = root, root
+		if it.child != nil {
+			w.home = it.child.target.Load()
+		}
 		if w.qos != root.QoS() {
 			e.setWorkerQoS(w, root.QoS())
 		}
@@ -247,7 +251,7 @@ func (e *executor) work(p *pool) {
 		}
 		exited = false
 		e.mu.Lock()
-		w.root = nil
+		w.root, w.home = nil, nil
 	}
 	e.removeWorkerLocked(w)
 	if p.workers == 0 && p.n == 0 {
@@ -353,13 +357,14 @@ func (e *executor) blockExit(p *pool) {
 	e.mu.Unlock()
 }
 
-// runningOn reports whether goroutine g is a worker running an item of root.
+// runningOn reports whether goroutine g is a worker running an item of root: a block
+// submitted to it, or the drain of a queue that targets it.
 func (e *executor) runningOn(g uintptr, root *Queue) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, w := range e.list {
 		if w.g == g {
-			return w.root == root
+			return w.home == root
 		}
 	}
 	return false

@@ -172,3 +172,28 @@ func syncCycle(t *testing.T, a, s, target *Queue, busy func()) {
 	require.Contains(t, err.Error(), `"`+target.Label()+`"`)
 	require.NoError(t, testutil.Recv(t, errS, "s's Sync, once a's block gave up"))
 }
+
+// A Global root is current inside a Sync onto a queue whose chain ends at it, from any
+// goroutine, and inside a block of a queue that targets it.
+func TestGlobalIsCurrentFollowsTheTargetChain(t *testing.T) {
+	q := NewSerial("q", WithQoS(Utility))
+	child := NewSerial("child", WithTarget(q))
+	var in [3]bool
+	child.Sync(func() { in = [3]bool{Global(Utility).IsCurrent(), Global(Default).IsCurrent(), q.IsCurrent()} })
+	require.Equal(t, [3]bool{true, false, true}, in)
+	require.False(t, Global(Utility).IsCurrent())
+
+	onRoot := false
+	Global(Background).Sync(func() { onRoot = Global(Background).IsCurrent() })
+	require.True(t, onRoot)
+
+	// From a block running on Global(Default), inside a Sync onto the Utility chain: both.
+	res := make(chan [3]bool, 1)
+	NewSerial("d").Async(func() {
+		var r [3]bool
+		child.Sync(func() { r[0], r[1] = Global(Utility).IsCurrent(), Global(Default).IsCurrent() })
+		r[2] = Global(Utility).IsCurrent()
+		res <- r
+	})
+	require.Equal(t, [3]bool{true, true, false}, testutil.Recv(t, res, "IsCurrent from a block"))
+}

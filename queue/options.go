@@ -27,7 +27,8 @@ const (
 
 // WithProfileLabels(false) stops the queue from running its blocks under a runtime/pprof
 // label naming it (on by default, so that a CPU profile says which queue burned the time; it
-// costs a label switch per batch of blocks). Queues that target this one inherit the setting.
+// costs a label switch per batch of blocks, and two per Sync). Queues that target this one
+// inherit the setting.
 func WithProfileLabels(on bool) Option {
 	return func(s *settings) {
 		s.debugSet |= noProfileLabels

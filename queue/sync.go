@@ -67,11 +67,13 @@ func (q *Queue) BarrierSyncContext(ctx context.Context, fn func(context.Context)
 }
 
 // IsCurrent reports whether the caller is running on q: inside a block of q or of a queue
-// that targets q (at any depth), or inside a Sync onto one of them.
+// that targets q (at any depth), or inside a Sync onto one of them. For a Global root that
+// means any queue whose target chain ends at it, whichever worker or goroutine runs the
+// block (a drain that an override moved to a higher root's workers is still its own root's).
 func (q *Queue) IsCurrent() bool {
 	me := goid.G()
 	if q.kind == rootKind {
-		return exec.runningOn(me, q)
+		return exec.runningOn(me, q) || syncingOn(me, q)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -82,6 +84,11 @@ func (q *Queue) IsCurrent() bool {
 // calling goroutine, and releases them.
 func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(context.Context)) error {
 	if q.kind == rootKind {
+		defer leaveSync(enterSync(goid.G(), q))
+		if q.debug&noProfileLabels == 0 {
+			q.setLabels()
+			defer restoreLabels(nil, ctx)
+		}
 		return q.syncCall(ctx, fn, cfn)
 	}
 	if q.Closed() {
@@ -121,6 +128,11 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 	}
 	prev, had, on := enterRunning(q, me)
 	defer leaveRunning(me, prev, had, on)
+	defer leaveSync(enterSync(me, q))
+	if q.debug&noProfileLabels == 0 {
+		q.setLabels()
+		defer restoreLabels(stop, ctx)
+	}
 	return q.syncCall(ctx, fn, cfn)
 }
 

@@ -1,0 +1,91 @@
+package queue
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// syncers records which goroutines run a Sync block, and on which queue, for IsCurrent on a
+// Global root: a root keeps no holders of its own, and a Sync caller need not be one of its
+// workers. Each Sync takes a slot for the time its block runs (one compare-and-swap, no
+// allocation); IsCurrent on a root, which is rare (assertions), reads them all.
+const syncSlots = 1024
+
+type syncSlot struct {
+	g atomic.Uintptr
+	q atomic.Pointer[Queue]
+	_ [48]byte // a cache line per slot: Syncs on different cores do not share one
+}
+
+var (
+	syncTable [syncSlots]syncSlot
+	// syncOverflow holds the Syncs that found every slot taken.
+	syncOverflowMu sync.Mutex
+	syncOverflow   map[*syncEntry]struct{}
+)
+
+type syncEntry struct {
+	g uintptr
+	q *Queue
+}
+
+// syncMark is what enterSync took, for leaveSync.
+type syncMark struct {
+	slot  *syncSlot
+	entry *syncEntry
+}
+
+// enterSync records that goroutine g runs a Sync block of q.
+func enterSync(g uintptr, q *Queue) syncMark {
+	start := int((g >> 4) * 0x9E3779B1 % syncSlots)
+	for i := range syncSlots {
+		s := &syncTable[(start+i)%syncSlots]
+		if s.g.Load() == 0 && s.g.CompareAndSwap(0, g) {
+			s.q.Store(q)
+			return syncMark{slot: s}
+		}
+	}
+	e := &syncEntry{g: g, q: q}
+	syncOverflowMu.Lock()
+	if syncOverflow == nil {
+		syncOverflow = map[*syncEntry]struct{}{}
+	}
+	syncOverflow[e] = struct{}{}
+	syncOverflowMu.Unlock()
+	return syncMark{entry: e}
+}
+
+func leaveSync(m syncMark) {
+	if m.slot != nil {
+		m.slot.q.Store(nil)
+		m.slot.g.Store(0)
+		return
+	}
+	syncOverflowMu.Lock()
+	delete(syncOverflow, m.entry)
+	syncOverflowMu.Unlock()
+}
+
+// syncingOn reports whether goroutine g runs a Sync block of a queue whose chain ends at root.
+func syncingOn(g uintptr, root *Queue) bool {
+	on := func(q *Queue) bool {
+		for q != nil && q.kind != rootKind {
+			q = q.target.Load()
+		}
+		return q == root
+	}
+	for i := range syncTable {
+		s := &syncTable[i]
+		if s.g.Load() == g && on(s.q.Load()) {
+			return true
+		}
+	}
+	syncOverflowMu.Lock()
+	defer syncOverflowMu.Unlock()
+	for e := range syncOverflow {
+		if e.g == g && on(e.q) {
+			return true
+		}
+	}
+	return false
+}
