@@ -36,6 +36,7 @@ type executor struct {
 	running [numQoS]atomic.Int32
 	_       [64 - 4*numQoS]byte
 
+	byG        sync.Map                    // goroutine -> *worker, for workerQoS without mu
 	extraTotal uint64                      // workers ever lent by monitors
 	overrides  map[*Queue][]*overrideEntry // by top queue, while their work is pending (override.go)
 }
@@ -64,9 +65,10 @@ const spinRounds = 16
 type worker struct {
 	g    uintptr
 	p    *pool
-	root *Queue // the root whose item the worker runs now
-	home *Queue // the root that item belongs to: a drain moved up by an override is not root's
-	qos  QoS    // the class counted in executor.running
+	root *Queue       // the root whose item the worker runs now
+	home *Queue       // the root that item belongs to: a drain moved up by an override is not root's
+	qos  QoS          // the class counted in executor.running
+	now  atomic.Int32 // root's QoS while it has one, else -1: read without e.mu (workerQoS)
 }
 
 var exec = newExecutor()
@@ -218,6 +220,8 @@ func (e *executor) work(p *pool) {
 			e.workerExited(w)
 		}
 	}()
+	w.now.Store(-1)
+	e.byG.Store(w.g, w)
 	e.mu.Lock()
 	e.list = append(e.list, w)
 	for p.workers-p.blocked <= e.capLocked(p) {
@@ -232,6 +236,7 @@ func (e *executor) work(p *pool) {
 		if it.child != nil {
 			w.home = it.child.target.Load()
 		}
+		w.now.Store(int32(root.QoS()))
 		if w.qos != root.QoS() {
 			e.setWorkerQoS(w, root.QoS())
 		}
@@ -252,6 +257,7 @@ func (e *executor) work(p *pool) {
 		exited = false
 		e.mu.Lock()
 		w.root, w.home = nil, nil
+		w.now.Store(-1)
 	}
 	e.removeWorkerLocked(w)
 	if p.workers == 0 && p.n == 0 {
@@ -272,7 +278,9 @@ func (e *executor) removeWorkerLocked(w *worker) {
 			break
 		}
 	}
+	e.byG.Delete(w.g) // before the goroutine ends and its identity can be reused
 	w.root = nil
+	w.now.Store(-1)
 	e.setWorkerQoS(w, -1)
 	w.p.workers--
 }

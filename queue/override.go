@@ -58,14 +58,16 @@ func callerQoS(g uintptr) QoS {
 	return Default
 }
 
-// workerQoS returns the QoS of the root item worker g runs; false if g runs none.
+// workerQoS returns the QoS of the root item worker g runs; false if g runs none. g is the
+// caller, alive, so its entry (if it is a worker) is its own. It takes no lock: every Async
+// asks while some worker runs above the queue's class.
 func (e *executor) workerQoS(g uintptr) (QoS, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, w := range e.list {
-		if w.g == g && w.root != nil {
-			return w.root.QoS(), true
-		}
+	v, ok := e.byG.Load(g)
+	if !ok {
+		return 0, false
+	}
+	if qos := v.(*worker).now.Load(); qos >= 0 {
+		return QoS(qos), true
 	}
 	return 0, false
 }
