@@ -198,3 +198,17 @@ func TestObserverIsToldOnlyOfAcceptedBlocks(t *testing.T) {
 	require.Contains(t, r.list(), "rejected refusing queue: full")
 	require.Contains(t, r.list(), "rejected refusing queue: closed")
 }
+
+// WithKey tells a queue from the others of its label, in Stats and to an Observer; queues
+// that target it do not inherit it.
+func TestQueueKey(t *testing.T) {
+	r := &recorder{}
+	q := NewSerial("ws.conn", WithKey("17"), WithObserver(r))
+	child := NewSerial("child", WithTarget(q))
+	plain := NewSerial("ws.conn", WithKey(""))
+	require.Equal(t, "17", q.Key())
+	require.Equal(t, "17", q.Stats().Key)
+	require.Equal(t, "", child.Key())
+	require.Equal(t, "", plain.Key())
+	require.Equal(t, "ws.conn", q.Label())
+}

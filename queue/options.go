@@ -6,6 +6,7 @@ type Option func(*settings)
 
 type settings struct {
 	label    string
+	key      *string
 	target   *Queue
 	width    int
 	qos      QoS
@@ -97,6 +98,19 @@ func WithPanicHandler(h func(recovered any, stack []byte)) Option {
 // inherit o unless they set their own.
 func WithObserver(o Observer) Option {
 	return func(s *settings) { s.obs = o }
+}
+
+// WithKey gives the queue an identity beyond its label: the label names a role shared by
+// many queues ("ws.conn", "symbol"), the key the one instance ("17", "AAPL"). An Observer and
+// Stats report it, so spans and the inspector can tell which of a label's queues is busy.
+// Queues that target this one do not inherit it. Empty means none.
+func WithKey(key string) Option {
+	return func(s *settings) {
+		s.key = nil
+		if key != "" {
+			s.key = &key
+		}
+	}
 }
 
 // WithLabel sets the queue's label; useful where the constructor takes none (NewGuarded).

@@ -55,6 +55,7 @@ type extra struct {
 // has work. Create queues with NewSerial and NewConcurrent, or use the Global roots.
 type Queue struct {
 	label  string
+	key    *string               // WithKey; nil for most queues, which a label identifies well enough
 	target atomic.Pointer[Queue] // written by SetTarget while others may read it
 	cfg    *config
 	kind   kind
@@ -116,7 +117,7 @@ func newQueue(k kind, label string, opts []Option) *Queue {
 	if s.width < 0 {
 		panic(fmt.Sprintf("queue: WithWidth(%d) for %q: the width must be at least 1", s.width, s.label))
 	}
-	q := &Queue{label: s.label, kind: k, qosSet: s.qosSet, limit: clamp32(s.limit), slot: -1}
+	q := &Queue{label: s.label, key: s.key, kind: k, qosSet: s.qosSet, limit: clamp32(s.limit), slot: -1}
 	q.qos.Store(int32(s.qos))
 	t := s.target
 	if t == nil {
@@ -170,6 +171,14 @@ func clamp32(n int) int32 {
 
 // Label returns the label the queue was created with.
 func (q *Queue) Label() string { return q.label }
+
+// Key returns the queue's key (WithKey), "" if it has none.
+func (q *Queue) Key() string {
+	if q.key == nil {
+		return ""
+	}
+	return *q.key
+}
 
 // Target returns the queue this one runs its blocks on; nil for the Global roots.
 func (q *Queue) Target() *Queue {
@@ -603,6 +612,7 @@ func (q *Queue) countCancelled() {
 // Stats is a snapshot of a queue's state and counters.
 type Stats struct {
 	Label     string
+	Key       string // WithKey's, "" without one
 	Serial    bool
 	Global    bool
 	Width     int // as Width()
@@ -619,7 +629,7 @@ type Stats struct {
 
 // Stats returns a snapshot of the queue's counters. It takes the queue's lock briefly.
 func (q *Queue) Stats() Stats {
-	s := Stats{Label: q.label, Serial: q.kind == serialKind, Width: q.Width(), QoS: q.QoS()}
+	s := Stats{Label: q.label, Key: q.Key(), Serial: q.kind == serialKind, Width: q.Width(), QoS: q.QoS()}
 	if q.kind == rootKind {
 		s.Global = true
 		s.Pending, s.Running = exec.rootLoad(q)

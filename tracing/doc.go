@@ -11,9 +11,10 @@
 //
 // Following the OTel messaging conventions for push-based consumers, every block a queue
 // runs gets a CONSUMER span "process <queue label>", started from the context captured
-// when the block was submitted (the ctx of AsyncContext or SyncContext, or for Async the
-// queue.CurrentContext of the submitting block) and handed to the block, so spans the block
-// starts nest under it. Its attributes: messaging.system=dispatchkit,
+// when the block was submitted (the ctx of AsyncContext or SyncContext, or for Async, Sync
+// and the barriers the queue.CurrentContext of the submitting block; a ctx without a span
+// takes the current block's) and handed to the block, so spans the block starts nest under
+// it and a block submitted from inside a trace stays in it. Its attributes: messaging.system=dispatchkit,
 // messaging.operation.name/type=process, messaging.destination.name=the label,
 // dispatch.queue.kind, dispatch.queue.qos, dispatch.block.kind; when recording, the wait
 // in seconds (dispatch.block.wait) and, with queue.WithCallSites, the enqueue site
@@ -21,14 +22,37 @@
 // [WithNewRoots] makes each process span a new trace linked to the submitter's span, for
 // work that outlives its request; [WithProducerSpans] adds a PRODUCER span per enqueue.
 //
-// The server's spans: ws.handshake for the upgrade (SERVER, or INTERNAL under an HTTP server
-// span such as otelhttp's; it ends when the upgrade does, never lasting the connection);
-// receive ws.conn (CONSUMER) per message, child of the handshake, around OnMessage;
-// publish ws.room (PRODUCER) per Room.Broadcast; send ws.conn (PRODUCER) per message queued
-// for a connection, child of the span that sent it, ending when the message is written or
-// dropped. One chat message thus shows its whole fan-out in one trace. Queue labels are
-// roles ("ws.conn"), so span names and metric attributes stay few; connection ids appear
-// only as the attribute dispatch.ws.conn.id.
+// The server traces one received message as one trace. Its spans:
+//
+//   - ws.handshake (SERVER, with the HTTP server attributes; INTERNAL under an HTTP server
+//     span such as otelhttp's) is the connection's span: it ends with the upgrade, and OnOpen
+//     runs in its trace.
+//   - receive ws.conn (CONSUMER) is the root of each message's trace, with a span link to the
+//     connection's ws.handshake. OnMessage's block adopts it (it starts no process span of
+//     its own), so it lasts from the read until OnMessage returned and everything the message
+//     causes is under it. A sampler therefore samples messages, whole.
+//   - publish ws.room (PRODUCER) is a child of the room's block that fans a Room.Broadcast out
+//     (itself a child of the block that called Broadcast); it ends when every member has the
+//     message in its outbound buffer.
+//   - send ws.conn (PRODUCER) is a message queued for a connection, a child of the span that
+//     sent it, ending when the message is written or given up.
+//   - ws.close (INTERNAL) is the root of the connection's close trace, linked to its
+//     ws.handshake, with dispatch.ws.close.code, .by (server or peer), .reason (the frame's
+//     text) and .cause (the Reason constant); leaving the rooms and OnClose run in its trace,
+//     and OnClose's block adopts it.
+//
+// The timing rule, as trace viewers check it: a child starts after its parent starts; a
+// child that runs inside its parent (a Sync, a block that adopted its span, a publish)
+// ends before it. Work a span hands off (an Async block, a send written by the writer) is
+// its child and may end after it: the handing-off span ends when the hand-off is done.
+//
+// Queue labels are roles ("ws.conn"), so span names stay few; a queue's identity is its key
+// (queue.WithKey): spans of a keyed queue have messaging.destination.name = the key and
+// messaging.destination.template = the label, and the server's connection and room queues add
+// dispatch.ws.conn.id and dispatch.ws.room. The member count of a broadcast is
+// dispatch.ws.room.members. Failures use one error.type vocabulary (the wsserver Reason
+// constants, full and closed for queues, a panic value's type); a normal departure (a send to
+// a closing connection, a peer closing, Shutdown) is not an error status.
 //
 // # Metrics
 //
@@ -37,12 +61,12 @@
 //	dispatch.queue.rejected          {block}      TryAsync refusals, by label and error.type (full, closed)
 //	dispatch.queue.size              {block}      blocks waiting, summed over the live queues of a label
 //	dispatch.ws.connection.count     {connection} open connections
-//	dispatch.ws.connection.duration  s            how long connections lived, by dispatch.ws.reason
-//	dispatch.ws.closed               {connection} closes, by dispatch.ws.reason (normal, slow_consumer, ...)
+//	dispatch.ws.connection.duration  s            how long connections lived, by dispatch.ws.close.cause (and error.type)
+//	dispatch.ws.closed               {connection} closes, by dispatch.ws.close.cause (normal, slow_consumer, ...) and error.type
 //	dispatch.ws.messages             {message}    by network.io.direction (receive, transmit)
 //	dispatch.ws.io                   By           payload bytes, by network.io.direction
-//	dispatch.ws.dropped              {message}    outbound messages not written, by dispatch.ws.reason
-//	dispatch.ws.refused              {request}    upgrades refused, by dispatch.ws.reason
+//	dispatch.ws.dropped              {message}    outbound messages not written, by error.type
+//	dispatch.ws.refused              {request}    upgrades refused, by error.type
 //	dispatch.ws.broker.errors        {error}      failed Broker operations, by dispatch.ws.broker.operation
 //
 // Durations use buckets from 10 µs to 10 s. The hot paths use precomputed attribute sets

@@ -185,7 +185,27 @@ func reasonOf(why string) *reasonAttrs {
 	return v.(*reasonAttrs)
 }
 
+// closeOf returns the attribute options of a close reason: dispatch.ws.close.cause, and
+// error.type unless it is a normal departure.
+func closeOf(why string) *reasonAttrs {
+	if v, ok := closeOpts.Load(why); ok {
+		return v.(*reasonAttrs)
+	}
+	kvs := []attribute.KeyValue{attribute.String(keyCloseCause, why)}
+	if !normalDeparture(why) {
+		kvs = append(kvs, attribute.String(keyErrorType, why))
+	}
+	set := attribute.NewSet(kvs...)
+	v, _ := closeOpts.LoadOrStore(why, &reasonAttrs{
+		add:    []metric.AddOption{metric.WithAttributeSet(set)},
+		record: []metric.RecordOption{metric.WithAttributeSet(set)},
+	})
+	return v.(*reasonAttrs)
+}
+
+var closeOpts sync.Map // string -> *reasonAttrs
+
 const (
-	keyReason   = "dispatch.ws.reason"
+	keyReason   = keyErrorType // drops and refusals: the same vocabulary as the spans' error.type
 	keyBrokerOp = "dispatch.ws.broker.operation"
 )

@@ -74,9 +74,9 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	return func(c *config) { c.mp = mp }
 }
 
-// WithNewRoots makes every block's process span (and every WebSocket message's receive span)
-// the root of a new trace, linked to the span that was current where the block was submitted,
-// instead of its child. Use it for fire-and-forget work that outlives the request that queued
+// WithNewRoots makes every block's process span the root of a new trace, linked to the span
+// that was current where the block was submitted, instead of its child. (A WebSocket
+// message's receive span is always a root, linked to its connection.) Use it for fire-and-forget work that outlives the request that queued
 // it, so that the request's trace does not stretch to cover it.
 func WithNewRoots() Option {
 	return func(c *config) { c.linked = true }
@@ -248,6 +248,7 @@ func makeLabelAttrs(k labelKey) *labelAttrs {
 const (
 	keyDestination = "messaging.destination.name"
 	keyQueueLabel  = "dispatch.queue.label"
+	keyQueueKey    = "dispatch.queue.key"
 	keyQueueKind   = "dispatch.queue.kind"
 	keyQoS         = "dispatch.queue.qos"
 	keyBlockKind   = "dispatch.block.kind"

@@ -71,8 +71,19 @@ func (o *Observer) Started(q *queue.Queue, ctx context.Context, b queue.BlockInf
 	if !o.spans {
 		return ctx
 	}
+	if st := ownedBy(ctx, q); st != nil && st.adopted.CompareAndSwap(false, true) {
+		// The server's span for this block (a message's receive, a connection's close):
+		// the block's span is that one.
+		if st.span.IsRecording() {
+			st.span.SetAttributes(attribute.Float64(keyWait, b.Wait.Seconds()))
+		}
+		return ctx
+	}
 	a := o.labels.get(q)
 	opts := a.start[kindIndex(b.Kind)]
+	if key := q.Key(); key != "" {
+		opts = append(opts[:len(opts):len(opts)], keyAttrs(a.label, key))
+	}
 	var span trace.Span
 	if sc := trace.SpanContextFromContext(ctx); o.linked && sc.IsValid() {
 		ctx, span = o.tracer.Start(ctx, a.name, append(opts[:len(opts):len(opts)],
@@ -110,6 +121,9 @@ func (o *Observer) Finished(q *queue.Queue, ctx context.Context, b queue.BlockIn
 		return
 	}
 	span := trace.SpanFromContext(ctx)
+	if st := ownedBy(ctx, q); st != nil && st.adopted.Load() {
+		span = st.span
+	}
 	if b.Panic != nil && span.IsRecording() {
 		span.SetStatus(codes.Error, panicMessage(b.Panic))
 		span.SetAttributes(attribute.String(keyErrorType, fmt.Sprintf("%T", b.Panic)))
@@ -135,6 +149,24 @@ func (o *Observer) Rejected(q *queue.Queue, err error) {
 	}
 	a := o.labels.get(q)
 	o.m.rejected.Add(ctx, 1, a.rejectOpts(why)...)
+}
+
+// keyAttrs are the attributes of a queue with a key (queue.WithKey): the key is the
+// destination's name and the label its template, as the messaging conventions have it, and a
+// connection's or a room's queue names it as the server's spans do.
+func keyAttrs(label, key string) trace.SpanStartEventOption {
+	kvs := []attribute.KeyValue{
+		attribute.String(keyDestination, key),
+		attribute.String(keyTemplate, label),
+		attribute.String(keyQueueKey, key),
+	}
+	switch label {
+	case roleConn:
+		kvs = append(kvs, attribute.String(keyConnID, key))
+	case roleRoom:
+		kvs = append(kvs, attribute.String(keyRoom, key))
+	}
+	return trace.WithAttributes(kvs...)
 }
 
 // panicMessage is a span status description for a recovered panic value, kept short.

@@ -80,8 +80,8 @@ func readText(t *testing.T, c *websocket.Conn) string {
 	return string(b)
 }
 
-// One message broadcast to three connections: one receive span, one publish span and three
-// send spans, all in one trace under the sender's handshake span.
+// One message broadcast to three connections: one receive span (the root of the message's
+// trace, linked to the sender's handshake span), one publish span and three send spans.
 func TestChatExchangeSpans(t *testing.T) {
 	r := newRig(t)
 	url, joined, closed := chatServer(t, r, nil)
@@ -130,7 +130,9 @@ func TestChatExchangeSpans(t *testing.T) {
 		}
 	}
 	require.NotNil(t, senderHandshake)
-	require.Equal(t, senderHandshake.SpanContext().SpanID(), hello.Parent().SpanID(), "the handshake is the connection's root")
+	require.False(t, hello.Parent().IsValid(), "a message's receive span is the root of its trace")
+	require.Len(t, hello.Links(), 1)
+	require.Equal(t, senderHandshake.SpanContext(), hello.Links()[0].SpanContext, "linked to its connection's span")
 
 	// Everything in hello's trace: its process span, one publish, three sends.
 	var inTrace []sdktrace.ReadOnlySpan
@@ -171,7 +173,9 @@ func TestChatExchangeSpans(t *testing.T) {
 	require.Len(t, publish, 1)
 	require.Equal(t, trace.SpanKindProducer, publish[0].SpanKind())
 	require.Equal(t, "lobby", attrs(publish[0].Attributes())["dispatch.ws.room"])
-	require.Equal(t, int64(3), attrs(publish[0].Attributes())["messaging.batch.message_count"])
+	require.Equal(t, "lobby", attrs(publish[0].Attributes())["messaging.destination.name"])
+	require.Equal(t, int64(3), attrs(publish[0].Attributes())["dispatch.ws.room.members"])
+	require.NotContains(t, attrs(publish[0].Attributes()), "messaging.batch.message_count")
 	require.Len(t, sends, 3, "one send span per member, in the message's trace")
 	got := map[string]bool{}
 	for _, s := range sends {
@@ -181,13 +185,9 @@ func TestChatExchangeSpans(t *testing.T) {
 		got[attrs(s.Attributes())["dispatch.ws.conn.id"].(string)] = true
 	}
 	require.Equal(t, ids, got, "a send span for each member")
-	process := 0
 	for _, s := range inTrace {
-		if s.Name() == "process ws.conn" && s.Parent().SpanID() == hello.SpanContext().SpanID() {
-			process++
-		}
+		require.NotEqual(t, "process ws.conn", s.Name(), "OnMessage's block adopts the receive span rather than starting its own")
 	}
-	require.Equal(t, 1, process, "OnMessage's block on the connection queue, child of the receive span")
 
 	// Metrics.
 	m := r.metrics(t)
@@ -215,13 +215,15 @@ func TestChatExchangeSpans(t *testing.T) {
 	require.Equal(t, int64(0), m["dispatch.ws.connection.count"].(metricdata.Sum[int64]).DataPoints[0].Value)
 	closes := m["dispatch.ws.closed"].(metricdata.Sum[int64]).DataPoints
 	require.Len(t, closes, 1)
-	reason, _ := closes[0].Attributes.Value("dispatch.ws.reason")
+	reason, _ := closes[0].Attributes.Value("dispatch.ws.close.cause")
 	require.Equal(t, wsserver.ReasonNormal, reason.AsString())
+	require.False(t, closes[0].Attributes.HasValue("error.type"), "a normal close is not an error")
 	require.Equal(t, int64(3), closes[0].Value)
 	require.Equal(t, uint64(3), m["dispatch.ws.connection.duration"].(metricdata.Histogram[float64]).DataPoints[0].Count)
 }
 
-// A refused upgrade ends its handshake span with an error and is counted by reason.
+// A refused upgrade ends its handshake span with its status and error.type (status Error
+// only for a 5xx, as the HTTP server conventions say) and is counted by reason.
 func TestRefusedHandshake(t *testing.T) {
 	r := newRig(t)
 	url, _, _ := chatServer(t, r, nil)
@@ -231,12 +233,14 @@ func TestRefusedHandshake(t *testing.T) {
 	require.Error(t, err)
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	h := r.waitSpans(t, "ws.handshake", 1)[0]
-	require.Equal(t, codes.Error, h.Status().Code)
+	require.Equal(t, codes.Unset, h.Status().Code, "a 4xx is the client's error, not the server's")
 	require.Equal(t, int64(http.StatusUnauthorized), attrs(h.Attributes())["http.response.status_code"])
 	require.Equal(t, "unauthorized", attrs(h.Attributes())["error.type"])
 	dps := r.metrics(t)["dispatch.ws.refused"].(metricdata.Sum[int64]).DataPoints
 	require.Len(t, dps, 1)
 	require.Equal(t, int64(1), dps[0].Value)
+	why, _ := dps[0].Attributes.Value("error.type")
+	require.Equal(t, "unauthorized", why.AsString())
 }
 
 // Under an HTTP server span (what otelhttp.NewHandler makes), the handshake is its INTERNAL
@@ -263,7 +267,8 @@ func TestUnderHTTPServerSpan(t *testing.T) {
 	require.Equal(t, req.SpanContext().SpanID(), h.Parent().SpanID())
 }
 
-// A message dropped for a closed connection ends its send span with an error and counts.
+// A message sent to a closed connection is a normal departure: its send span says why it was
+// not written but is not an error; the drop is counted by error.type.
 func TestDroppedSend(t *testing.T) {
 	r := newRig(t)
 	url, joined, closed := chatServer(t, r, nil)
@@ -276,11 +281,12 @@ func TestDroppedSend(t *testing.T) {
 	for _, s := range r.waitSpans(t, "send ws.conn", 1) {
 		failed = s
 	}
-	require.Equal(t, codes.Error, failed.Status().Code)
-	require.Equal(t, wsserver.ReasonClosed, attrs(failed.Attributes())["error.type"])
+	require.Equal(t, codes.Unset, failed.Status().Code)
+	require.Equal(t, wsserver.ReasonClosed, attrs(failed.Attributes())["dispatch.ws.drop.reason"])
+	require.NotContains(t, attrs(failed.Attributes()), "error.type")
 	dps := r.metrics(t)["dispatch.ws.dropped"].(metricdata.Sum[int64]).DataPoints
 	require.Len(t, dps, 1)
-	reason, _ := dps[0].Attributes.Value("dispatch.ws.reason")
+	reason, _ := dps[0].Attributes.Value("error.type")
 	require.Equal(t, wsserver.ReasonClosed, reason.AsString())
 }
 
@@ -297,6 +303,7 @@ func TestBrokerFailed(t *testing.T) {
 	require.Equal(t, codes.Error, pub.Status().Code)
 	require.Equal(t, "nats: connection closed", pub.Status().Description)
 	require.Equal(t, "lobby", attrs(pub.Attributes())["dispatch.ws.room"])
+	require.Equal(t, "broker_publish", attrs(pub.Attributes())["error.type"])
 	require.Len(t, r.waitSpans(t, "broker subscribe", 1), 1)
 	m := r.metrics(t)
 	ops := map[string]int64{}
@@ -307,6 +314,67 @@ func TestBrokerFailed(t *testing.T) {
 	require.Equal(t, map[string]int64{"publish": 1, "subscribe": 1}, ops)
 	drops := m["dispatch.ws.dropped"].(metricdata.Sum[int64]).DataPoints
 	require.Len(t, drops, 1)
-	why, _ := drops[0].Attributes.Value("dispatch.ws.reason")
+	why, _ := drops[0].Attributes.Value("error.type")
 	require.Equal(t, "broker", why.AsString())
+}
+
+// A connection's span is its handshake (SERVER, with the HTTP server attributes); OnOpen runs
+// in its trace. Its close is a trace of its own, ws.close, linked to it, recording the code,
+// who closed and why; OnClose and the rooms it leaves run in that trace. A close the server
+// decided on a fault of the peer's is an error; a peer leaving is not.
+func TestConnectionSpans(t *testing.T) {
+	r := newRig(t)
+	url, joined, closed := chatServer(t, r, nil)
+	c := dial(t, url)
+	conn := testutil.Recv(t, joined, "join")
+	id := connID(conn).Value.AsString()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	// Invalid UTF-8 in a text message: the server closes with 1007.
+	require.NoError(t, c.Write(ctx, websocket.MessageText, []byte{0xff, 0xfe}))
+	_, _, err := c.Read(ctx) // answers the server's close frame
+	require.Equal(t, websocket.StatusInvalidFramePayloadData, websocket.CloseStatus(err))
+	testutil.Recv(t, closed, "the Closed hook")
+
+	h := r.waitSpans(t, "ws.handshake", 1)[0]
+	require.Equal(t, trace.SpanKindServer, h.SpanKind())
+	ha := attrs(h.Attributes())
+	require.Equal(t, http.MethodGet, ha["http.request.method"])
+	require.Equal(t, "http", ha["url.scheme"])
+	require.Equal(t, "/", ha["url.path"])
+	require.Equal(t, "127.0.0.1", ha["server.address"])
+	require.Contains(t, ha, "server.port")
+	require.Equal(t, "127.0.0.1", ha["client.address"])
+	require.Equal(t, id, ha["dispatch.ws.conn.id"])
+
+	open := r.waitSpans(t, "process ws.conn", 1)[0]
+	require.Equal(t, h.SpanContext().SpanID(), open.Parent().SpanID(), "OnOpen runs in the connection's trace")
+	require.Equal(t, id, attrs(open.Attributes())["dispatch.ws.conn.id"], "a connection queue's span names the connection")
+	require.Equal(t, id, attrs(open.Attributes())["messaging.destination.name"])
+	join := r.waitSpans(t, "process ws.room", 1)[0]
+	require.Equal(t, open.SpanContext().SpanID(), join.Parent().SpanID(), "the Join OnOpen made")
+	require.Equal(t, "lobby", attrs(join.Attributes())["messaging.destination.name"])
+	require.Equal(t, "lobby", attrs(join.Attributes())["dispatch.ws.room"])
+
+	cl := r.waitSpans(t, "ws.close", 1)[0]
+	require.False(t, cl.Parent().IsValid(), "the close is a trace of its own")
+	require.Len(t, cl.Links(), 1)
+	require.Equal(t, h.SpanContext(), cl.Links()[0].SpanContext)
+	ca := attrs(cl.Attributes())
+	require.Equal(t, id, ca["dispatch.ws.conn.id"])
+	require.Equal(t, int64(websocket.StatusInvalidFramePayloadData), ca["dispatch.ws.close.code"])
+	require.Equal(t, "server", ca["dispatch.ws.close.by"])
+	require.Equal(t, wsserver.ReasonInvalidUTF8, ca["dispatch.ws.close.cause"])
+	require.Equal(t, wsserver.ReasonInvalidUTF8, ca["error.type"])
+	require.Equal(t, codes.Error, cl.Status().Code)
+	require.Contains(t, ca, "dispatch.block.wait", "OnClose's block adopted the close span")
+	leave := r.waitSpans(t, "process ws.room", 2)[1]
+	require.Equal(t, cl.SpanContext().SpanID(), leave.Parent().SpanID(), "leaving the room is in the close's trace")
+	require.False(t, leave.StartTime().Before(cl.StartTime()))
+
+	m := r.metrics(t)
+	closes := m["dispatch.ws.closed"].(metricdata.Sum[int64]).DataPoints
+	require.Len(t, closes, 1)
+	why, _ := closes[0].Attributes.Value("error.type")
+	require.Equal(t, wsserver.ReasonInvalidUTF8, why.AsString())
 }

@@ -38,6 +38,7 @@ type Conn struct {
 	q     *queue.Queue
 	req   *requestInfo
 	root  context.Context // the Observer's per-connection context; nil without an Observer
+	end   context.Context // the Observer's context of the close (CloseObserver); set before OnClose is queued
 	val   any             // the handler's per-connection state; touched only on q
 	vals  []keyVal        // the values of Keys; touched only on q
 	over  bool            // OnClose has run: no callback after it; touched only on q

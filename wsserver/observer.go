@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // Close and drop reasons an Observer sees (low-cardinality strings for metric attributes).
@@ -26,6 +28,23 @@ const (
 	ReasonClosed       = "closed"        // drops only: Send on a closed connection
 	ReasonConflated    = "conflated"     // drops only: replaced by a newer message with its key
 )
+
+// CloseInfo tells a CloseObserver how a connection ended.
+type CloseInfo struct {
+	Code   websocket.StatusCode // the close code; 1006 when the connection was lost without a close frame
+	Reason string               // the close frame's reason text
+	By     string               // who closed it first: "server" or "peer"
+	Why    string               // one of the Reason constants, as Closed gets
+	Err    error                // what OnClose gets (nil for a normal closure)
+}
+
+// A CloseObserver is an Observer that is also told when a connection has ended, so that the
+// close can be traced apart from the open. Closing is called once, by the reader, before the
+// connection leaves its rooms and OnClose is queued, with the root context (Handshake's). The
+// Leave blocks and OnClose run under the context it returns, and Closed gets it.
+type CloseObserver interface {
+	Closing(ctx context.Context, c *Conn, info CloseInfo) context.Context
+}
 
 // An Observer is told what the server does; the tracing package implements it to make spans
 // and metrics. Hooks run inline (on the reader, the handler's queue or the writer), so they

@@ -203,11 +203,37 @@ func (c *Conn) finish(readErr error) {
 		c.cancel()
 	}
 	c.mu.Unlock()
-	for _, r := range rooms {
-		r.Leave(c)
-	}
 	why, err := closeResult(readErr, cause, why)
-	c.q.Async(func() { c.onClose(err, why) })
+	if co, ok := c.s.obs.(CloseObserver); ok {
+		// The close is traced apart from the open: leaving the rooms and OnClose run under
+		// the context Closing returns.
+		c.end = co.Closing(c.root, c, closeInfo(readErr, cause, why, err))
+	}
+	for _, r := range rooms {
+		r.leave(c.end, c)
+	}
+	if c.end != nil {
+		c.q.AsyncContext(c.end, func(context.Context) { c.onClose(err, why) })
+	} else {
+		c.q.Async(func() { c.onClose(err, why) })
+	}
+}
+
+// closeInfo describes the end of a connection for a CloseObserver: the server closed it if it
+// set a cause, the peer otherwise.
+func closeInfo(readErr error, cause *CloseError, why string, err error) CloseInfo {
+	if cause != nil {
+		return CloseInfo{Code: cause.Code, Reason: cause.Reason, By: "server", Why: why, Err: err}
+	}
+	info := CloseInfo{Code: websocket.CloseStatus(readErr), By: "peer", Why: why, Err: err}
+	var ce websocket.CloseError
+	if errors.As(readErr, &ce) {
+		info.Reason = ce.Reason
+	}
+	if info.Code == -1 {
+		info.Code = websocket.StatusAbnormalClosure
+	}
+	return info
 }
 
 // closeResult is the Observer's reason and the error OnClose gets.

@@ -35,6 +35,9 @@ type Room struct {
 	gen        uint64 // counts subscriptions, so that a late delivery of an old one is ignored; q only
 }
 
+// noCtx is the context of the Observer where there is none (no Observer): nil.
+var noCtx context.Context
+
 // fanoutChunk is how many members one block serves in a parallel broadcast; rooms up to
 // twice that are served by the room's own block, where spreading would cost more than it
 // saves.
@@ -43,7 +46,7 @@ const fanoutChunk = 256
 func newRoom(s *Server, name string) *Room {
 	// The room's queue targets a Global root, not the width-limited handler queue: a
 	// broadcast then never waits behind handlers, and handlers may Sync onto it (Len).
-	return &Room{name: name, s: s, q: queue.NewSerial("ws.room", queue.WithObserver(s.opts.QueueObserver)), members: make(map[*Conn]int)}
+	return &Room{name: name, s: s, q: queue.NewSerial("ws.room", queue.WithObserver(s.opts.QueueObserver), queue.WithKey(name)), members: make(map[*Conn]int)}
 }
 
 // Name returns the room's name.
@@ -131,17 +134,20 @@ func (r *Room) deliver(gen uint64, m Message) {
 		return // from a subscription that has ended
 	}
 	r.s.stats.brokerReceived.Add(1)
-	var sender context.Context
+	var ctx context.Context
 	if r.s.obs != nil {
-		sender = context.Background() // the sender's context stayed on its node
+		ctx = queue.CurrentContext() // this block's: the sender's context stayed on its node
 	}
-	r.fanout(sender, "", m)
+	r.fanout(ctx, "", m)
 }
 
 // Leave removes c from the room; leaving a room one is not in does nothing.
-func (r *Room) Leave(c *Conn) {
+func (r *Room) Leave(c *Conn) { r.leave(noCtx, c) }
+
+// leave is Leave; with a ctx (a connection's close, for the Observer) its block runs under it.
+func (r *Room) leave(ctx context.Context, c *Conn) {
 	r = r.current()
-	r.q.Async(func() {
+	fn := func() {
 		i, ok := r.members[c]
 		if !ok {
 			return
@@ -161,7 +167,12 @@ func (r *Room) Leave(c *Conn) {
 			}
 		}
 		r.retireIfUnused()
-	})
+	}
+	if ctx != nil {
+		r.q.AsyncContext(ctx, func(context.Context) { fn() })
+		return
+	}
+	r.q.Async(fn)
 }
 
 // Len returns how many connections are in the room, once the Joins and Leaves called
@@ -192,45 +203,54 @@ func (r *Room) Broadcast(m Message) { r.broadcast("", m) }
 func (r *Room) BroadcastKeyed(key string, m Message) { r.broadcast(key, m) }
 
 func (r *Room) broadcast(key string, m Message) {
-	var sender context.Context
-	if r.s.obs != nil {
-		sender = queue.CurrentContext()
-	}
 	r = r.current()
-	r.q.Async(func() {
-		defer r.retireIfUnused()
-		if b := r.s.broker; b != nil {
-			if err := b.Publish(r.name, m); err != nil {
-				r.s.brokerFailed(r.name, "publish", err)
-			} else {
-				r.s.stats.brokerPublished.Add(1)
-				r.s.brokerOK()
-			}
+	if r.s.obs == nil {
+		r.q.Async(func() { r.publish(noCtx, key, m) })
+		return
+	}
+	// The room's block runs under the sender's context (never cancelled: a broadcast made is
+	// served), so its span is the sender's child and the publish span the block's.
+	r.q.AsyncContext(context.WithoutCancel(queue.CurrentContext()), func(ctx context.Context) { r.publish(ctx, key, m) })
+}
+
+// publish runs on q: m to the other nodes, then to this node's members. ctx is the block's
+// (nil without an Observer).
+func (r *Room) publish(ctx context.Context, key string, m Message) {
+	defer r.retireIfUnused()
+	if b := r.s.broker; b != nil {
+		if err := b.Publish(r.name, m); err != nil {
+			r.s.brokerFailed(r.name, "publish", err)
+		} else {
+			r.s.stats.brokerPublished.Add(1)
+			r.s.brokerOK()
 		}
-		r.fanout(sender, key, m)
-	})
+	}
+	r.fanout(ctx, key, m)
 }
 
 // BroadcastLocal sends m to this node's members only, as Broadcast does without a Broker:
 // for what is about this node's view (examples/chat sends each node's merged presence list
 // this way).
 func (r *Room) BroadcastLocal(m Message) {
-	var sender context.Context
-	if r.s.obs != nil {
-		sender = queue.CurrentContext()
-	}
 	r = r.current()
-	r.q.Async(func() {
-		r.fanout(sender, "", m)
+	if r.s.obs == nil {
+		r.q.Async(func() {
+			r.fanout(noCtx, "", m)
+			r.retireIfUnused()
+		})
+		return
+	}
+	r.q.AsyncContext(context.WithoutCancel(queue.CurrentContext()), func(ctx context.Context) {
+		r.fanout(ctx, "", m)
 		r.retireIfUnused()
 	})
 }
 
-// fanout runs on the room's queue.
-func (r *Room) fanout(sender context.Context, key string, m Message) {
-	var ctx context.Context
+// fanout runs on the room's queue; ctx is the block's (nil without an Observer), and the
+// Observer's Broadcast makes the publish a child of it.
+func (r *Room) fanout(ctx context.Context, key string, m Message) {
 	if obs := r.s.obs; obs != nil {
-		ctx = obs.Broadcast(sender, r.name, m, len(r.list))
+		ctx = obs.Broadcast(ctx, r.name, m, len(r.list))
 	}
 	bo, _ := r.s.obs.(BroadcastObserver)
 	var res *BroadcastResult

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,7 +131,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.obs != nil {
 		s.obs.Opened(c.root, c)
 	}
-	c.q.Async(c.onOpen)
+	if s.obs != nil {
+		// OnOpen belongs to the connection's trace (the handshake's), not to one of its own.
+		c.q.AsyncContext(c.root, func(context.Context) { c.onOpen() })
+	} else {
+		c.q.Async(c.onOpen)
+	}
 	if readInServeHTTP {
 		c.readLoop()
 		return
@@ -189,8 +195,13 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	}
 	// One label for every connection queue (its id is Conn.ID): metrics stay low-cardinality.
 	// No profiler labels of its own: its blocks show under "ws.handlers", which spares a
-	// labels context per connection (~120 B) and a label switch per drain.
-	c.q = queue.NewSerial("ws.conn", queue.WithTarget(s.handlers), queue.WithProfileLabels(false))
+	// labels context per connection (~120 B) and a label switch per drain. Observed, its key
+	// is the connection's id, so spans and the inspector say which connection it is.
+	key := ""
+	if s.opts.QueueObserver != nil {
+		key = strconv.FormatUint(c.id, 10)
+	}
+	c.q = queue.NewSerial("ws.conn", queue.WithTarget(s.handlers), queue.WithProfileLabels(false), queue.WithKey(key))
 	c.req = &requestInfo{remoteAddr: r.RemoteAddr, header: r.Header, url: r.URL, auth: auth}
 	c.opened = time.Now()
 	epoch := s.ka.epoch.Load()
@@ -257,7 +268,11 @@ func (s *Server) retire(c *Conn, err error, why string) {
 	s.mu.Unlock()
 	s.releaseSlot()
 	if s.obs != nil {
-		s.obs.Closed(c.root, c, time.Since(c.opened), why, err)
+		ctx := c.end
+		if ctx == nil {
+			ctx = c.root
+		}
+		s.obs.Closed(ctx, c, time.Since(c.opened), why, err)
 	}
 }
 

@@ -47,7 +47,7 @@ const (
 func newRoom(name string, ws *wsserver.Room, obs queue.Observer, cl *cluster) *room {
 	r := &room{
 		name:    name,
-		q:       queue.NewSerial("chat.room", queue.WithObserver(obs)),
+		q:       queue.NewSerial("chat.room", queue.WithObserver(obs), queue.WithKey(name)),
 		ws:      ws,
 		members: map[*wsserver.Conn]string{},
 		cl:      cl,

@@ -88,9 +88,9 @@ func TestChatMessageIsTraced(t *testing.T) {
 	for _, s := range trace {
 		names[s.Name]++
 	}
-	require.Equal(t, 1, names["receive ws.conn"])
-	require.Equal(t, 1, names["process ws.conn"], "OnMessage on the connection's queue")
+	require.Equal(t, 1, names["receive ws.conn"], "OnMessage's block adopts it")
 	require.Equal(t, 1, names["process chat.room"], "the room's block that keeps history and fans out")
+	require.Equal(t, 1, names["process ws.room"], "the server room's block")
 	require.Equal(t, 1, names["publish ws.room"])
 
 	// CHAT_TRACE_SVG=docs/trace.svg go test -run TestChatMessageIsTraced ./examples/chat draws
@@ -163,7 +163,7 @@ func waterfall(spans tracetest.SpanStubs) []byte {
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="16" rx="2" fill="%s"/>`, x0, y+5, w, colors[s.SpanKind])
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="#6b7385">%s</text>`, x0+w+4, y+17, s.EndTime.Sub(s.StartTime).Round(time.Microsecond))
 	}
-	fmt.Fprintf(&b, `<text x="8" y="%d" fill="#6b7385">receive ws.conn is a child of its connection's ws.handshake span; each send lasts until the message is written.</text></svg>`,
+	fmt.Fprintf(&b, `<text x="8" y="%d" fill="#6b7385">receive ws.conn is the root of the message's trace, linked to its connection's span; a send lasts until its message is written.</text></svg>`,
 		(len(spans)+1)*rowH+18)
 	return []byte(b.String())
 }
