@@ -62,7 +62,8 @@ func (s *source) init(q *queue.Queue, ev events) {
 
 // Resume undoes one Suspend, or the suspension a source is created with; events kept while
 // it was suspended are then delivered, coalesced. It panics if the source is not suspended:
-// each Resume must balance a Suspend (or the creation).
+// each Resume must balance a Suspend (or the creation). If it has events to deliver and the
+// queue is full (WithLimit), it waits for room, as Merge does.
 func (s *source) Resume() {
 	s.mu.Lock()
 	if s.suspended == 0 {
