@@ -38,8 +38,9 @@ import (
 // closed qc is counted in qc's Stats().Rejected. Group.Wait and Semaphore follow their
 // counts; a Semaphore wakes its waiters in order.
 //
-// Signal sources are left out: a signal reaches a source through os/signal's goroutine,
-// outside the bubble.
+// Signal sources are left out: signal.Notify cannot be called inside a bubble (the runtime's
+// signal-mask goroutine it may start would belong to the bubble and be shared with the rest of
+// the process: a fatal error), so a signal source cannot be resumed there.
 func FuzzDispatchModel(f *testing.F) {
 	f.Add([]byte{0, 5, 2, 1, 0, 3, 6, 1, 4, 0})                                             // merges before and after Resume, Cancel
 	f.Add([]byte{5, 1, 6, 3, 6, 2, 5, 0, 6, 5, 5, 1, 6, 3, 4, 2})                           // timer suspended across deadlines
@@ -87,7 +88,7 @@ const (
 type dSource struct {
 	name      string
 	susp      int  // suspensions (1 at creation)
-	resumed   bool // Resume was called once
+	resumed   bool // it ran once (a Resume took it out of every suspension)
 	cancelled bool // Cancel was called
 	cancelRet bool // Cancel returned
 	retBefore bool // Cancel returned before the source's queue was closed
@@ -379,7 +380,7 @@ func (m *dModel) suspendResume(i int, suspend bool) {
 	}
 	m.mu.Lock()
 	s.susp--
-	if !s.resumed {
+	if !s.resumed && s.susp == 0 { // the source runs from now on: a timer's grid starts
 		s.resumed = true
 		if i == 2 {
 			m.firstTick = time.Now()
