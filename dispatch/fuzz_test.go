@@ -90,7 +90,7 @@ type dSource struct {
 	susp      int  // suspensions (1 at creation)
 	resumed   bool // it ran once (a Resume took it out of every suspension)
 	cancelled bool // Cancel was called
-	cancelRet bool // Cancel returned
+	cancelRet bool // the first Cancel returned
 	retBefore bool // Cancel returned before the source's queue was closed
 	panicNext bool
 
@@ -397,9 +397,13 @@ func (m *dModel) suspendResume(i int, suspend bool) {
 func (m *dModel) cancel(i int) {
 	m.mu.Lock()
 	s := m.src[i]
+	first := !s.cancelled
 	s.cancelled = true
 	m.mu.Unlock()
 	done := func() {
+		if !first {
+			return // a second Cancel returns at once, the first may still wait for room
+		}
 		m.mu.Lock()
 		s.cancelRet = true
 		m.mu.Unlock()
