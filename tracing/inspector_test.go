@@ -6,12 +6,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/dispatchkit/dispatchkit/wsserver"
 )
@@ -67,7 +70,7 @@ func TestInspectorServesQueues(t *testing.T) {
 	require.Equal(t, "idle", i.Label)
 	require.Equal(t, queue.Global(queue.Utility).Label(), i.Target)
 	require.Equal(t, []LabelFigures{
-		{Label: "busy", Queues: 1, Pending: 4, Executed: 10},
+		{Label: "busy", Queues: 1, Pending: 4, Executed: 10, Syncs: 1},
 		{Label: "idle", Queues: 1},
 	}, s.Labels)
 	require.Contains(t, s.Servers, "chat")
@@ -152,4 +155,74 @@ func TestWaitQuantiles(t *testing.T) {
 	h.add(time.Hour)
 	require.Equal(t, uint32(1), h.b[0].Load())
 	require.Equal(t, uint32(1), h.b[waitBuckets-1].Load())
+}
+
+// The inspector counts Syncs, shows a queue's key, serves every JSON key in one style
+// (snake_case), keeps a history for its charts, and drops a connection's queue once the
+// connection has closed (through the Observer's Closed hook), not when the GC runs.
+func TestInspectorKeysSyncsHistoryAndClosedConnections(t *testing.T) {
+	in := NewInspector()
+	r := newRig(t, WithInspector(in))
+	url, joined, closed := chatServer(t, r, nil)
+	g := queue.NewGuarded(0, queue.WithLabel("rooms"), queue.WithKey("main"), queue.WithObserver(r))
+	defer g.Queue().Close(context.Background())
+	g.Sync(func(*int) {})
+	g.Sync(func(*int) {})
+
+	c := dial(t, url)
+	testutil.Recv(t, joined, "join")
+	ts := httptest.NewServer(in)
+	defer ts.Close()
+	resp, err := http.Get(ts.URL + "?format=json&all=1")
+	require.NoError(t, err)
+	var raw map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&raw))
+	resp.Body.Close()
+	snake := regexp.MustCompile(`^[a-z0-9_]+$`)
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if !strings.HasSuffix(path, ".labels") || !strings.Contains(path, "history") {
+					require.Regexp(t, snake, k, "key %q at %s", k, path)
+				}
+				walk(path+"."+k, x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(path+"[]", x)
+			}
+		}
+	}
+	walk("", raw)
+	require.Contains(t, raw, "history")
+
+	s := in.Snapshot(true)
+	byLabel := map[string]LabelFigures{}
+	for _, l := range s.Labels {
+		byLabel[l.Label] = l
+	}
+	require.Equal(t, uint64(2), byLabel["rooms"].Syncs, "Syncs are counted")
+	keys := map[string]string{}
+	for _, q := range s.Queues {
+		keys[q.Label] = q.Key
+	}
+	require.Equal(t, "main", keys["rooms"])
+	require.Equal(t, "lobby", keys["ws.room"])
+	require.NotEmpty(t, keys["ws.conn"], "a connection's queue is keyed by its id")
+	require.NotEmpty(t, s.History)
+	require.Contains(t, s.History[len(s.History)-1].Labels, "rooms")
+
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	testutil.Recv(t, closed, "the Closed hook")
+	require.Zero(t, byLabelOf(in.Snapshot(true))["ws.conn"].Queues, "a closed connection's queue is gone at once")
+}
+
+func byLabelOf(s Snapshot) map[string]LabelFigures {
+	m := map[string]LabelFigures{}
+	for _, l := range s.Labels {
+		m[l.Label] = l
+	}
+	return m
 }
