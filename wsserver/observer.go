@@ -50,10 +50,13 @@ type CloseObserver interface {
 // and metrics. Hooks run inline (on the reader, the handler's queue or the writer), so they
 // must be quick and must not block. With no Observer each event costs one nil check.
 //
-// The contexts let a tracer build one trace per connection and follow a message through the
-// server: Handshake's context is the connection's root; Received's is the context OnMessage
-// runs under (queue.CurrentContext inside the handler returns it); Send and Broadcast pass the
-// sender's queue.CurrentContext, so a send span can link to the receive span that caused it.
+// The contexts let a tracer follow a message through the server: Handshake's context is the
+// connection's (OnOpen runs under it); Received's is the context OnMessage runs under
+// (queue.CurrentContext inside the handler returns it), so a tracer can start each message's
+// trace there; a Send passes the sender's queue.CurrentContext, and a room's Broadcast the
+// context of the room's block that serves it (its sender's child), so that every send is in
+// the trace of the message that caused it. With a CloseObserver, the close has a context of
+// its own too.
 type Observer interface {
 	// Handshake is called when an upgrade request arrives, before any check. ctx is the
 	// request's context without its cancellation; the returned context becomes the
@@ -84,8 +87,9 @@ type Observer interface {
 	// Dropped is called when a message to c was refused: the buffer was full
 	// (ReasonSlowConsumer) or the connection closed (ReasonClosed). ctx is the sender's.
 	Dropped(ctx context.Context, c *Conn, m Message, reason string)
-	// Broadcast is called once per Room.Broadcast with the sender's queue.CurrentContext and
-	// the room's size; the returned context is passed to Sent for every member.
+	// Broadcast is called once per Room.Broadcast, on the room's queue, with the context of
+	// the room's block (run under the sender's queue.CurrentContext) and the room's size; the
+	// returned context is passed to Sent for every member.
 	Broadcast(ctx context.Context, room string, m Message, members int) context.Context
 }
 

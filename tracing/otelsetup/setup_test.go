@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -16,16 +17,19 @@ import (
 	collmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	colltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/dispatchkit/dispatchkit/queue"
 	"github.com/dispatchkit/dispatchkit/tracing"
+	"github.com/dispatchkit/dispatchkit/wsserver"
 )
 
 // receiver is an in-process OTLP/HTTP receiver that decodes what it is sent.
 type receiver struct {
 	mu      sync.Mutex
 	spans   []string // span names
+	full    []*tracepb.Span
 	metrics []string // metric names
 	service []string // service.name of each resource seen
 }
@@ -51,6 +55,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			for _, ss := range rs.ScopeSpans {
 				for _, s := range ss.Spans {
 					rc.spans = append(rc.spans, s.Name)
+					rc.full = append(rc.full, s)
 				}
 			}
 		}
@@ -159,4 +164,54 @@ func TestSetupFromEnvironment(t *testing.T) {
 	t.Setenv("OTEL_TRACES_EXPORTER", "carrier-pigeon")
 	_, err = Setup(ctx, "x")
 	require.ErrorContains(t, err, "carrier-pigeon")
+}
+
+// Over real OTLP/HTTP, one echoed message is one trace: its receive span is a root linked to
+// the connection's handshake span, and the send it caused is its child in the same trace.
+func TestMessageTraceOverOTLP(t *testing.T) {
+	rc := &receiver{}
+	ts := httptest.NewServer(rc)
+	defer ts.Close()
+	restoreGlobals(t)
+	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
+	t.Setenv("OTEL_METRICS_EXPORTER", "none")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", ts.URL)
+	ctx := context.Background()
+	shutdown, err := Setup(ctx, "echo-test")
+	require.NoError(t, err)
+	obs := tracing.NewObserver()
+	srv := wsserver.New(wsserver.HandlerFuncs{
+		Message: func(c *wsserver.Conn, m wsserver.Message) { _ = c.Send(m) },
+	}, wsserver.Options{Observer: obs, QueueObserver: obs})
+	hs := httptest.NewServer(srv)
+	c, _, err := websocket.Dial(ctx, "ws"+hs.URL[len("http"):], nil)
+	require.NoError(t, err)
+	require.NoError(t, c.Write(ctx, websocket.MessageText, []byte("hi")))
+	_, got, err := c.Read(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "hi", string(got))
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	require.NoError(t, srv.Shutdown(ctx))
+	hs.Close()
+	require.NoError(t, obs.Close())
+	require.NoError(t, shutdown(ctx)) // flushes every ended span
+
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	byName := map[string]*tracepb.Span{}
+	for _, s := range rc.full {
+		byName[s.Name] = s
+	}
+	hand, recv, send := byName["ws.handshake"], byName["receive ws.conn"], byName["send ws.conn"]
+	require.NotNil(t, hand)
+	require.NotNil(t, recv)
+	require.NotNil(t, send)
+	require.Empty(t, recv.ParentSpanId, "the message's trace starts at its receive span")
+	require.NotEqual(t, hand.TraceId, recv.TraceId)
+	require.Len(t, recv.Links, 1)
+	require.Equal(t, hand.SpanId, recv.Links[0].SpanId, "linked to the connection's span")
+	require.Equal(t, recv.TraceId, send.TraceId)
+	require.Equal(t, recv.SpanId, send.ParentSpanId)
+	require.NotNil(t, byName["ws.close"], "the close is traced too")
 }
