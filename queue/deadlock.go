@@ -26,8 +26,9 @@ func (q *Queue) roomNeedsCallerLocked(me uintptr) bool {
 	return false
 }
 
-// syncPlan finds what a Sync onto q by goroutine me must acquire: the queues from q up to stop
-// (not included). stop is the first queue up the chain that me already holds, or the root.
+// syncPlan finds what a Sync onto q by goroutine me must acquire: the queues from `from` (q,
+// or a queue up its chain) up to stop (not included), which it appends to path. stop is the
+// first queue up the chain that me already holds, or the root.
 //
 //   - me holds it alone (a serial queue, or a concurrent one as a barrier): the Sync would
 //     wait for the caller itself, ErrWouldDeadlock, as GCD's dispatch_sync onto the current
@@ -37,8 +38,8 @@ func (q *Queue) roomNeedsCallerLocked(me uintptr) bool {
 //     targets it (a sibling of the caller's queue): everything up from there is the caller's
 //     already. Only a BarrierSync onto the concurrent queue itself is refused: it would wait
 //     for the caller's own slot to end.
-func (q *Queue) syncPlan(me uintptr, barrier bool) (stop *Queue, err error) {
-	x := q
+func (q *Queue) syncPlan(from *Queue, me uintptr, barrier bool, path []*Queue) (stop *Queue, _ []*Queue, err error) {
+	x := from
 	for ; x.kind != rootKind; x = x.target.Load() {
 		x.mu.Lock()
 		alone := x.owner == me
@@ -46,16 +47,26 @@ func (q *Queue) syncPlan(me uintptr, barrier bool) (stop *Queue, err error) {
 		x.mu.Unlock()
 		switch {
 		case alone && x == q:
-			return nil, fmt.Errorf("%w: Sync on %q from a block running on %q", ErrWouldDeadlock, q.label, q.label)
+			return nil, path, fmt.Errorf("%w: Sync on %q from a block running on %q", ErrWouldDeadlock, q.label, q.label)
 		case alone:
-			return nil, fmt.Errorf("%w: Sync on %q needs %q (its target), which is running the caller", ErrWouldDeadlock, q.label, x.label)
+			return nil, path, fmt.Errorf("%w: Sync on %q needs %q (its target), which is running the caller", ErrWouldDeadlock, q.label, x.label)
 		case slot && x == q && barrier:
-			return nil, fmt.Errorf("%w: BarrierSync on %q from a block running on %q would wait for that block", ErrWouldDeadlock, q.label, q.label)
+			return nil, path, fmt.Errorf("%w: BarrierSync on %q from a block running on %q would wait for that block", ErrWouldDeadlock, q.label, q.label)
 		case slot:
-			return x, nil
+			return x, path, nil
 		}
+		path = append(path, x)
 	}
-	return x, nil
+	return x, path, nil
+}
+
+// onlySlot returns stop if the caller's slot of it is its only one: waiting for a queue below
+// stop needs a new slot of stop, so that wait could never end. nil otherwise.
+func onlySlot(stop *Queue) *Queue {
+	if stop.kind != rootKind && stop.effWidth() == 1 {
+		return stop
+	}
+	return nil
 }
 
 // blocker says what a Sync waiting for x waits for, for deadlock detection: the goroutine

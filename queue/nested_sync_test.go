@@ -197,3 +197,31 @@ func TestGlobalIsCurrentFollowsTheTargetChain(t *testing.T) {
 	})
 	require.Equal(t, [3]bool{true, true, false}, testutil.Recv(t, res, "IsCurrent from a block"))
 }
+
+// waitingInLine waits until q has n entries in line (a Sync caller waits there).
+func waitingInLine(t *testing.T, q *Queue, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.items.n == n
+	}, waitTimeout, 100_000)
+}
+
+// A Sync waiting for an inactive queue that is then given a new target acquires the new
+// chain, not the one it saw first.
+func TestSyncWaitingOnAnInactiveQueueFollowsItsNewTarget(t *testing.T) {
+	q := NewSerial("q", Inactive())
+	p := NewSerial("p", WithQoS(Utility)) // a chain that ends at another root
+	onP := make(chan bool, 1)
+	errs := make(chan error, 1)
+	go func() {
+		errs <- q.SyncContext(context.Background(), func(context.Context) { onP <- p.IsCurrent() })
+	}()
+	waitingInLine(t, q, 1)
+	require.NoError(t, q.SetTarget(p))
+	q.Activate()
+	require.NoError(t, testutil.Recv(t, errs, "the Sync onto the retargeted queue"))
+	require.True(t, testutil.Recv(t, onP, "the Sync block"), "the Sync did not hold the new serial target")
+
+}

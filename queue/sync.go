@@ -98,29 +98,35 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 		return err
 	}
 	me := goid.G()
-	stop, err := q.syncPlan(me, barrier)
+	var planned, held [8]*Queue
+	stop, path, err := q.syncPlan(q, me, barrier, planned[:0])
 	if err != nil {
 		return err
 	}
-	// Waiting for a queue below stop needs a new slot of stop; if stop's only slot is the
-	// caller's, that wait could never end.
-	var only *Queue
-	if stop.kind != rootKind && stop.effWidth() == 1 {
-		only = stop
-	}
-	var held [8]*Queue
 	chain := held[:0]
 	release := func() {
 		for i := len(chain) - 1; i >= 0; i-- {
 			chain[i].releaseSync(me)
 		}
 	}
-	for x := q; x != stop; x = x.target.Load() {
+	only := onlySlot(stop)
+	for i := 0; i < len(path); i++ {
+		x := path[i]
 		if err := x.acquireSync(ctx, me, x == q && barrier, q, only); err != nil {
 			release()
 			return err
 		}
 		chain = append(chain, x)
+		// Held now, x keeps its target; SetTarget may have changed it since the plan (while
+		// x was inactive): plan the rest of the chain again.
+		next := x.target.Load()
+		if i+1 < len(path) && next != path[i+1] || i+1 == len(path) && next != stop {
+			if stop, path, err = q.syncPlan(next, me, false, path[:i+1]); err != nil {
+				release()
+				return err
+			}
+			only = onlySlot(stop)
+		}
 	}
 	defer release()
 	if err := ctx.Err(); err != nil {
