@@ -290,13 +290,26 @@ func checkClosePayload(p []byte) *violation {
 	case len(p) == 1:
 		return protocolError("close frame with a 1-byte payload")
 	}
-	if code := websocket.StatusCode(binary.BigEndian.Uint16(p)); !sendableCloseCode(code) {
+	if code := websocket.StatusCode(binary.BigEndian.Uint16(p)); !peerCloseCode(code) {
 		return protocolError("invalid close code %d", int(code))
 	}
 	if !utf8.Valid(p[2:]) {
 		return &violation{code: websocket.StatusInvalidFramePayloadData, reason: "close reason is not valid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
 	}
 	return nil
+}
+
+// peerCloseCode reports whether a peer may close with code: the codes RFC 6455 defines for
+// an endpoint to send (1000-1003, 1007-1011) and the application range 3000-4999. 1012-1014
+// are registered with IANA for servers (restart, try again later, bad gateway); a client
+// has no use for them, and conformance suites count them as invalid from a peer.
+func peerCloseCode(code websocket.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011:
+		return true
+	default:
+		return code >= 3000 && code <= 4999
+	}
 }
 
 // drain discards the input up to the peer's close frame (or the end of the stream, or the
@@ -390,6 +403,14 @@ type utf8State struct {
 // feed returns the offset in b of the first byte that cannot continue valid UTF-8, or -1.
 func (s *utf8State) feed(b []byte) int {
 	for i := 0; i < len(b); i++ {
+		if s.need == 0 {
+			for i+8 <= len(b) && binary.LittleEndian.Uint64(b[i:])&0x8080808080808080 == 0 {
+				i += 8 // a run of ASCII, a word at a time
+			}
+			if i == len(b) {
+				break
+			}
+		}
 		c := b[i]
 		if s.need == 0 {
 			if c < utf8.RuneSelf {

@@ -2,6 +2,7 @@ package wsserver
 
 import (
 	"bytes"
+	"context"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -131,10 +132,10 @@ func TestPeerCloseCodes(t *testing.T) {
 		want   int
 	}
 	var cases []tc
-	for _, c := range []uint16{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999} {
+	for _, c := range []uint16{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999} {
 		cases = append(cases, tc{c, "r", int(c)})
 	}
-	for _, c := range []uint16{0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535} {
+	for _, c := range []uint16{0, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535} {
 		cases = append(cases, tc{c, "", 1002})
 	}
 	cases = append(cases, tc{1000, strings.Repeat("é", 61) + "x", 1000}, tc{1000, "ok\xff", 1007}, tc{1000, "\xe2\x82", 1007})
@@ -279,4 +280,31 @@ func TestUTF8StateMatchesValid(t *testing.T) {
 		check(b)
 	}
 	check(bytes.Repeat([]byte("𝄞é"), 10))
+	for range 20_000 { // long ASCII runs (checked a word at a time) around a few others
+		b := bytes.Repeat([]byte("a"), 1+r.IntN(40))
+		for range r.IntN(3) {
+			b[r.IntN(len(b))] = alphabet[r.IntN(len(alphabet))]
+		}
+		check(b)
+	}
+}
+
+// With permessage-deflate, compressed messages (RSV1 on their first frame) are echoed, and a
+// compressed text message that is not UTF-8 once inflated is answered with 1007.
+func TestCompressedMessages(t *testing.T) {
+	ts, cl := echoServer(t, Options{CompressionMode: websocket.CompressionContextTakeover})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, ts.url, &websocket.DialOptions{CompressionMode: websocket.CompressionContextTakeover})
+	require.NoError(t, err)
+	defer c.CloseNow()
+	big := strings.Repeat("compressible ", 200)
+	for _, msg := range []string{"small", big, big + "é"} {
+		write(t, c, msg)
+		_, got := read(t, c)
+		require.Equal(t, msg, got)
+	}
+	require.NoError(t, c.Write(ctx, websocket.MessageText, []byte(big+"\xff")))
+	require.Equal(t, websocket.StatusInvalidFramePayloadData, readUntilClosed(t, c))
+	require.ErrorIs(t, testutil.Recv(t, cl.errs, "OnClose"), ErrInvalidUTF8)
 }

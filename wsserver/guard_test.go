@@ -1,0 +1,81 @@
+package wsserver
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+)
+
+// throughGuard reads stream through a guard whose source hands out chunk bytes at a time,
+// and returns what passed and the error that ended it (nil at the end of a valid stream).
+func throughGuard(stream []byte, chunk int) ([]byte, error) {
+	g := &frameGuard{src: &chunkReader{b: stream, n: chunk}}
+	var out []byte
+	buf := make([]byte, 7) // odd sized reads too
+	for {
+		n, err := g.Read(buf)
+		out = append(out, buf[:n]...)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+}
+
+type chunkReader struct {
+	b []byte
+	n int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), r.n)], r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// Whatever the chunking, a valid stream passes unchanged and a bad frame stops it before its
+// end with the right code.
+func TestGuardChunking(t *testing.T) {
+	valid := bytes.Join([][]byte{
+		frameBytes(opText, []byte("hé")), frameBytes(finBit|opPing, []byte("p")),
+		frameBytes(finBit|opCont, []byte("llo €")), frameBytes(finBit|opBinary, pattern(200)),
+		frameBytes(finBit|opText, bytes.Repeat([]byte("𝄞"), 20_000)), frameBytes(finBit|opPong, nil),
+		frameBytes(finBit|opCloseF, closePayload(1000, "bye")),
+	}, nil)
+	for _, chunk := range []int{1, 2, 3, 5, 13, 64, 1 << 20} {
+		got, err := throughGuard(valid, chunk)
+		require.NoError(t, err, "chunk %d", chunk)
+		require.True(t, bytes.Equal(valid, got), "chunk %d", chunk)
+	}
+	ok := frameBytes(finBit|opText, []byte("fine"))
+	for _, tc := range []struct {
+		name string
+		bad  []byte
+		code websocket.StatusCode
+	}{
+		{"reserved opcode", frameBytes(finBit|0x3, nil), 1002},
+		{"64-bit length", append([]byte{finBit | opBinary, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0}, 1, 2, 3, 4), 1002},
+		{"bad UTF-8 late in a long frame", frameBytes(finBit|opText, append(bytes.Repeat([]byte("a"), 70_000), 0xc0)), 1007},
+		{"close reason", frameBytes(finBit|opCloseF, closePayload(1000, "\xff")), 1007},
+		{"close code", frameBytes(finBit|opCloseF, closePayload(1006, "")), 1002},
+	} {
+		stream := append(append([]byte(nil), ok...), tc.bad...)
+		for _, chunk := range []int{1, 3, 64, 1 << 20} {
+			got, err := throughGuard(stream, chunk)
+			var v *violation
+			require.ErrorAs(t, err, &v, "%s, chunk %d", tc.name, chunk)
+			require.Equal(t, tc.code, v.code, tc.name)
+			require.True(t, bytes.HasPrefix(got, ok), "%s: the valid frame passed", tc.name)
+			require.Less(t, len(got), len(stream), "%s: the bad frame never passes whole", tc.name)
+		}
+	}
+}
