@@ -225,3 +225,19 @@ func TestSyncWaitingOnAnInactiveQueueFollowsItsNewTarget(t *testing.T) {
 	require.True(t, testutil.Recv(t, onP, "the Sync block"), "the Sync did not hold the new serial target")
 
 }
+
+// Under a target with a slot to spare, the same Sync onto a busy sibling waits for it.
+func TestSyncOntoABusySiblingWaitsWhenTheTargetHasAnotherSlot(t *testing.T) {
+	withProcs(t, 2)
+	shared := NewConcurrent("handlers", WithWidth(2))
+	a := NewSerial("a", WithTarget(shared))
+	b := NewSerial("b", WithTarget(shared))
+	g := newGate()
+	b.Async(g.block)
+	testutil.Recv(t, g.started, "the sibling's block")
+	errs := make(chan error, 1)
+	a.Async(func() { errs <- b.SyncContext(context.Background(), func(context.Context) {}) })
+	notYet(t, errs, "a Sync onto a busy sibling")
+	g.open()
+	require.NoError(t, testutil.Recv(t, errs, "the Sync once the sibling is free"))
+}
