@@ -40,8 +40,7 @@ type Conn struct {
 	root  context.Context // the Observer's per-connection context; nil without an Observer
 	end   context.Context // the Observer's context of the close (CloseObserver); set before OnClose is queued
 	val   any             // the handler's per-connection state; touched only on q
-	vals  []keyVal        // the values of Keys; touched only on q
-	over  bool            // OnClose has run: no callback after it; touched only on q
+	vals  *[]keyVal       // the values of Keys (a pointer: most connections have none); q only
 
 	opened  time.Time
 	backlog atomic.Int32                  // messages read and not yet handled
@@ -53,6 +52,7 @@ type Conn struct {
 	pauses  atomic.Uint32                 // how many times it has waited
 	state   atomic.Uint32                 // stateOpen, stateClosing, stateEnded
 	halted  atomic.Bool                   // the server closed it: queued messages are dropped
+	over    bool                          // OnClose has run: no callback after it; q only
 	tokens  float64                       // rate limit bucket, reader only
 	refill  time.Time                     // when tokens was last topped up, reader only
 

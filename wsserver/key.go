@@ -43,9 +43,11 @@ func (k Key[T]) check() {
 // Get returns c's value for k, and whether one was set.
 func (k Key[T]) Get(c *Conn) (T, bool) {
 	k.check()
-	for _, kv := range c.vals {
-		if kv.id == k.id {
-			return kv.v.(T), true
+	if c.vals != nil {
+		for _, kv := range *c.vals {
+			if kv.id == k.id {
+				return kv.v.(T), true
+			}
 		}
 	}
 	var zero T
@@ -55,26 +57,35 @@ func (k Key[T]) Get(c *Conn) (T, bool) {
 // Set stores v as c's value for k.
 func (k Key[T]) Set(c *Conn, v T) {
 	k.check()
-	for i := range c.vals {
-		if c.vals[i].id == k.id {
-			c.vals[i].v = v
+	if c.vals == nil {
+		c.vals = new([]keyVal)
+	}
+	vals := *c.vals
+	for i := range vals {
+		if vals[i].id == k.id {
+			vals[i].v = v
 			return
 		}
 	}
-	c.vals = append(c.vals, keyVal{id: k.id, v: v})
+	*c.vals = append(vals, keyVal{id: k.id, v: v})
 }
 
 // Delete removes c's value for k.
 func (k Key[T]) Delete(c *Conn) {
 	k.check()
-	for i, kv := range c.vals {
+	if c.vals == nil {
+		return
+	}
+	vals := *c.vals
+	for i, kv := range vals {
 		if kv.id == k.id {
-			last := len(c.vals) - 1
-			c.vals[i] = c.vals[last]
-			c.vals[last] = keyVal{}
-			c.vals = c.vals[:last]
+			last := len(vals) - 1
+			vals[i] = vals[last]
+			vals[last] = keyVal{}
 			if last == 0 {
 				c.vals = nil
+			} else {
+				*c.vals = vals[:last]
 			}
 			return
 		}
