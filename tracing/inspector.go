@@ -27,10 +27,12 @@ var inspectorPage []byte
 // JSON (?format=json). It gets its figures as a queue.Observer, so only the queues given to
 // it pay for them: pass it to queue.WithObserver, or to an Observer with WithInspector.
 //
-// It holds queues weakly: a queue dropped without Close leaves the inspector when the garbage
-// collector takes it, so a server that makes a queue per connection does not leak through it.
+// It holds queues weakly: a queue dropped without Close leaves the inspector once the garbage
+// collector has taken it (at the next look, or the sweep that queues created later bring
+// on), so a server that makes a queue per connection or per room does not leak through it.
 type Inspector struct {
 	queues  sync.Map // weak.Pointer[queue.Queue] -> *queueFigures
+	entries sweeper  // forgets the collected queues' figures as queues come and go
 	mu      sync.Mutex
 	servers map[string]*wsserver.Server
 	started time.Time
@@ -71,6 +73,17 @@ type queueFigures struct {
 func (in *Inspector) QueueCreated(q *queue.Queue) {
 	p := weak.Make(q)
 	in.queues.Store(p, &queueFigures{q: p})
+	in.entries.added(func() (live int) {
+		in.queues.Range(func(k, v any) bool {
+			if v.(*queueFigures).q.Value() == nil {
+				in.queues.Delete(k)
+			} else {
+				live++
+			}
+			return true
+		})
+		return live
+	})
 }
 
 // QueueClosed stops keeping figures for q.

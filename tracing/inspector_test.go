@@ -226,3 +226,30 @@ func byLabelOf(s Snapshot) map[string]LabelFigures {
 	}
 	return m
 }
+
+// An inspector nobody reads does not keep the figures of dropped queues: rooms and
+// connections that come and go (examples/chat makes a queue per room) leave no trace.
+func TestInspectorSweepsDroppedQueues(t *testing.T) {
+	in := NewInspector()
+	entries := func() int {
+		n := 0
+		in.queues.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	for range 20 {
+		for range 1000 {
+			queue.NewSerial("chat.room", queue.WithObserver(in)) // dropped at once
+		}
+		collectGarbage()
+	}
+	require.LessOrEqual(t, entries(), 2*sweepEvery, "figures of dropped queues kept")
+
+	var live liveSet
+	for range 20 {
+		for range 1000 {
+			live.add(queue.NewSerial("ws.conn"))
+		}
+		collectGarbage()
+	}
+	require.LessOrEqual(t, live.len(), 2*sweepEvery, "the Observer's live set keeps dropped queues")
+}

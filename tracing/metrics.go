@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"weak"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -109,8 +110,9 @@ func (in *instruments) observeQueues(m metric.Meter, live *liveSet, labels *labe
 // Close disappears from it when the garbage collector takes it, so a server that makes a
 // queue per connection does not leak through its observer.
 type liveSet struct {
-	mu sync.Mutex
-	m  map[weak.Pointer[queue.Queue]]struct{}
+	mu      sync.Mutex
+	m       map[weak.Pointer[queue.Queue]]struct{}
+	entries sweeper
 }
 
 func (s *liveSet) add(q *queue.Queue) {
@@ -121,6 +123,41 @@ func (s *liveSet) add(q *queue.Queue) {
 	}
 	s.m[p] = struct{}{}
 	s.mu.Unlock()
+	s.entries.added(func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for p := range s.m {
+			if p.Value() == nil {
+				delete(s.m, p)
+			}
+		}
+		return len(s.m)
+	})
+}
+
+// A sweeper bounds a weak set's dead entries (queues collected without Close) when nobody
+// reads the set (no metric reader, an inspector nobody looks at): after as many additions
+// as the set had live entries at its last sweep (at least sweepEvery), the next addition
+// sweeps it. Each sweep costs what the additions since the last one did, and the set holds
+// at most about twice its live queues.
+type sweeper struct {
+	count    atomic.Int64
+	next     atomic.Int64
+	sweeping atomic.Bool
+}
+
+// sweepEvery is the fewest additions between two sweeps.
+const sweepEvery = 1024
+
+// added counts one addition and runs sweep (which returns the live entries left) when due.
+func (w *sweeper) added(sweep func() (live int)) {
+	n := w.count.Add(1)
+	if n < max(w.next.Load(), sweepEvery) || !w.sweeping.CompareAndSwap(false, true) {
+		return
+	}
+	live := sweep()
+	w.next.Store(w.count.Load() + max(int64(live), sweepEvery))
+	w.sweeping.Store(false)
 }
 
 func (s *liveSet) remove(q *queue.Queue) {
