@@ -83,7 +83,9 @@
 //
 // Package otelsetup (tracing/otelsetup) configures the SDK from the OTEL_* environment for
 // programs (libraries never set globals). It is a package of its own so that importing this
-// one links the OpenTelemetry API only: no SDK, no exporter, no gRPC. An [Inspector] is an
+// one links the OpenTelemetry API only: no SDK, no exporter, no gRPC. [Setup] here is
+// otelsetup.Setup once the program links that package (main imports it, even blank), and
+// [ErrNoSetup] otherwise. An [Inspector] is an
 // http.Handler with a live page and JSON of the queues it observes; it holds them weakly, so
 // queues made per connection do not leak through it.
 //

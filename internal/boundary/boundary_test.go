@@ -6,6 +6,7 @@ import (
 	"go/token"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -84,10 +85,19 @@ func TestTracingImportsOnlyTheOTelAPI(t *testing.T) {
 			continue // subpackages: otelsetup may link the SDK
 		}
 		for _, p := range imps {
-			ok := isStd(p) || strings.HasPrefix(p, module+"/") ||
+			ok := isStd(p) || (strings.HasPrefix(p, module+"/") && !strings.HasPrefix(p, module+"/tracing/")) ||
 				(strings.HasPrefix(p, "go.opentelemetry.io/otel") && !strings.HasPrefix(p, "go.opentelemetry.io/otel/sdk") &&
 					!strings.HasPrefix(p, "go.opentelemetry.io/otel/exporters"))
 			require.True(t, ok, "%s imports %s: tracing may import only the OpenTelemetry API", file, p)
+		}
+	}
+	// And nothing it imports brings them in: tracing.Setup reaches otelsetup only through
+	// internal/setupreg, which otelsetup fills when a program links it.
+	out, err := exec.Command("go", "list", "-deps", module+"/tracing").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, p := range strings.Fields(string(out)) {
+		for _, bad := range []string{"go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/contrib", "google.golang.org/grpc", "github.com/prometheus", module + "/tracing/otelsetup"} {
+			require.False(t, strings.HasPrefix(p, bad), "tracing links %s, which belongs to tracing/otelsetup's programs", p)
 		}
 	}
 }

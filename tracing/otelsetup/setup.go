@@ -16,6 +16,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/dispatchkit/dispatchkit/internal/setupreg"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -28,6 +29,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
+
+// Linking this package makes tracing.Setup work: tracing itself never imports it.
+func init() { setupreg.Func = Setup }
 
 // Setup configures the OpenTelemetry SDK from the standard OTEL_* environment and installs
 // it as the global tracer and meter providers (and the W3C trace-context and baggage
