@@ -106,17 +106,18 @@ func drainReceived(nc net.Conn) {
 		return
 	}
 	var buf [4096]byte
-	_ = raw.Read(func(fd uintptr) bool {
+	// Control, not Read: it does not wait for the read lock a reader blocked in Read holds.
+	// The socket is non-blocking: a read with nothing left returns EAGAIN at once.
+	_ = raw.Control(func(fd uintptr) {
 		for range 256 { // at most 1 MiB: a peer still sending is not worth more
 			n, err := sysRead(syscall.Read, fd, buf[:])
 			if err == syscall.EINTR {
 				continue
 			}
 			if n <= 0 || err != nil {
-				break
+				return
 			}
 		}
-		return true // never wait for readiness
 	})
 }
 

@@ -308,3 +308,21 @@ func TestCompressedMessages(t *testing.T) {
 	require.Equal(t, websocket.StatusInvalidFramePayloadData, readUntilClosed(t, c))
 	require.ErrorIs(t, testutil.Recv(t, cl.errs, "OnClose"), ErrInvalidUTF8)
 }
+
+// Frames the peer sends after its close frame are not answered and do not reset the
+// connection: the server reads what it has received before it closes the socket.
+func TestFramesAfterPeerCloseNoReset(t *testing.T) {
+	ts, cl := echoServer(t, Options{})
+	rc := rawDial(t, ts.url)
+	frames := [][]byte{frameBytes(finBit|opCloseF, closePayload(1000, "bye")), frameBytes(finBit|opPing, []byte("late"))}
+	for range 20 { // more than the server reads at once: some of it is still in the socket
+		frames = append(frames, frameBytes(finBit|opText, bytes.Repeat([]byte("late"), 250)))
+	}
+	rc.send(frames...)
+	code, _ := rc.expectClose()
+	require.Equal(t, 1000, code)
+	rest, err := readAllFrames(rc)
+	require.NoError(t, err, "the server must close cleanly, not reset the connection")
+	require.Empty(t, rest, "nothing may follow the close frame")
+	require.NoError(t, testutil.Recv(t, cl.errs, "OnClose"))
+}
