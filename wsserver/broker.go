@@ -1,6 +1,7 @@
 package wsserver
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"sync"
@@ -40,6 +41,31 @@ type Broker interface {
 	// Err reports the broker's health: nil while it can reach the other nodes, the reason
 	// otherwise (it is disconnected and reconnecting, or closed). Stats shows it.
 	Err() error
+}
+
+// A ContextBroker is a Broker that carries the publisher's context with each message, so
+// that a message's trace continues on every node its room reaches. A Server with an Observer
+// uses these methods instead of Publish and Subscribe when its Broker has them; a Server
+// without one never does, so an untraced server pays nothing for them. The Broker does the
+// propagation (the natsbroker package carries W3C trace context through the OpenTelemetry
+// propagator); this package only hands the contexts over.
+type ContextBroker interface {
+	Broker
+	// PublishContext is Publish with the publisher's context: the context of the room's
+	// block that publishes m (its trace, for a tracing Observer). The broker carries what it
+	// can of it (its propagator's fields), nothing when there is nothing to carry.
+	PublishContext(ctx context.Context, room string, m Message) error
+	// SubscribeContext is Subscribe whose deliver also gets the context the publisher's
+	// broker carried (the publisher's trace context; context.Background when none came with
+	// m) and where m came from.
+	SubscribeContext(room string, deliver func(ctx context.Context, m Message, from Remote)) error
+}
+
+// Remote says where a message another node published came from, as a ContextBroker
+// delivers it.
+type Remote struct {
+	Node   string // the node that published it (natsbroker: its Options.Node)
+	System string // the broker's messaging system, for telemetry: "nats" for natsbroker
 }
 
 // A BrokerObserver is told about the failures of a Server's Broker. An Observer that also

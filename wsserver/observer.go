@@ -103,6 +103,18 @@ type BroadcastObserver interface {
 	BroadcastDone(ctx context.Context, room string, m Message, r BroadcastResult)
 }
 
+// A RemoteObserver is an Observer that is told about each message another node published to
+// one of this server's rooms, when its Broker is a ContextBroker. RemoteReceived is called on
+// the Broker's delivery goroutine before the message is handed to the room's queue, with the
+// context the Broker delivered (the publisher's trace context, extracted); the room's block
+// that serves the message runs under the context it returns. RemoteDelivered is called with
+// that context once the message was handed to the room's queue (the hand-off is done: the
+// room's block may still be waiting or running).
+type RemoteObserver interface {
+	RemoteReceived(ctx context.Context, room string, m Message, from Remote) context.Context
+	RemoteDelivered(ctx context.Context, room string, m Message)
+}
+
 // BroadcastResult is how one broadcast went on this node. Members = Queued + Dropped + Closed.
 type BroadcastResult struct {
 	Members int            // this node's members it was handed to

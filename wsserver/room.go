@@ -118,14 +118,39 @@ func (r *Room) Join(c *Conn) {
 func (r *Room) subscribe() {
 	r.gen++
 	gen := r.gen
-	err := r.s.broker.Subscribe(r.name, func(m Message) {
-		r.q.Async(func() { r.deliver(gen, m) })
-	})
+	var err error
+	if cb, ok := r.s.broker.(ContextBroker); ok && r.s.obs != nil {
+		err = cb.SubscribeContext(r.name, func(ctx context.Context, m Message, from Remote) {
+			r.deliverRemote(gen, ctx, m, from)
+		})
+	} else {
+		err = r.s.broker.Subscribe(r.name, func(m Message) {
+			r.q.Async(func() { r.deliver(gen, m) })
+		})
+	}
 	if err != nil {
 		r.s.brokerFailed(r.name, "subscribe", err)
 		return
 	}
 	r.subscribed = true
+}
+
+// deliverRemote hands a message another node published, with the context its Broker
+// carried, to the room's queue; it runs on the Broker's delivery goroutine (a traced server
+// with a ContextBroker only). The room's block runs under what the RemoteObserver made of
+// ctx (its receive span), so the message's trace goes on here.
+func (r *Room) deliverRemote(gen uint64, ctx context.Context, m Message, from Remote) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ro, _ := r.s.obs.(RemoteObserver)
+	if ro != nil {
+		ctx = ro.RemoteReceived(ctx, r.name, m, from)
+	}
+	r.q.AsyncContext(context.WithoutCancel(ctx), func(context.Context) { r.deliver(gen, m) })
+	if ro != nil {
+		ro.RemoteDelivered(ctx, r.name, m)
+	}
 }
 
 // deliver serves a message another node published to the room; it runs on q.
@@ -217,15 +242,26 @@ func (r *Room) broadcast(key string, m Message) {
 // (nil without an Observer).
 func (r *Room) publish(ctx context.Context, key string, m Message) {
 	defer r.retireIfUnused()
+	if obs := r.s.obs; obs != nil {
+		// The publish span covers the publication to the other nodes too: a ContextBroker
+		// carries its context, and their receive spans are its children.
+		ctx = obs.Broadcast(ctx, r.name, m, len(r.list))
+	}
 	if b := r.s.broker; b != nil {
-		if err := b.Publish(r.name, m); err != nil {
+		var err error
+		if cb, ok := b.(ContextBroker); ok && ctx != nil {
+			err = cb.PublishContext(ctx, r.name, m)
+		} else {
+			err = b.Publish(r.name, m)
+		}
+		if err != nil {
 			r.s.brokerFailed(r.name, "publish", err)
 		} else {
 			r.s.stats.brokerPublished.Add(1)
 			r.s.brokerOK()
 		}
 	}
-	r.fanout(ctx, key, m)
+	r.serve(ctx, key, m)
 }
 
 // BroadcastLocal sends m to this node's members only, as Broadcast does without a Broker:
@@ -252,6 +288,12 @@ func (r *Room) fanout(ctx context.Context, key string, m Message) {
 	if obs := r.s.obs; obs != nil {
 		ctx = obs.Broadcast(ctx, r.name, m, len(r.list))
 	}
+	r.serve(ctx, key, m)
+}
+
+// serve hands m to this node's members under ctx, what the Observer's Broadcast returned
+// (nil without an Observer), and tells a BroadcastObserver how it went; it runs on q.
+func (r *Room) serve(ctx context.Context, key string, m Message) {
 	bo, _ := r.s.obs.(BroadcastObserver)
 	var res *BroadcastResult
 	if bo != nil {

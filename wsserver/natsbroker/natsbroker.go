@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/dispatchkit/dispatchkit/wsserver"
 )
@@ -25,9 +24,6 @@ const DefaultPrefix = "dispatchkit.rooms"
 
 // MaxRoomName is the longest room name, in bytes, the broker accepts.
 const MaxRoomName = 1024
-
-// frameVersion is the first byte of every publication.
-const frameVersion = 1
 
 var (
 	// ErrDisconnected is returned by Publish while the connection to NATS is down (the
@@ -56,6 +52,14 @@ type Options struct {
 	// OnReconnect is called when the connection is back and the subscriptions are restored
 	// on the server (a node may then re-announce state the others may have expired).
 	OnReconnect func()
+	// Propagator carries the publisher's context (its W3C trace context, say) in the header of
+	// each publication, for a wsserver.Server with an Observer (which publishes through
+	// PublishContext), and extracts it on the other nodes. Default: the program's global
+	// propagator (otel.GetTextMapPropagator) at each publication, which carries nothing until
+	// the program installs one (otelsetup.Setup installs W3C trace context and baggage). A
+	// publication with nothing to carry has the header of the nodes before trace
+	// propagation (version 1); one with a context needs every node to read version 2.
+	Propagator propagation.TextMapPropagator
 }
 
 // A Broker is a wsserver.Broker on one NATS connection. It is safe for concurrent use.
@@ -72,6 +76,7 @@ type Broker struct {
 
 	published, received, dropped       atomic.Uint64
 	malformed, disconnects, reconnects atomic.Uint64
+	newer                              atomic.Uint64 // frames of a newer version
 	slowDropped                        atomic.Uint64 // from subscriptions that have ended
 	lastErr                            atomic.Pointer[error]
 	closing                            atomic.Bool
@@ -83,10 +88,12 @@ type subscription struct {
 	mu      sync.Mutex
 	active  bool
 	deliver func(wsserver.Message)
+	// withCtx replaces deliver for SubscribeContext.
+	withCtx func(context.Context, wsserver.Message, wsserver.Remote)
 	sub     *nats.Subscription
 }
 
-var _ wsserver.Broker = (*Broker)(nil)
+var _ wsserver.ContextBroker = (*Broker)(nil)
 
 // Connect connects to the NATS server(s) at url (comma-separated for several) and returns a
 // Broker to pass as wsserver.Options.Broker. natsOpts are applied after the broker's
@@ -159,11 +166,28 @@ func (b *Broker) subject(room string) string {
 	return b.prefix + "._" + base64.RawURLEncoding.EncodeToString([]byte(room))
 }
 
-var framePool = sync.Pool{New: func() any { return new([]byte) }}
+// frameBuf is a publication's frame and its context's fields, reused.
+type frameBuf struct {
+	frame  []byte
+	fields carrier
+}
+
+var framePool = sync.Pool{New: func() any { return new(frameBuf) }}
 
 // Publish sends m to the other nodes subscribed to room. While the connection is down it
 // returns ErrDisconnected (wrapped with the reason) and counts the message as dropped.
 func (b *Broker) Publish(room string, m wsserver.Message) error {
+	return b.publish(nil, room, m)
+}
+
+// PublishContext is Publish carrying what the Propagator injects of ctx in the header (a
+// wsserver.Server with an Observer calls it with the publish span's context), so that the
+// other nodes' deliveries continue ctx's trace. With nothing to carry the frame is Publish's.
+func (b *Broker) PublishContext(ctx context.Context, room string, m wsserver.Message) error {
+	return b.publish(ctx, room, m)
+}
+
+func (b *Broker) publish(ctx context.Context, room string, m wsserver.Message) error {
 	if len(room) > MaxRoomName {
 		b.dropped.Add(1)
 		return ErrRoomName
@@ -172,11 +196,15 @@ func (b *Broker) Publish(room string, m wsserver.Message) error {
 		b.dropped.Add(1)
 		return b.downErr()
 	}
-	bp := framePool.Get().(*[]byte)
-	frame := appendFrame((*bp)[:0], b.node, room, m)
-	err := b.nc.Publish(b.subject(room), frame)
-	*bp = frame
-	framePool.Put(bp)
+	fb := framePool.Get().(*frameBuf)
+	fb.fields = fb.fields[:0]
+	if ctx != nil {
+		b.inject(ctx, &fb.fields)
+	}
+	fb.frame = appendFrame(fb.frame[:0], b.node, room, fb.fields, m)
+	err := b.nc.Publish(b.subject(room), fb.frame)
+	clear(fb.fields)
+	framePool.Put(fb)
 	if err != nil {
 		b.dropped.Add(1)
 		if errors.Is(err, nats.ErrReconnectBufExceeded) {
@@ -186,41 +214,6 @@ func (b *Broker) Publish(room string, m wsserver.Message) error {
 	}
 	b.published.Add(1)
 	return nil
-}
-
-// appendFrame appends the header and m's payload to buf:
-//
-//	version (1 byte) | message type (1 byte) | len(node) (1 byte) | node | uvarint len(room) | room | payload
-func appendFrame(buf []byte, node, room string, m wsserver.Message) []byte {
-	buf = append(buf, frameVersion, byte(m.Type), byte(len(node)))
-	buf = append(buf, node...)
-	buf = binary.AppendUvarint(buf, uint64(len(room)))
-	buf = append(buf, room...)
-	return append(buf, m.Data...)
-}
-
-// parseFrame reads a frame; the message's Data aliases frame.
-func parseFrame(frame []byte) (node, room string, m wsserver.Message, err error) {
-	if len(frame) < 3 || frame[0] != frameVersion {
-		return "", "", m, errors.New("natsbroker: not a room message (bad header)")
-	}
-	typ := websocket.MessageType(frame[1])
-	if typ != websocket.MessageText && typ != websocket.MessageBinary {
-		return "", "", m, fmt.Errorf("natsbroker: bad message type %d", frame[1])
-	}
-	n := int(frame[2])
-	rest := frame[3:]
-	if len(rest) < n {
-		return "", "", m, errors.New("natsbroker: truncated header")
-	}
-	node, rest = string(rest[:n]), rest[n:]
-	rl, k := binary.Uvarint(rest)
-	if k <= 0 || rl > MaxRoomName || uint64(len(rest)-k) < rl {
-		return "", "", m, errors.New("natsbroker: truncated header")
-	}
-	rest = rest[k:]
-	room, rest = string(rest[:rl]), rest[rl:]
-	return node, room, wsserver.Message{Type: typ, Data: rest}, nil
 }
 
 // Subscribe starts delivering the messages other nodes publish to room. While connected it
@@ -233,10 +226,24 @@ func (b *Broker) Subscribe(room string, deliver func(wsserver.Message)) error {
 	if deliver == nil {
 		return errors.New("natsbroker: Subscribe with a nil deliver")
 	}
+	return b.subscribe(room, &subscription{active: true, deliver: deliver})
+}
+
+// SubscribeContext is Subscribe whose deliver also gets the context the publisher's header
+// carried, extracted by the Propagator (context.Background when it carried none), and the
+// publishing node (wsserver.Remote, System "nats"). A wsserver.Server with an Observer
+// subscribes this way.
+func (b *Broker) SubscribeContext(room string, deliver func(context.Context, wsserver.Message, wsserver.Remote)) error {
+	if deliver == nil {
+		return errors.New("natsbroker: SubscribeContext with a nil deliver")
+	}
+	return b.subscribe(room, &subscription{active: true, withCtx: deliver})
+}
+
+func (b *Broker) subscribe(room string, s *subscription) error {
 	if len(room) > MaxRoomName {
 		return ErrRoomName
 	}
-	s := &subscription{active: true, deliver: deliver}
 	ns, err := b.nc.Subscribe(b.subject(room), func(msg *nats.Msg) { b.handle(s, room, msg) })
 	if err != nil {
 		return fmt.Errorf("natsbroker: subscribe to room %q: %w", room, err)
@@ -262,7 +269,14 @@ func (b *Broker) Subscribe(room string, deliver func(wsserver.Message)) error {
 
 // handle runs on the subscription's goroutine (nats.go's, one per subscription, in order).
 func (b *Broker) handle(s *subscription, room string, msg *nats.Msg) {
-	node, r, m, err := parseFrame(msg.Data)
+	node, r, fields, m, err := parseFrame(msg.Data)
+	if errors.Is(err, errNewer) {
+		if b.newer.Add(1) == 1 {
+			b.log.Error("natsbroker: dropping a room message from a newer node; this node cannot read its header, upgrade it (further ones are counted in Stats().Newer)",
+				"subject", msg.Subject, "err", err)
+		}
+		return
+	}
 	if err != nil || r != room {
 		if b.malformed.Add(1) == 1 {
 			b.log.Warn("natsbroker: ignoring a message that is not a room message of this room",
@@ -279,6 +293,10 @@ func (b *Broker) handle(s *subscription, room string, msg *nats.Msg) {
 		return
 	}
 	b.received.Add(1)
+	if s.withCtx != nil {
+		s.withCtx(b.extract(fields), m, wsserver.Remote{Node: node, System: System})
+		return
+	}
 	s.deliver(m)
 }
 
@@ -349,6 +367,7 @@ type Stats struct {
 	Received      uint64 // messages from other nodes delivered to a room
 	Dropped       uint64 // publications refused (disconnected), and messages for this node NATS or nats.go dropped because it was too slow
 	Malformed     uint64 // messages on a room subject that were not room messages
+	Newer         uint64 // room messages dropped because their header is of a newer version than this node reads
 	Disconnects   uint64
 	Reconnects    uint64
 }
@@ -373,6 +392,7 @@ func (b *Broker) Stats() Stats {
 		Received:      b.received.Load(),
 		Dropped:       b.dropped.Load() + slow,
 		Malformed:     b.malformed.Load(),
+		Newer:         b.newer.Load(),
 		Disconnects:   b.disconnects.Load(),
 		Reconnects:    b.reconnects.Load(),
 	}

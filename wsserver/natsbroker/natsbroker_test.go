@@ -163,15 +163,28 @@ func read(t *testing.T, c *websocket.Conn) string {
 
 func TestFrameRoundTripAndBadFrames(t *testing.T) {
 	for _, m := range []wsserver.Message{wsserver.Text("hello"), wsserver.Binary([]byte{0, 1, 2}), wsserver.Text("")} {
-		frame := appendFrame(nil, "node-1", "room/ü", m)
-		node, room, got, err := parseFrame(frame)
+		frame := appendFrame(nil, "node-1", "room/ü", nil, m)
+		node, room, fields, got, err := parseFrame(frame)
 		require.NoError(t, err)
 		require.Equal(t, "node-1", node)
 		require.Equal(t, "room/ü", room)
 		require.Equal(t, m.Type, got.Type)
 		require.Equal(t, string(m.Data), string(got.Data))
+		require.Empty(t, fields)
+		require.EqualValues(t, frameV1, frame[0], "no context: the header of the nodes before version 2")
+
+		frame = appendFrame(nil, "node-1", "room/ü", []string{"traceparent", "00-x-y-01", "k", ""}, m)
+		require.EqualValues(t, frameV2, frame[0])
+		node, room, fields, got, err = parseFrame(frame)
+		require.NoError(t, err)
+		require.Equal(t, "node-1", node)
+		require.Equal(t, "room/ü", room)
+		require.Equal(t, string(m.Data), string(got.Data))
+		var kv []string
+		require.NoError(t, eachField(fields, func(k, v []byte) { kv = append(kv, string(k), string(v)) }))
+		require.Equal(t, []string{"traceparent", "00-x-y-01", "k", ""}, kv)
 	}
-	good := appendFrame(nil, "n", "r", wsserver.Text("x"))
+	good := appendFrame(nil, "n", "r", nil, wsserver.Text("x"))
 	for name, bad := range map[string][]byte{
 		"empty":         nil,
 		"version":       append([]byte{9}, good[1:]...),
@@ -180,8 +193,11 @@ func TestFrameRoundTripAndBadFrames(t *testing.T) {
 		"short room":    {frameVersion, 1, 1, 'n', 50, 'r'},
 		"no room len":   {frameVersion, 1, 1, 'n'},
 		"huge room len": append([]byte{frameVersion, 1, 0}, 0xff, 0xff, 0xff, 0x7f),
+		"no ctx len":    {frameV2, 1, 1, 'n', 1, 'r'},
+		"short ctx":     {frameV2, 1, 1, 'n', 1, 'r', 9, 1, 'k'},
+		"bad field":     {frameV2, 1, 1, 'n', 1, 'r', 3, 1, 'k', 5},
 	} {
-		_, _, _, err := parseFrame(bad)
+		_, _, _, _, err := parseFrame(bad)
 		require.Error(t, err, name)
 	}
 }
@@ -318,10 +334,10 @@ func TestOwnAndForeignMessagesAreIgnored(t *testing.T) {
 	require.NoError(t, err)
 	defer raw.Close()
 	subj := b.subject("r")
-	require.NoError(t, raw.Publish(subj, appendFrame(nil, b.Node(), "r", wsserver.Text("mine"))))
+	require.NoError(t, raw.Publish(subj, appendFrame(nil, b.Node(), "r", nil, wsserver.Text("mine"))))
 	require.NoError(t, raw.Publish(subj, []byte("not a frame")))
-	require.NoError(t, raw.Publish(subj, appendFrame(nil, "other", "not r", wsserver.Text("wrong room"))))
-	require.NoError(t, raw.Publish(subj, appendFrame(nil, "other", "r", wsserver.Binary([]byte("theirs")))))
+	require.NoError(t, raw.Publish(subj, appendFrame(nil, "other", "not r", nil, wsserver.Text("wrong room"))))
+	require.NoError(t, raw.Publish(subj, appendFrame(nil, "other", "r", nil, wsserver.Binary([]byte("theirs")))))
 	m := testutil.Recv(t, got, "the other node's message")
 	require.Equal(t, "theirs", string(m.Data))
 	require.Equal(t, websocket.MessageBinary, m.Type)
