@@ -177,17 +177,18 @@ var framePool = sync.Pool{New: func() any { return new(frameBuf) }}
 // Publish sends m to the other nodes subscribed to room. While the connection is down it
 // returns ErrDisconnected (wrapped with the reason) and counts the message as dropped.
 func (b *Broker) Publish(room string, m wsserver.Message) error {
-	return b.publish(nil, room, m)
+	return b.publish(context.Background(), false, room, m)
 }
 
 // PublishContext is Publish carrying what the Propagator injects of ctx in the header (a
 // wsserver.Server with an Observer calls it with the publish span's context), so that the
 // other nodes' deliveries continue ctx's trace. With nothing to carry the frame is Publish's.
 func (b *Broker) PublishContext(ctx context.Context, room string, m wsserver.Message) error {
-	return b.publish(ctx, room, m)
+	return b.publish(ctx, true, room, m)
 }
 
-func (b *Broker) publish(ctx context.Context, room string, m wsserver.Message) error {
+// publish sends m; carry says whether to inject ctx's context in the header.
+func (b *Broker) publish(ctx context.Context, carry bool, room string, m wsserver.Message) error {
 	if len(room) > MaxRoomName {
 		b.dropped.Add(1)
 		return ErrRoomName
@@ -198,7 +199,7 @@ func (b *Broker) publish(ctx context.Context, room string, m wsserver.Message) e
 	}
 	fb := framePool.Get().(*frameBuf)
 	fb.fields = fb.fields[:0]
-	if ctx != nil {
+	if carry {
 		b.inject(ctx, &fb.fields)
 	}
 	fb.frame = appendFrame(fb.frame[:0], b.node, room, fb.fields, m)

@@ -252,7 +252,7 @@ func tree(spans []sdktrace.ReadOnlySpan, onB []sdktrace.ReadOnlySpan) string {
 		for _, kv := range s.Attributes() {
 			switch kv.Key {
 			case "messaging.system", "dispatch.ws.conn.id", "dispatch.ws.room", "dispatch.ws.room.members", "dispatch.ws.broker.origin":
-				fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.Emit())
+				fmt.Fprintf(&b, " %s=%s", kv.Key, kv.Value.String())
 			}
 		}
 		if len(s.Links()) > 0 {
