@@ -442,3 +442,23 @@ func TestRefusedPublishIsAnErrorSpanInTheSendersTrace(t *testing.T) {
 	sa := ta.spans.waitFor(t, remote.SpanContext().TraceID(), "receive ws.conn", "publish ws.room")
 	require.Equal(t, named(t, sa, "publish ws.room").SpanContext().SpanID(), remote.Parent().SpanID())
 }
+
+// With no propagator installed, PublishContext costs what Publish does: it allocates no more
+// (the frame is the same, checked above).
+func TestPublishContextWithoutPropagatorAllocatesNothingMore(t *testing.T) {
+	ns := startNATS(t, 0)
+	b, _ := connectWith(t, ns.ClientURL(), "node-a", propagation.NewCompositeTextMapPropagator())
+	tr := newTracer(t)
+	m := wsserver.Text("hello")
+	ctx := tr.obs.Broadcast(context.Background(), "lobby", m, 1) // a recording publish span
+	defer tr.obs.BroadcastDone(ctx, "lobby", m, wsserver.BroadcastResult{})
+	require.True(t, trace.SpanFromContext(ctx).IsRecording())
+	plain := testing.AllocsPerRun(1000, func() { require.NoError(t, b.Publish("lobby", m)) })
+	withCtx := testing.AllocsPerRun(1000, func() { require.NoError(t, b.PublishContext(ctx, "lobby", m)) })
+	require.Equal(t, plain, withCtx)
+	t.Logf("allocations per publication: Publish %v, PublishContext with no propagator %v", plain, withCtx)
+
+	b2, _ := connectWith(t, ns.ClientURL(), "node-b", propagation.TraceContext{})
+	traced := testing.AllocsPerRun(1000, func() { require.NoError(t, b2.PublishContext(ctx, "lobby", m)) })
+	t.Logf("PublishContext with W3C trace context: %v", traced)
+}
