@@ -24,7 +24,7 @@ func (q *Queue) setLabels() {
 	if q.debug&noProfileLabels != 0 {
 		return
 	}
-	pprof.SetGoroutineLabels(labelContext(q.label))
+	pprof.SetGoroutineLabels(labelContextAt(q.lslot, q.label))
 }
 
 // restoreLabels sets the goroutine's profiler labels back after a Sync block ran under its
@@ -55,9 +55,20 @@ var (
 
 const labelSlots = 1024
 
+// labelSlot is the slot of labelCache for a label; a queue computes it once, at creation.
+func labelSlot(label string) uint16 {
+	return uint16(maphash.String(labelSeed, label) % labelSlots)
+}
+
 // labelContext returns a context carrying the profiler label naming a queue of this label.
 func labelContext(label string) context.Context {
-	slot := &labelCache[maphash.String(labelSeed, label)%labelSlots]
+	return labelContextAt(labelSlot(label), label)
+}
+
+// labelContextAt is labelContext for a label whose slot is known (labelSlot): a drain pays a
+// load and a string comparison (a pointer comparison for the queue's own label), no hash.
+func labelContextAt(i uint16, label string) context.Context {
+	slot := &labelCache[i]
 	if c := slot.Load(); c != nil && c.label == label {
 		return c.ctx
 	}

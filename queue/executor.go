@@ -75,9 +75,11 @@ var exec = newExecutor()
 
 func newExecutor() *executor {
 	e := &executor{bubbles: map[uint64]*pool{}, overrides: map[*Queue][]*overrideEntry{}}
+	e.main = *newPool(0)
 	for i := range e.roots {
 		qos := QoS(i)
-		e.roots[i] = &Queue{label: "global." + qos.String(), kind: rootKind}
+		label := "global." + qos.String()
+		e.roots[i] = &Queue{label: label, kind: rootKind, lslot: labelSlot(label)}
 		e.roots[i].qos.Store(int32(qos))
 	}
 	e.cpus.Store(int32(runtime.GOMAXPROCS(0)))
@@ -170,8 +172,19 @@ func (e *executor) poolLocked(bubble uint64) *pool {
 	}
 	p := e.bubbles[bubble]
 	if p == nil {
-		p = &pool{bubble: bubble}
+		p = newPool(bubble)
 		e.bubbles[bubble] = p
+	}
+	return p
+}
+
+// newPool returns an empty pool; its root deques keep their last chunk when they empty, so
+// that a queue's drain going through a root does not take a chunk from the pool and give it
+// back each time.
+func newPool(bubble uint64) *pool {
+	p := &pool{bubble: bubble}
+	for i := range p.items {
+		p.items[i].keep = true
 	}
 	return p
 }
@@ -224,10 +237,18 @@ func (e *executor) work(p *pool) {
 	e.byG.Store(w.g, w)
 	e.mu.Lock()
 	e.list = append(e.list, w)
+	var last *Queue // the root whose item ran last, while a drain's labels are still set
 	for p.workers-p.blocked <= e.capLocked(p) {
 		root, it, ok := e.popLocked(p)
 		if !ok {
-			if p.spinner || !e.spinLocked(p) {
+			if p.spinner {
+				break
+			}
+			if last != nil {
+				last.setLabels() // the wait is the root's time, not the last queue's
+				last = nil
+			}
+			if !e.spinLocked(p) {
 				break
 			}
 			continue
@@ -249,6 +270,8 @@ func (e *executor) work(p *pool) {
 		}
 		if root.runBlock(it, w.g) {
 			root.finished(1)
+		} else {
+			last = root
 		}
 		if block != nil {
 			leaveRunning(w.g, prev, had, on)
@@ -386,6 +409,6 @@ func (e *executor) rootLoad(root *Queue) (pending, running int) {
 			running++
 		}
 	}
-	e.poolsLocked(func(p *pool) { pending += p.items[root.QoS()].n })
+	e.poolsLocked(func(p *pool) { pending += int(p.items[root.QoS()].n) })
 	return pending, running
 }

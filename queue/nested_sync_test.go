@@ -204,7 +204,7 @@ func waitingInLine(t *testing.T, q *Queue, n int) {
 	require.Eventually(t, func() bool {
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		return q.items.n == n
+		return int(q.items.n) == n
 	}, waitTimeout, 100_000)
 }
 

@@ -146,10 +146,10 @@ func (e *executor) moveLocked(top *Queue, qos QoS) {
 		for c := d.head; c != nil; c = c.next {
 			start, end := 0, chunkSize
 			if c == d.head {
-				start = d.hi
+				start = int(d.hi)
 			}
 			if c == d.tail {
-				end = d.ti
+				end = int(d.ti)
 			}
 			for i := start; i < end; i++ {
 				if c.items[i].child == top {

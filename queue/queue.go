@@ -65,6 +65,7 @@ type Queue struct {
 	// queued at (-1: none waiting), and the QoS a waiter raised it to (override).
 	slot     int8
 	override int8
+	lslot    uint16       // the queue's slot in the profiler-label cache (labelSlot)
 	qos      atomic.Int32 // QoS; written by SetTarget while others may read it
 	width    int32        // own width; 0 means not limited by itself
 	limit    int32
@@ -117,7 +118,7 @@ func newQueue(k kind, label string, opts []Option) *Queue {
 	if s.width < 0 {
 		panic(fmt.Sprintf("queue: WithWidth(%d) for %q: the width must be at least 1", s.width, s.label))
 	}
-	q := &Queue{label: s.label, key: s.key, kind: k, qosSet: s.qosSet, limit: clamp32(s.limit), slot: -1}
+	q := &Queue{label: s.label, key: s.key, kind: k, qosSet: s.qosSet, limit: clamp32(s.limit), slot: -1, lslot: labelSlot(s.label)}
 	q.qos.Store(int32(s.qos))
 	t := s.target
 	if t == nil {
@@ -457,7 +458,7 @@ func (q *Queue) wantLocked() int32 {
 	if free <= 0 {
 		return 0
 	}
-	return min(free, int32(min(q.items.n, math.MaxInt32)))
+	return min(free, q.items.n)
 }
 
 func (q *Queue) startDrainers(n int32) {

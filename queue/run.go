@@ -15,7 +15,12 @@ func (q *Queue) runBlock(it item, g uintptr) bool {
 			exec.childStarted(it.child) // the override this drain asked for ends
 		}
 		it.child.drain(g)
-		q.setLabels() // back to this queue's name after the child's batch
+		if q.kind != rootKind {
+			q.setLabels() // back to this queue's name after the child's batch
+		}
+		// A root's worker sets its labels before its next item, or before it waits for one
+		// (executor.work): not after every drain, which would cost ping-pong a label switch
+		// per hop.
 		return false
 	}
 	if q.limit > 0 {

@@ -1,0 +1,92 @@
+package queue
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
+)
+
+// The deque against a slice, through every transition between its inline item and its
+// chunks, for a queue's deque and for a root's (keep).
+func TestADequeKeepsItsOrderThroughItsInlineItemAndItsChunks(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		r := rand.New(rand.NewPCG(1, 2))
+		d := deque{keep: keep}
+		var model []*Queue // each item is told apart by its child pointer
+		mk := func() item { return item{child: &Queue{}} }
+		for step := range 20_000 {
+			switch op := r.IntN(10); {
+			case op < 4 || len(model) == 0 && op < 8:
+				it := mk()
+				d.pushBack(it)
+				model = append(model, it.child)
+			case op < 7:
+				if d.peek().child != model[0] || d.popFront().child != model[0] {
+					t.Fatalf("keep=%v step %d: popFront out of order", keep, step)
+				}
+				model = model[1:]
+			case op < 8:
+				if d.popBack().child != model[len(model)-1] {
+					t.Fatalf("keep=%v step %d: popBack out of order", keep, step)
+				}
+				model = model[:len(model)-1]
+			default:
+				it := mk()
+				d.pushFrontOne(it)
+				model = slices.Insert(model, 0, it.child)
+			}
+			if int(d.n) != len(model) {
+				t.Fatalf("keep=%v step %d: n = %d, want %d", keep, step, d.n, len(model))
+			}
+			if !keep && d.head == nil && (d.one.child != nil) != (len(model) == 1) {
+				t.Fatalf("step %d: the inline item is wrong for %d items", step, len(model))
+			}
+			if len(model) == 0 && (d.one.child != nil || !keep && d.head != nil) {
+				t.Fatalf("keep=%v step %d: an empty deque holds an item or a chunk", keep, step)
+			}
+		}
+		require.Empty(t, model[:0])
+	}
+}
+
+// A queue that goes idle after each block takes its next one without a chunk: the deque
+// keeps a single item inline. A root keeps its chunk across its idle moments.
+func TestAnIdleQueuesFirstBlockTakesNoChunk(t *testing.T) {
+	var d deque
+	d.pushBack(item{fn: func() {}})
+	require.Nil(t, d.head, "one item needs no chunk")
+	d.popFront()
+	require.Equal(t, deque{}, d)
+
+	q := NewSerial("idle-first", Inactive())
+	ran := make(chan struct{})
+	q.Async(func() { close(ran) })
+	q.mu.Lock()
+	require.Nil(t, q.items.head, "the first block of an idle queue took a chunk")
+	require.EqualValues(t, 1, q.items.n)
+	q.mu.Unlock()
+	q.Activate()
+	testutil.Recv(t, ran, "the block")
+	syncDone(t, q)
+	q.mu.Lock()
+	require.Nil(t, q.items.head)
+	require.Nil(t, q.batch.head)
+	q.mu.Unlock()
+
+	root := deque{keep: true}
+	root.pushBack(item{fn: func() {}})
+	c := root.head
+	root.popFront()
+	require.Same(t, c, root.head, "a root's deque keeps its chunk when it empties")
+	root.pushBack(item{fn: func() {}})
+	require.Same(t, c, root.head)
+	exec.mu.Lock()
+	for i := range exec.main.items {
+		require.True(t, exec.main.items[i].keep)
+	}
+	exec.mu.Unlock()
+}
