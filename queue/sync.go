@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 
 	"github.com/dispatchkit/dispatchkit/internal/goid"
@@ -200,20 +201,19 @@ func call(ctx context.Context, fn func(), cfn func(context.Context)) {
 func (q *Queue) acquireSync(ctx context.Context, me uintptr, barrier bool, from, only *Queue) error {
 	excl := q.kind == serialKind || barrier
 	q.mu.Lock()
-	if q.items.n == 0 && q.runnableLocked() {
-		switch {
-		case q.kind == serialKind && q.active == 0:
-			q.active, q.owner = 1, me
-			q.mu.Unlock()
-			return nil
-		case q.kind == concurrentKind && barrier && q.active == 0 && q.inflight == 0:
-			q.active, q.inflight, q.excl, q.owner = 1, 1, true, me
-			q.mu.Unlock()
-			return nil
-		case q.kind == concurrentKind && !barrier && !q.excl && q.active < q.effWidth():
-			q.active++
-			q.inflight++
-			q.addHolderLocked(me)
+	if q.takeLocked(me, barrier) {
+		q.mu.Unlock()
+		return nil
+	}
+	// Busy with nothing queued: its holder is running a block now, often a short one (a Sync
+	// used as a lock). Look again a few times, letting other goroutines run, before paying
+	// for a waiter and a park. Only while nothing is queued: a spinner never passes a block
+	// or a Sync caller that came before it.
+	for i := 0; only == nil && i < syncSpins && q.items.n == 0 && q.runnableLocked() && q.flags.Load()&flagClosed == 0; i++ {
+		q.mu.Unlock()
+		runtime.Gosched()
+		q.mu.Lock()
+		if q.takeLocked(me, barrier) {
 			q.mu.Unlock()
 			return nil
 		}
@@ -253,6 +253,54 @@ func (q *Queue) acquireSync(ctx context.Context, me uintptr, barrier bool, from,
 	return err
 }
 
+// handToWaiterLocked gives a free serial queue straight to the Sync caller first in line, if
+// its first pending item is one, and unlocks: the caller runs at once, where a drainer would
+// first have to be scheduled on a worker only to hand the queue over. It reports whether it
+// did; if not, q.mu is still held.
+func (q *Queue) handToWaiterLocked() bool {
+	for q.items.n > 0 {
+		w := q.items.peek().waiter()
+		if w == nil {
+			return false
+		}
+		q.items.popFront()
+		if w.claim() {
+			q.active, q.owner = 1, w.g
+			q.mu.Unlock()
+			w.wake()
+			return true
+		}
+		// That caller gave up: look at the next item.
+	}
+	return false
+}
+
+// syncSpins is how many times a Sync caller that finds its queue busy, with nothing queued,
+// yields and looks again before it waits in line (parks).
+const syncSpins = 4
+
+// takeLocked gives goroutine me the queue (or a slot of it) at once if it is free and nothing
+// is queued ahead; it reports whether it did. q.mu is held.
+func (q *Queue) takeLocked(me uintptr, barrier bool) bool {
+	if q.items.n != 0 || !q.runnableLocked() {
+		return false
+	}
+	switch {
+	case q.kind == serialKind && q.active == 0:
+		q.active, q.owner = 1, me
+		return true
+	case q.kind == concurrentKind && barrier && q.active == 0 && q.inflight == 0:
+		q.active, q.inflight, q.excl, q.owner = 1, 1, true, me
+		return true
+	case q.kind == concurrentKind && !barrier && !q.excl && q.active < q.effWidth():
+		q.active++
+		q.inflight++
+		q.addHolderLocked(me)
+		return true
+	}
+	return false
+}
+
 // giveUp withdraws a waiting Sync: the drainer will skip its entry, or, if the queue was
 // handed to it meanwhile, it gives the queue straight back.
 func (q *Queue) giveUp(w *syncWaiter, me uintptr) {
@@ -288,6 +336,9 @@ func (q *Queue) releaseSync(me uintptr) {
 	case q.kind == serialKind:
 		q.owner = 0
 		q.active--
+		if q.active == 0 && q.runnableLocked() && q.handToWaiterLocked() {
+			return
+		}
 	case q.excl && q.owner == me:
 		q.excl, q.owner = false, 0
 		q.inflight--
