@@ -334,3 +334,36 @@ func BenchmarkPingPongPeerChannels(b *testing.B) {
 	}()
 	<-done
 }
+
+// Idle after each block: a serial queue that gets one block, runs it and goes idle before the
+// next arrives, as a WebSocket connection's queue does when it answers one message at a time
+// (the server's common case). One op is one block submitted from outside the queue and its
+// reply received. The peer is a goroutine per "connection" reading a channel of funcs.
+
+func BenchmarkSerialIdleRoundTrip(b *testing.B) {
+	q := queue.NewSerial("conn")
+	reply := make(chan struct{})
+	f := func() { reply <- struct{}{} }
+	for b.Loop() {
+		q.Async(f)
+		<-reply
+	}
+}
+
+func BenchmarkSerialIdleRoundTripPeerChannel(b *testing.B) {
+	c := make(chan func(), 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for f := range c {
+			f()
+		}
+	})
+	reply := make(chan struct{})
+	f := func() { reply <- struct{}{} }
+	for b.Loop() {
+		c <- f
+		<-reply
+	}
+	close(c)
+	wg.Wait()
+}

@@ -1,6 +1,6 @@
 // Command ratios reads `go test -bench` output and prints dispatchkit's queue figures as
 // ratios to their peers' medians, measured in the same run, with the bar each must meet
-// (issue 2). bench/run-queue.sh runs it after benchstat.
+// (issues 2 and 16). bench/run-queue.sh runs it after benchstat.
 //
 //	go run ./cmd/ratios new.txt
 package main
@@ -29,16 +29,17 @@ var comparisons = []comparison{
 	{"serial Async, drained, vs buffered channel + receiver", "SerialAsync", "SerialPeerChannel", "ns/op", 0.5},
 	{"serial Async, drained, vs bare mutex-guarded append", "SerialAsync", "SerialPeerMutexAppend", "ns/op", 2},
 	{"serial Async, drained, vs mutex slice + drainer", "SerialAsync", "SerialPeerMutexDrainer", "ns/op", 0},
-	{"serial as a lock: Guarded.Async vs sync.Mutex", "LockGuardedAsync", "LockPeerMutex", "ns/op", 0},
+	{"serial, idle after each block (one conn's message), vs goroutine + channel", "SerialIdleRoundTrip", "SerialIdleRoundTripPeerChannel", "ns/op", 0},
+	{"serial as a lock: Guarded.Async vs sync.Mutex", "LockGuardedAsync", "LockPeerMutex", "ns/op", 3},
 	{"serial as a lock: Guarded.Async vs channel owner", "LockGuardedAsync", "LockPeerChannelOwner", "ns/op", 0},
-	{"serial as a lock: Queue.Sync vs sync.Mutex", "LockQueueSync", "LockPeerMutex", "ns/op", 0},
+	{"serial as a lock: Queue.Sync vs sync.Mutex", "LockQueueSync", "LockPeerMutex", "ns/op", 5},
 	{"concurrent submit+wait vs go f() + WaitGroup", "ConcurrentAsync", "ConcurrentPeerGoWaitGroup", "ns/op", 0.6},
 	{"concurrent submit+wait vs ants", "ConcurrentAsync", "ConcurrentPeerAnts", "ns/op", 1},
 	{"concurrent submit+wait vs pond", "ConcurrentAsync", "ConcurrentPeerPond", "ns/op", 1},
 	{"concurrent submit+wait vs errgroup SetLimit", "ConcurrentAsync", "ConcurrentPeerErrgroup", "ns/op", 0},
 	{"idle queue bytes vs goroutine + channel", "IdleQueue", "IdlePeerGoroutineAndChannel", "bytes/queue", 0},
-	{"ping-pong between two serial queues vs channels", "PingPong", "PingPongPeerChannels", "ns/op", 0},
-	{"starfish, 1000 serial queues, per message, vs goroutines + channels", "Starfish", "StarfishPeerChannels", "ns/op", 0},
+	{"ping-pong between two serial queues vs channels", "PingPong", "PingPongPeerChannels", "ns/op", 1},
+	{"starfish, 1000 serial queues, per message, vs goroutines + channels", "Starfish", "StarfishPeerChannels", "ns/op", 0.5},
 	{"starfish per message, pprof labels on vs off", "Starfish", "StarfishNoProfileLabels", "ns/op", 0},
 	{"serial Async per block, pprof labels on vs off", "SerialAsync", "SerialAsyncNoProfileLabels", "ns/op", 0},
 }
