@@ -28,13 +28,15 @@ type executor struct {
 	cpus    atomic.Int32 // GOMAXPROCS as last read; re-read whenever a worker starts
 	queued  atomic.Int32 // items in all roots of all pools, for spinning workers to watch
 
-	// running counts workers by the QoS of the root item they ran last; a worker moves
-	// between counts only when its class changes. It lets Async skip looking for its caller's
-	// QoS when no worker runs above the queue's class (see override.go). Every Async reads
-	// it: it gets a cache line of its own, away from queued, which every push writes.
+	// running counts workers by the QoS of the root item they ran last, under mu; a worker
+	// moves between counts only when its class changes. classes has bit i set while
+	// running[i] > 0: it lets Async skip looking for its caller's QoS, with one load, when no
+	// worker runs above the queue's class (see override.go). Every Async reads it: it gets a
+	// cache line of its own, away from queued, which every push writes.
 	_       [64]byte
-	running [numQoS]atomic.Int32
-	_       [64 - 4*numQoS]byte
+	classes atomic.Uint32
+	_       [60]byte
+	running [numQoS]int32
 
 	byG        sync.Map                    // goroutine -> *worker, for workerQoS without mu
 	extraTotal uint64                      // workers ever lent by monitors
@@ -326,13 +328,17 @@ func (e *executor) workerExited(w *worker) {
 	}
 }
 
-// setWorkerQoS moves w between the running counts; -1 takes it out.
+// setWorkerQoS moves w between the running counts; -1 takes it out. e.mu is held.
 func (e *executor) setWorkerQoS(w *worker, qos QoS) {
 	if w.qos >= 0 {
-		e.running[w.qos].Add(-1)
+		if e.running[w.qos]--; e.running[w.qos] == 0 {
+			e.classes.And(^(uint32(1) << w.qos))
+		}
 	}
 	if qos >= 0 {
-		e.running[qos].Add(1)
+		if e.running[qos]++; e.running[qos] == 1 {
+			e.classes.Or(uint32(1) << qos)
+		}
 	}
 	w.qos = qos
 }

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -89,4 +90,38 @@ func TestAnIdleQueuesFirstBlockTakesNoChunk(t *testing.T) {
 		require.True(t, exec.main.items[i].keep)
 	}
 	exec.mu.Unlock()
+}
+
+// What submitters write (the lock, the pending list, the accepted count) ends at least a
+// cache line before what a serial queue's drainer writes (its batch, the finished count).
+func TestSubmittersAndTheDrainerWriteSeparateCacheLines(t *testing.T) {
+	var q Queue
+	submitters := unsafe.Offsetof(q.acc) + unsafe.Sizeof(q.acc)
+	require.Less(t, unsafe.Offsetof(q.mu), submitters)
+	require.Less(t, unsafe.Offsetof(q.items), submitters)
+	require.GreaterOrEqual(t, unsafe.Offsetof(q.batch), submitters+64)
+	require.GreaterOrEqual(t, unsafe.Offsetof(q.done), submitters+64)
+}
+
+// runningAbove answers from one word, kept by the workers' class changes.
+func TestRunningAboveFollowsTheWorkersClasses(t *testing.T) {
+	e := newExecutor()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, b := &worker{qos: -1}, &worker{qos: -1}
+	require.False(t, e.runningAbove(Background))
+	e.setWorkerQoS(a, Utility)
+	e.setWorkerQoS(b, Utility)
+	require.True(t, e.runningAbove(Background))
+	require.False(t, e.runningAbove(Utility))
+	e.setWorkerQoS(a, UserInteractive)
+	require.True(t, e.runningAbove(Background))
+	require.True(t, e.runningAbove(Utility))
+	e.setWorkerQoS(b, -1)
+	require.True(t, e.runningAbove(UserInitiated))
+	require.False(t, e.runningAbove(UserInteractive))
+	e.setWorkerQoS(a, Background)
+	require.False(t, e.runningAbove(Background))
+	e.setWorkerQoS(a, -1)
+	require.Zero(t, e.classes.Load())
 }

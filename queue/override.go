@@ -75,12 +75,7 @@ func (e *executor) workerQoS(g uintptr) (QoS, bool) {
 // runningAbove reports whether a worker may be running work of a class above qos. It errs on
 // the side of yes (a worker keeps its class until it runs another or exits).
 func (e *executor) runningAbove(qos QoS) bool {
-	for i := int(qos) + 1; i < numQoS; i++ {
-		if e.running[i].Load() > 0 {
-			return true
-		}
-	}
-	return false
+	return e.classes.Load()>>(qos+1) != 0
 }
 
 // raise records o against the top of q's chain and, if o's class is above the top's current

@@ -54,6 +54,17 @@ type extra struct {
 // goroutine, only a few words of memory; goroutines come from a shared executor while a queue
 // has work. Create queues with NewSerial and NewConcurrent, or use the Global roots.
 type Queue struct {
+	// The submitters' part: the lock, the list they append to and their count. It ends 64
+	// bytes before the drainer's part (batch, done), so that a drainer working through its
+	// batch never writes a cache line that submitters are writing.
+	mu    sync.Mutex
+	items deque // accepted blocks not yet taken by a drainer
+	// acc counts blocks accepted directly (not drains of queues targeting this one), under mu
+	// (exec.mu for a root); done counts those finished, written by drainers a batch at a time.
+	// Keeping acc under the lock submitters hold anyway spares them an atomic operation.
+	acc uint64
+
+	// Read by both sides, written rarely.
 	label  string
 	key    *string               // WithKey; nil for most queues, which a label identifies well enough
 	target atomic.Pointer[Queue] // written by SetTarget while others may read it
@@ -69,27 +80,21 @@ type Queue struct {
 	qos      atomic.Int32 // QoS; written by SetTarget while others may read it
 	width    int32        // own width; 0 means not limited by itself
 	limit    int32
+	flags    atomic.Uint32
 
-	mu       sync.Mutex
-	items    deque // accepted blocks not yet taken by a drainer
+	// The drainer's part.
 	batch    deque // serial: blocks the drainer took; only the queue's holder touches it
-	active   int32 // drainers scheduled or running, plus Sync callers holding a slot
-	inflight int32 // concurrent: blocks running now, Sync callers included
+	done     atomic.Uint64
+	owner    uintptr // goroutine running the queue alone: serial drainer, Sync caller, barrier
+	active   int32   // drainers scheduled or running, plus Sync callers holding a slot
+	inflight int32   // concurrent: blocks running now, Sync callers included
 	suspend  int32
 	inactive bool
 	closed   bool
-	excl     bool    // concurrent: a barrier holds the queue
-	owner    uintptr // goroutine running the queue alone: serial drainer, Sync caller, barrier
+	excl     bool // concurrent: a barrier holds the queue
 	ext      *extra
-
-	// acc counts blocks accepted directly (not drains of queues targeting this one), under mu
-	// (exec.mu for a root); done counts those finished, written by drainers a batch at a time.
-	// Keeping acc under the lock submitters hold anyway spares them an atomic operation.
-	acc     uint64
-	flags   atomic.Uint32
-	pending atomic.Int64 // limited queues only: accepted and not started
-	waiters atomic.Int32 // limited queues only: Async calls waiting for room
-	done    atomic.Uint64
+	pending  atomic.Int64 // limited queues only: accepted and not started
+	waiters  atomic.Int32 // limited queues only: Async calls waiting for room
 }
 
 // live is the number of accepted blocks that have not finished; q.mu must be held.
