@@ -58,13 +58,20 @@ func TestCancelDoesNotInterruptARunningItem(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	finished := false
 	w := NewWorkItem(func() { close(started); <-release; finished = true })
-	go w.Run()
+	ran := make(chan struct{})
+	go func() {
+		w.Run()
+		close(ran)
+	}()
 	testutil.Recv(t, started, "the item")
 	w.Cancel()
 	require.True(t, w.Cancelled())
 	close(release)
 	require.NoError(t, w.Wait(context.Background()))
 	require.True(t, finished, "Wait returned before the running fn ended")
+	// Run may still be on its way out after Wait returns: let it leave, or a later test that
+	// looks for dispatch's goroutines finds it.
+	testutil.Recv(t, ran, "Run to return")
 }
 
 func TestWorkItemPanicStillCompletesIt(t *testing.T) {
