@@ -15,7 +15,9 @@
 // yields, so one flooded queue cannot starve the others.
 //
 // Async submits and returns; Sync waits, running the block on the caller's goroutine as GCD
-// does (never taking a worker). A Sync never hangs waiting for its own caller. A Sync from a
+// does (never taking a worker). A Sync that finds its queue held, with nothing queued, yields
+// and looks again a few times before it parks; a Sync caller hands a serial queue straight to
+// the Sync caller waiting next. A Sync never hangs waiting for its own caller. A Sync from a
 // block that holds a slot of a concurrent queue, onto that queue or onto a queue under it,
 // runs at once in the caller's slot, as GCD runs a nested dispatch_sync onto a concurrent
 // queue: this is what makes WithWidth(1) queues, default-width queues at GOMAXPROCS=1 and a
