@@ -34,6 +34,13 @@
 //   - publish ws.room (PRODUCER) is a child of the room's block that fans a Room.Broadcast out
 //     (itself a child of the block that called Broadcast); it ends when every member has the
 //     message in its outbound buffer.
+//   - receive ws.room (CONSUMER, wsserver.RemoteObserver) is a room message another node
+//     published, delivered by a wsserver.ContextBroker (natsbroker): the child of the sender's
+//     publish ws.room, whose context the Broker carried (W3C trace context in natsbroker's
+//     header), so one message is one trace across the nodes; a root when nothing came with
+//     it. messaging.system is the Broker's (nats), dispatch.ws.broker.origin the publishing
+//     node. The room's block that serves it is its child; it ends once the message is on the
+//     room's queue.
 //   - send ws.conn (PRODUCER) is a message queued for a connection, a child of the span that
 //     sent it, ending when the message is written or given up.
 //   - ws.close (INTERNAL) is the root of the connection's close trace, linked to its

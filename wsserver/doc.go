@@ -49,6 +49,9 @@
 // Rooms span several server processes through a Broker (Options.Broker): each node's room
 // subscribes while it has members and publishes every broadcast; the natsbroker package
 // carries them over NATS, and LocalBus links the servers of one process (ExampleBroker).
+// A Broker that is also a ContextBroker (natsbroker's) carries the publisher's context with
+// each message when the Server has an Observer, so that a message's trace goes on on every
+// node (a RemoteObserver, the tracing package's, makes the delivery's span).
 //
 // Start with ExampleServer; examples/echo is the smallest complete server and
 // examples/chat the full demo.
