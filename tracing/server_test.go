@@ -112,6 +112,11 @@ func TestChatExchangeSpans(t *testing.T) {
 	handshakes := r.waitSpans(t, "ws.handshake", 3)
 	receives := r.waitSpans(t, "receive ws.conn", 2)
 	r.waitSpans(t, "send ws.conn", 6)
+	// A publish span ends once the room has every member's outcome, which may be after the
+	// clients have read the message: wait for both broadcasts' publish spans too.
+	// The same holds for the room blocks around them (three joins and two broadcasts).
+	r.waitSpans(t, "publish ws.room", 2)
+	r.waitSpans(t, "process ws.room", 5)
 	var hello sdktrace.ReadOnlySpan
 	for _, s := range receives {
 		if attrs(s.Attributes())["dispatch.ws.conn.id"] == connID(sender).Value.AsString() {
