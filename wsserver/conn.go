@@ -29,18 +29,17 @@ const (
 // what only they touch needs no lock. Send, SendText, SendJSON and Close never block and may
 // be called from any goroutine.
 type Conn struct {
-	id    uint64
-	s     *Server
-	ws    *websocket.Conn
-	nc    net.Conn
-	bw    *batchWriter
-	guard *frameGuard
-	q     *queue.Queue
-	req   *requestInfo
-	root  context.Context // the Observer's per-connection context; nil without an Observer
-	end   context.Context // the Observer's context of the close (CloseObserver); set before OnClose is queued
-	val   any             // the handler's per-connection state; touched only on q
-	vals  *[]keyVal       // the values of Keys (a pointer: most connections have none); q only
+	id   uint64
+	s    *Server
+	ws   *websocket.Conn
+	nc   net.Conn
+	bw   *batchWriter
+	q    *queue.Queue
+	req  *requestInfo
+	root context.Context // the Observer's per-connection context; nil without an Observer
+	end  context.Context // the Observer's context of the close (CloseObserver); set before OnClose is queued
+	val  any             // the handler's per-connection state; touched only on q
+	vals *[]keyVal       // the values of Keys (a pointer: most connections have none); q only
 
 	opened  time.Time
 	backlog atomic.Int32                  // messages read and not yet handled
@@ -61,12 +60,11 @@ type Conn struct {
 	outBytes  int
 	writing   bool        // a writer goroutine is running
 	slow      bool        // the buffer reached SlowMark and the writer has not caught up since
+	closeDone bool        // the close handshake is over (or was given up): see fail
 	closeReq  *closeReq   // a close frame to send once out is written
 	cause     *CloseError // why the server ended the connection; nil if it did not
 	reason    string      // the Observer's reason for cause
 	rooms     []*Room
-	closeDone bool            // the close handshake is over (or was given up): see fail
-	closeWait chan struct{}   // closed when closeDone is set; made by fail
 	ctx       context.Context // made by Context on first use
 	cancel    context.CancelFunc
 }
@@ -256,9 +254,9 @@ func (c *Conn) abort(code websocket.StatusCode, cause error, why string) {
 // closeDoneLocked records that the close handshake is over: a reader waiting in fail goes on.
 func (c *Conn) closeDoneLocked() {
 	c.closeDone = true
-	if c.closeWait != nil {
-		close(c.closeWait)
-		c.closeWait = nil
+	if g := c.bw.guard; g.closeWait != nil {
+		close(g.closeWait)
+		g.closeWait = nil
 	}
 }
 

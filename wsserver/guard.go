@@ -27,40 +27,39 @@ import (
 // with nothing unread: no reset that could destroy the close frame at the peer.
 type frameGuard struct {
 	src        io.Reader
-	compressed bool        // permessage-deflate: RSV1 may mark a message's first frame
 	allow      func() bool // the rate limit, per frame; nil: none
-
-	hdr  [14]byte
-	hlen int   // header bytes collected
-	need int   // header length (2 until the length byte is known)
-	left int64 // payload bytes left in the current frame
-	op   byte
-	fin  bool
-	key  [4]byte
-	kpos int // mask offset in the current frame's payload
+	fail       *violation  // the first violation; reads drain once it was reported
+	ctl        *[125]byte  // a close frame's payload, unmasked; made for the first one
+	left       int64       // payload bytes left in the current frame
+	hdr        [14]byte
+	hlen, need uint8 // header bytes collected, and the header's length (2 until known)
+	op         byte
+	fin        bool
+	key        [4]byte
+	kpos       uint8 // mask offset in the current frame's payload, mod 4
+	clen       uint8
+	compressed bool // permessage-deflate: RSV1 may mark a message's first frame
 
 	inMsg bool // a fragmented data message is under way
 	text  bool // the message is uncompressed text: its UTF-8 is checked here
 	utf   utf8State
 
-	ctl  [125]byte // a close frame's payload, unmasked
-	clen int
-
 	closed    bool // the peer's close frame went by: what follows is not checked
-	fail      *violation
-	reported  bool   // fail was returned once: reads drain from then on
-	drained   bool   // the drain is done
-	peerClose bool   // the bad frame was the peer's close frame: nothing to drain
-	pending   []byte // read after the violation, for the drain
+	reported  bool // fail was returned once: reads drain from then on
+	drained   bool // the drain is done
+	peerClose bool // the bad frame was the peer's close frame: nothing to drain
+
+	closeWait chan struct{} // Conn.fail waits on it for the close handshake; under Conn.mu
 }
 
 // A violation is the read error the guard reports for a frame the peer must not send, with
 // the close code and the cause the connection ends with.
 type violation struct {
-	code   websocket.StatusCode
-	reason string
-	cause  error
-	why    string
+	code    websocket.StatusCode
+	reason  string
+	cause   error
+	why     string
+	pending []byte // what the guard read after it, for the drain
 }
 
 func (v *violation) Error() string { return fmt.Sprintf("wsserver: %s (%d)", v.reason, int(v.code)) }
@@ -92,7 +91,7 @@ func (g *frameGuard) Read(p []byte) (int, error) {
 	if g.fail == nil {
 		return n, err
 	}
-	g.pending = append(g.pending[:0], p[k:n]...)
+	g.fail.pending = append(g.fail.pending[:0], p[k:n]...)
 	if k > 0 {
 		return k, nil // what came before the bad byte; the error comes next
 	}
@@ -146,7 +145,7 @@ func (g *frameGuard) header(b []byte) int {
 		g.need, g.hlen = 2, 0
 	}
 	n := copy(g.hdr[g.hlen:g.need], b)
-	g.hlen += n
+	g.hlen += uint8(n)
 	if g.hlen < g.need {
 		return n
 	}
@@ -246,6 +245,9 @@ func (g *frameGuard) headerEnd() {
 func (g *frameGuard) payload(b []byte) int {
 	switch {
 	case g.op == opcodeClose:
+		if g.ctl == nil {
+			g.ctl = new([125]byte)
+		}
 		for _, x := range b {
 			g.ctl[g.clen] = x ^ g.key[g.kpos&3]
 			g.clen++
@@ -256,9 +258,9 @@ func (g *frameGuard) payload(b []byte) int {
 		for off := 0; off < len(b); {
 			n := copy(buf[:], b[off:])
 			for j := range n {
-				buf[j] ^= g.key[(g.kpos+j)&3]
+				buf[j] ^= g.key[(int(g.kpos)+j)&3]
 			}
-			g.kpos += n
+			g.kpos = uint8((int(g.kpos) + n) & 3)
 			if bad := g.utf.feed(buf[:n]); bad >= 0 {
 				g.fail = &violation{code: websocket.StatusInvalidFramePayloadData, reason: "invalid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
 				return off + bad
@@ -274,7 +276,11 @@ func (g *frameGuard) frameEnd() {
 	g.need = 0
 	switch {
 	case g.op == opcodeClose:
-		g.fail = checkClosePayload(g.ctl[:g.clen])
+		var p []byte
+		if g.ctl != nil {
+			p = g.ctl[:g.clen]
+		}
+		g.fail = checkClosePayload(p)
 		g.closed, g.peerClose = g.fail == nil, g.fail != nil
 	case g.op < opcodeClose && g.fin && g.text && g.utf.need != 0:
 		g.fail = &violation{code: websocket.StatusInvalidFramePayloadData, reason: "invalid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
@@ -319,8 +325,8 @@ func (g *frameGuard) drain() error {
 		return g.fail
 	}
 	g.drained = true
-	pending := g.pending
-	g.pending = nil
+	pending := g.fail.pending
+	g.fail.pending = nil
 	if g.skip(pending) {
 		return g.fail
 	}
@@ -360,7 +366,7 @@ func (g *frameGuard) skipHeader(b []byte) int {
 		g.need, g.hlen, g.op = 2, 0, 0xff
 	}
 	n := copy(g.hdr[g.hlen:g.need], b)
-	g.hlen += n
+	g.hlen += uint8(n)
 	if g.hlen < g.need {
 		return n
 	}

@@ -67,7 +67,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	h.nc = nc
 	h.bw = newBatchWriter(nc, direct)
-	h.bw.timeout = h.writeTimeout
+	h.bw.timeout, h.bw.guard = h.writeTimeout, h.guard
 	fc := flushingConn{nc, h.bw, h.guard}
 	// Nothing buffered in it: Accept reads everything through fc, so through the guard.
 	br := bufio.NewReaderSize(fc, h.readSize)
@@ -151,9 +151,11 @@ type batchWriter struct {
 	// out after moving bytes may go on (not over TLS, whose state a timeout breaks).
 	// cutoff (Unix nanoseconds, 0 for none) is a deadline no write extends: a slow
 	// consumer's close gives its stuck write only the close grace.
-	timeout   time.Duration
 	resumable bool
+	timeout   time.Duration
 	cutoff    atomic.Int64
+
+	guard *frameGuard // the reading side's, kept here (the connection's I/O) to keep Conn small
 
 	// The one-shot, non-blocking write of tryFrame; raw is nil when nc is no socket (TLS).
 	raw    syscall.RawConn

@@ -39,10 +39,10 @@ func (c *Conn) readLoop() {
 		if c.state.Load() != stateOpen {
 			continue // closing: the handshake is under way, late messages are dropped
 		}
-		if typ == websocket.MessageText && c.guard.compressed && !utf8.Valid(data) {
+		if typ == websocket.MessageText && c.bw.guard.compressed && !utf8.Valid(data) {
 			// The guard checks uncompressed text as it arrives; this one only once inflated.
 			v := &violation{code: websocket.StatusInvalidFramePayloadData, reason: "invalid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
-			c.guard.failNow(v)
+			c.bw.guard.failNow(v)
 			err = v
 			c.fail(v)
 			return
@@ -150,7 +150,7 @@ func (c *Conn) fail(v *violation) {
 	var wait chan struct{}
 	if !c.closeDone {
 		wait = make(chan struct{})
-		c.closeWait = wait
+		c.bw.guard.closeWait = wait
 	}
 	c.mu.Unlock()
 	c.q.Async(func() { c.closeWith(v.code, v.reason, v.cause, v.why, true) })

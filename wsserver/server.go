@@ -189,9 +189,9 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 		limit = -1
 	}
 	ws.SetReadLimit(limit)
-	c.ws, c.nc, c.bw, c.guard = ws, hw.nc, hw.bw, hw.guard
+	c.ws, c.nc, c.bw = ws, hw.nc, hw.bw
 	if s.opts.RateLimit > 0 {
-		c.guard.allow = c.allow
+		c.bw.guard.allow = c.allow
 	}
 	// One label for every connection queue (its id is Conn.ID): metrics stay low-cardinality.
 	// No profiler labels of its own: its blocks show under "ws.handlers", which spares a
