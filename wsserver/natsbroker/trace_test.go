@@ -115,10 +115,10 @@ type tracer struct {
 	spans *spanLog
 }
 
-func newTracer(t *testing.T) *tracer {
+func newTracer(t *testing.T, opts ...sdktrace.TracerProviderOption) *tracer {
 	t.Helper()
 	l := &spanLog{changed: make(chan struct{})}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(l))
+	tp := sdktrace.NewTracerProvider(append([]sdktrace.TracerProviderOption{sdktrace.WithSpanProcessor(l)}, opts...)...)
 	o := tracing.NewObserver(tracing.WithTracerProvider(tp))
 	t.Cleanup(func() {
 		require.NoError(t, o.Close())
@@ -461,4 +461,34 @@ func TestPublishContextWithoutPropagatorAllocatesNothingMore(t *testing.T) {
 	b2, _ := connectWith(t, ns.ClientURL(), "node-b", propagation.TraceContext{})
 	traced := testing.AllocsPerRun(1000, func() { require.NoError(t, b2.PublishContext(ctx, "lobby", m)) })
 	t.Logf("PublishContext with W3C trace context: %v", traced)
+}
+
+// A message the sender's sampler dropped is dropped on the other node too (the traceparent
+// carries the decision, and the default sampler follows its parent): a sampler keeps or
+// drops whole messages across the nodes.
+func TestUnsampledMessageStaysUnsampledOnTheOtherNode(t *testing.T) {
+	ns := startNATS(t, 0)
+	ba, _ := connectWith(t, ns.ClientURL(), "node-a", propagation.TraceContext{})
+	bb, _ := connectWith(t, ns.ClientURL(), "node-b", propagation.TraceContext{})
+	ta := newTracer(t, sdktrace.WithSampler(sdktrace.NeverSample()))
+	tb := newTracer(t) // ParentBased(AlwaysSample), the SDK's default
+	a, b := startTracedNode(t, ba, ta), startTracedNode(t, bb, tb)
+	ann, _ := a.client(t)
+	bob, _ := b.client(t)
+	flush(t, ba, bb)
+	frames := rawFrames(t, ns.ClientURL(), ba, "lobby")
+
+	send(t, ann, "unsampled")
+	require.Equal(t, "unsampled", read(t, bob))
+	f := testutil.Recv(t, frames, "the publication")
+	require.EqualValues(t, frameV2, f[0], "the decision travels")
+	require.True(t, strings.HasSuffix(string(f[:len(f)-len("unsampled")]), "-00"), "traceparent flags 00: not sampled")
+	// B served it (bob read it) and then a message of its own, which B does record.
+	b.srv.Room("lobby").Queue().Sync(func() {})
+	send(t, bob, "sampled")
+	require.Equal(t, "sampled", read(t, bob))
+	spans := tb.spans.waitFor(t, trace.TraceID{}, "receive ws.conn", "publish ws.room")
+	for _, s := range spans {
+		require.NotEqual(t, "receive ws.room", s.Name(), "nothing of A's unsampled message was recorded on B")
+	}
 }
