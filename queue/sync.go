@@ -105,11 +105,7 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 		return err
 	}
 	chain := held[:0]
-	release := func() {
-		for i := len(chain) - 1; i >= 0; i-- {
-			chain[i].releaseSync(me)
-		}
-	}
+	release := func() { releaseChain(chain, me) }
 	only := onlySlot(stop)
 	for i := 0; i < len(path); i++ {
 		x := path[i]
@@ -129,10 +125,22 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 			only = onlySlot(stop)
 		}
 	}
-	defer release()
-	if err := ctx.Err(); err != nil {
-		return err // ctx ended before fn started: fn never runs
+	return q.syncHeld(ctx, me, stop, chain, fn, cfn)
+}
+
+// syncHeld runs a Sync block once the caller holds chain (q up to stop), and releases it.
+// It is apart from syncRun, with one return, so that the compiler open-codes its defers:
+// an uncontended Sync paid for a deferred call chain built and walked at run time.
+func (q *Queue) syncHeld(ctx context.Context, me uintptr, stop *Queue, chain []*Queue, fn func(), cfn func(context.Context)) error {
+	defer releaseChain(chain, me)
+	err := ctx.Err() // ctx ended before fn started: fn never runs
+	if err == nil {
+		err = q.syncRunHeld(ctx, me, stop, fn, cfn)
 	}
+	return err
+}
+
+func (q *Queue) syncRunHeld(ctx context.Context, me uintptr, stop *Queue, fn func(), cfn func(context.Context)) error {
 	prev, had, on := enterRunning(q, me)
 	defer leaveRunning(me, prev, had, on)
 	defer leaveSync(enterSync(me, q))
@@ -141,6 +149,13 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 		defer restoreLabels(stop, ctx)
 	}
 	return q.syncCall(ctx, fn, cfn)
+}
+
+// releaseChain gives back the queues a Sync acquired, the last acquired first.
+func releaseChain(chain []*Queue, me uintptr) {
+	for i := len(chain) - 1; i >= 0; i-- {
+		chain[i].releaseSync(me)
+	}
 }
 
 // syncCall runs a Sync block on the calling goroutine, telling the observer.
