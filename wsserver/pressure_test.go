@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -136,5 +137,52 @@ func TestWriteTimeoutSparesSteadyReader(t *testing.T) {
 		rc.send(frameBytes(finBit|opCloseF, closePayload(1001, "")))
 		require.ErrorIs(t, <-closed, ErrShutdown)
 		require.NoError(t, <-shut)
+	})
+}
+
+// A bad frame that waits behind a slow handler (the close is queued after the messages before
+// it) is still reported as what it was: keepalive does not take the wait for a dead peer.
+func TestViolationBehindSlowHandlerKeepsItsCode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		closed := make(chan error, 1)
+		s := New(HandlerFuncs{
+			Message: func(c *Conn, m Message) { <-release; _ = c.Send(m) },
+			Close:   func(c *Conn, err error) { closed <- err },
+		}, Options{PingInterval: time.Second, PongTimeout: time.Second})
+		_, ln := pipeServeListener(t, s)
+		nc := ln.dial()
+		defer nc.Close()
+		rc := rawHandshake(t, nc)
+		type frame struct {
+			op byte
+			p  []byte
+		}
+		frames := make(chan frame, 16)
+		go func() {
+			defer close(frames)
+			for {
+				op, p, err := rc.next()
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					continue // nothing for a while: the handler is slow
+				}
+				if err != nil {
+					return
+				}
+				frames <- frame{op, p}
+			}
+		}()
+		rc.send(frameBytes(finBit|opText, []byte("hello")), frameBytes(finBit|0x3, nil))
+		time.Sleep(time.Minute) // the handler is slow: many ping intervals
+		synctest.Wait()
+		close(release)
+		f := <-frames
+		require.Equal(t, byte(opText), f.op)
+		require.Equal(t, "hello", string(f.p))
+		f = <-frames
+		require.Equal(t, byte(opCloseF), f.op)
+		require.Equal(t, "\x03\xea", string(f.p[:2])) // 1002
+		rc.send(frameBytes(finBit|opCloseF, closePayload(1000, "")))
+		require.ErrorIs(t, <-closed, ErrProtocol)
 	})
 }

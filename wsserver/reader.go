@@ -155,7 +155,11 @@ func (c *Conn) fail(v *violation) {
 	c.mu.Unlock()
 	c.q.Async(func() { c.closeWith(v.code, v.reason, v.cause, v.why, true) })
 	if wait != nil {
+		// Paused by us, as in waitBacklog: keepalive must not take the wait for a dead peer.
+		c.pauses.Add(1)
+		c.paused.Store(true)
 		<-wait // the writer's close handshake, or an abort, ends it
+		c.paused.Store(false)
 	}
 }
 
