@@ -41,7 +41,7 @@ import (
 var static embed.FS
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "chat:", err)
 		os.Exit(1)
 	}
@@ -77,7 +77,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: app.routes(), ReadHeaderTimeout: 10 * time.Second}
+	// Idle keep-alive connections (the page and its assets) are closed after a minute.
+	srv := &http.Server{Handler: app.routes(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	fmt.Fprintf(out, "chat: listening on http://%s\n", displayAddr(ln.Addr()))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
