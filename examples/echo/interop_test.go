@@ -110,6 +110,21 @@ func runClient(t *testing.T, env []string, exe string, args ...string) {
 }
 
 func TestInteropPythonWebsockets(t *testing.T) {
+	python := pythonWithWebsockets(t)
+	url := startEcho(t, "-readlimit", "1048576")
+	runClient(t, nil, python, "testdata/interop_client.py", url)
+}
+
+// The same client offers permessage-deflate, as it does by default: with -compress the
+// echo takes it, and every message and the close go through the compressed path.
+func TestInteropPythonWebsocketsCompressed(t *testing.T) {
+	python := pythonWithWebsockets(t)
+	url := startEcho(t, "-readlimit", "1048576", "-compress")
+	runClient(t, nil, python, "testdata/interop_client.py", url, "deflate")
+}
+
+// pythonWithWebsockets finds a python3 that imports websockets (Debian's python3-websockets).
+func pythonWithWebsockets(t *testing.T) string {
 	python := ""
 	for _, p := range []string{"python3", "/usr/bin/python3"} {
 		if path, err := exec.LookPath(p); err == nil && exec.Command(path, "-c", "import websockets").Run() == nil {
@@ -120,8 +135,7 @@ func TestInteropPythonWebsockets(t *testing.T) {
 	if python == "" {
 		missing(t, "python3 with the websockets module", "apt-get install -y python3-websockets")
 	}
-	url := startEcho(t, "-readlimit", "1048576")
-	runClient(t, nil, python, "testdata/interop_client.py", url)
+	return python
 }
 
 // npmDir is where the test finds (or installs) Node's ws package: DISPATCHKIT_NPM_DIR, or

@@ -7,7 +7,8 @@
 // blocks, and an idle connection costs a blocked reader goroutine and a few kilobytes. With
 // -pprof it also serves net/http/pprof under /debug/pprof/, to see where the time and the
 // memory go. -readlimit raises the largest message it takes (32 KiB by default; interop
-// clients check 64 KiB and more). With -nats it is one node of several sharing the
+// clients check 64 KiB and more); -compress accepts permessage-deflate, for conformance
+// suites' RFC 7692 cases. With -nats it is one node of several sharing the
 // broadcast room through a NATS server (wsserver/natsbroker), as the multi-node benchmark
 // runs it. It calls otelsetup.Setup,
 // so the OTEL_* variables turn on traces and metrics (OTEL_TRACES_EXPORTER=console); left
@@ -30,6 +31,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/dispatchkit/dispatchkit/tracing"
 	"github.com/dispatchkit/dispatchkit/tracing/otelsetup"
 	"github.com/dispatchkit/dispatchkit/wsserver"
@@ -41,6 +44,7 @@ func main() {
 	withPprof := flag.Bool("pprof", false, "serve net/http/pprof under /debug/pprof/")
 	natsURL := flag.String("nats", "", "NATS server URL: share the broadcast room with the other nodes on it")
 	readLimit := flag.Int64("readlimit", 0, "largest message accepted, in bytes (0: wsserver's default, 32 KiB; -1: no limit)")
+	compress := flag.Bool("compress", false, "accept permessage-deflate (RFC 7692) when the client offers it")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -62,7 +66,11 @@ func main() {
 		broker = nb
 	}
 	log.Printf("echo: serving ws://%s/ws", ln.Addr())
-	err = run(ctx, ln, *withPprof, broker, *readLimit)
+	opts := wsserver.Options{Broker: broker, ReadLimit: *readLimit}
+	if *compress {
+		opts.CompressionMode = websocket.CompressionContextTakeover
+	}
+	err = run(ctx, ln, *withPprof, opts)
 	if nb != nil {
 		err = errors.Join(err, nb.Close())
 	}
@@ -72,9 +80,10 @@ func main() {
 }
 
 // newServer is the whole application: echo, or broadcast what starts with "B" (to every
-// node's connections, with a Broker). readLimit is Options.ReadLimit.
-func newServer(broker wsserver.Broker, readLimit int64) *wsserver.Server {
+// node's connections, with a Broker). opts are the flags' options; the observers are added.
+func newServer(opts wsserver.Options) *wsserver.Server {
 	obs := tracing.NewObserver() // the global providers otelsetup.Setup installed
+	opts.Observer, opts.QueueObserver = obs, obs
 	var srv *wsserver.Server
 	srv = wsserver.New(wsserver.HandlerFuncs{
 		Open: func(c *wsserver.Conn) { srv.Room("all").Join(c) },
@@ -85,14 +94,14 @@ func newServer(broker wsserver.Broker, readLimit int64) *wsserver.Server {
 			}
 			_ = c.Send(m) // a full buffer closes the slow client; nothing to do here
 		},
-	}, wsserver.Options{Broker: broker, Observer: obs, QueueObserver: obs, ReadLimit: readLimit})
+	}, opts)
 	return srv
 }
 
 // run serves on ln until ctx ends, then shuts down: WebSocket connections first (each
 // gets what it has queued, then 1001), then the HTTP server.
-func run(ctx context.Context, ln net.Listener, withPprof bool, broker wsserver.Broker, readLimit int64) error {
-	srv := newServer(broker, readLimit)
+func run(ctx context.Context, ln net.Listener, withPprof bool, opts wsserver.Options) error {
+	srv := newServer(opts)
 	mux := http.NewServeMux()
 	mux.Handle("/ws", srv)
 	if withPprof {

@@ -11,6 +11,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/dispatchkit/dispatchkit/wsserver"
 )
 
 func TestMain(m *testing.M) {
@@ -27,7 +29,7 @@ func TestEchoServer(t *testing.T) {
 	require.NoError(t, err)
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln, true, nil, 0) }()
+	go func() { done <- run(ctx, ln, true, wsserver.Options{}) }()
 
 	url := "ws://" + ln.Addr().String() + "/ws"
 	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
