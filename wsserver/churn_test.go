@@ -188,23 +188,28 @@ func measureTCPPairs(t *testing.T, n int) float64 {
 }
 
 // TestMemoryPerIdleConnection measures what an idle connection costs (logged; run with -v)
-// and holds it under a generous ceiling. It compares reading on a fresh goroutine (what the
-// server does) with reading on ServeHTTP's goroutine.
+// under each transport, and holds each under a ceiling: the readiness transport's idle
+// connection has no goroutine and no read buffer.
 func TestMemoryPerIdleConnection(t *testing.T) {
 	const n = 2000
 	pairs := measureTCPPairs(t, n)
-	fresh := measureIdle(t, n, Options{})
+	ready := measureIdle(t, n, Options{Transport: TransportReadiness})
+	gor := measureIdle(t, n, Options{Transport: TransportGoroutine})
 	readInServeHTTP = true
-	inServe := measureIdle(t, n, Options{})
+	inServe := measureIdle(t, n, Options{Transport: TransportGoroutine})
 	readInServeHTTP = false
 	t.Logf("per idle connection, %d connections (server + a raw client without goroutine):", n)
-	t.Logf("  reader on a fresh goroutine: heap %.0f B + stacks %.0f B = %.0f B", fresh.heap, fresh.stack, fresh.total)
-	t.Logf("  reader on ServeHTTP's:       heap %.0f B + stacks %.0f B = %.0f B", inServe.heap, inServe.stack, inServe.total)
-	t.Logf("  bare TCP pair (client + server socket structs): %.0f B; the server's share is about %.0f B",
-		pairs, fresh.total-pairs/2)
-	t.Logf("  our structs: Conn %d B, queue.Queue %d B, batchWriter %d B, requestInfo %d B, read buffer %d B, write buffer %d B",
-		unsafe.Sizeof(Conn{}), unsafe.Sizeof(queue.Queue{}), unsafe.Sizeof(batchWriter{}), unsafe.Sizeof(requestInfo{}),
-		defaultReadBuffer, controlFrameMax)
-	require.Less(t, fresh.total, 24_000.0, "an idle connection costs far more than designed")
+	t.Logf("  readiness transport:                  heap %.0f B + stacks %.0f B = %.0f B", ready.heap, ready.stack, ready.total)
+	t.Logf("  goroutine transport, fresh goroutine: heap %.0f B + stacks %.0f B = %.0f B", gor.heap, gor.stack, gor.total)
+	t.Logf("  goroutine transport, ServeHTTP's:     heap %.0f B + stacks %.0f B = %.0f B", inServe.heap, inServe.stack, inServe.total)
+	t.Logf("  bare TCP pair (client + server socket structs): %.0f B; the server's share is about %.0f B (readiness), %.0f B (goroutine)",
+		pairs, ready.total-pairs/2, gor.total-pairs/2)
+	t.Logf("  our structs: Conn %d B, queue.Queue %d B, batchWriter %d B, pollConn %d B, requestInfo %d B, websocket.Conn %d B",
+		unsafe.Sizeof(Conn{}), unsafe.Sizeof(queue.Queue{}), unsafe.Sizeof(batchWriter{}), unsafe.Sizeof(pollConn{}),
+		unsafe.Sizeof(requestInfo{}), unsafe.Sizeof(websocket.Conn{}))
+	require.Less(t, gor.total, 24_000.0, "an idle connection costs far more than designed")
+	if runtime.GOOS == "linux" {
+		require.Less(t, ready.total, gor.total-3000, "the readiness transport saves the reader's stack and buffer")
+	}
 	_ = bufio.NewReader
 }

@@ -34,6 +34,7 @@ type Conn struct {
 	ws   *websocket.Conn
 	nc   net.Conn
 	bw   *batchWriter
+	pc   *pollConn // the readiness transport's socket wrapper; nil under the goroutine one
 	q    *queue.Queue
 	req  *requestInfo
 	root context.Context // the Observer's per-connection context; nil without an Observer
@@ -49,6 +50,7 @@ type Conn struct {
 	pinging atomic.Bool                   // a ping is in flight
 	paused  atomic.Bool                   // the reader waits for the handler (MaxPending)
 	pauses  atomic.Uint32                 // how many times it has waited
+	pingAt  atomic.Uint32                 // keepalive epoch the sweep sent it at; 0: a goroutine waits for it
 	state   atomic.Uint32                 // stateOpen, stateClosing, stateEnded
 	halted  atomic.Bool                   // the server closed it: queued messages are dropped
 	over    bool                          // OnClose has run: no callback after it; q only
@@ -73,7 +75,7 @@ type Conn struct {
 type requestInfo struct {
 	remoteAddr string
 	header     http.Header
-	url        *url.URL
+	uri        string // the request's URI, as net/http parsed URL from
 	auth       any
 }
 
@@ -105,8 +107,16 @@ func (c *Conn) RemoteAddr() string { return c.req.remoteAddr }
 // Header returns the upgrade request's header. Do not modify it.
 func (c *Conn) Header() http.Header { return c.req.header }
 
-// URL returns the upgrade request's URL (path and query).
-func (c *Conn) URL() *url.URL { return c.req.url }
+// URL returns the upgrade request's URL (path and query). The connection keeps only the
+// request's URI and parses it anew on every call (an idle connection spares the parsed
+// form): keep the result if you need it often.
+func (c *Conn) URL() *url.URL {
+	u, err := url.ParseRequestURI(c.req.uri)
+	if err != nil {
+		return &url.URL{} // no request (a connection made in a test)
+	}
+	return u
+}
 
 // Auth returns what Options.Authenticate returned for this connection (nil without it).
 func (c *Conn) Auth() any { return c.req.auth }
@@ -248,7 +258,12 @@ func (c *Conn) abort(code websocket.StatusCode, cause error, why string) {
 	c.discardLocked()
 	c.closeDoneLocked()
 	c.mu.Unlock()
-	_ = c.nc.Close() // the reader wakes up with an error and finishes the connection
+	// The reader wakes up with an error and finishes the connection.
+	if c.pc != nil {
+		_ = c.pc.Close() // out of epoll, then closed; an armed reader is woken
+	} else {
+		_ = c.nc.Close()
+	}
 }
 
 // closeDoneLocked records that the close handshake is over: a reader waiting in fail goes on.

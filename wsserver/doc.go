@@ -8,7 +8,8 @@
 //
 // A message's way through the server:
 //
-//	reader goroutine (one per connection, blocked in Read while idle)
+//	epoll poller (one per core) sees the socket readable
+//	  -> the connection's reader (a goroutine while there is something to read)
 //	  -> the connection's serial queue
 //	  -> OnMessage on a worker of the shared handler queue
 //	  -> Conn.Send / Room.Broadcast append to each recipient's bounded outbound buffer
@@ -24,8 +25,19 @@
 // Stats and told to the Observer; a BroadcastObserver also gets each Room broadcast's
 // outcome member by member. Reading pauses when a connection's
 // handler falls MaxPending messages behind, so a flood turns into TCP backpressure instead
-// of memory. An idle connection holds a blocked reader goroutine, small read and write
-// buffers, and its structs: no writer, no timer, no outbound buffer.
+// of memory.
+//
+// Two transports carry the reading (Options.Transport). The readiness transport, the
+// default on Linux for plain sockets, registers each socket one-shot with an epoll poller:
+// an idle connection holds no goroutine and no read buffer, only its structs (about 3.7 KB,
+// listed in BENCHMARKS.md). When the socket turns readable, a reader goroutine reads the
+// messages it holds with coder/websocket, which still parses the frames and answers pings
+// and close frames; at a message boundary with the socket empty it re-arms the socket and
+// ends (after lingering briefly, for a busy peer, within a small per-server budget). A
+// partially received frame keeps its reader waiting, never a handler worker. The goroutine
+// transport (TLS, other platforms, or asked for) keeps a reader goroutine blocked in Read
+// for the connection's whole life. Both keep every contract below; CI runs the tests under
+// both (WSSERVER_TRANSPORT=goroutine selects the second for TransportAuto).
 //
 // Below coder/websocket, a frame guard checks every frame the peer sends as it arrives
 // (RFC 6455 sections 5-7): a bad frame (reserved bits or opcodes, an unmasked, fragmented or

@@ -5,7 +5,9 @@ import "github.com/coder/websocket"
 // Message is one WebSocket data message.
 type Message struct {
 	Type websocket.MessageType // websocket.MessageText or websocket.MessageBinary
-	// Data is the payload. A received message's Data belongs to the handler. A sent
+	// Data is the payload. A received message's Data belongs to the handler: it is a fresh
+	// slice of exactly the message's length (the reading itself goes through pooled
+	// buffers), so OnMessage may keep it, change it or Send it after it returns. A sent
 	// message's Data must not be modified after Send or Broadcast: it is written later, and a
 	// broadcast shares it among every recipient.
 	Data []byte

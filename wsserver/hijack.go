@@ -32,12 +32,17 @@ import (
 type hijackWriter struct {
 	http.ResponseWriter
 	readSize     int
+	poll         bool // try the readiness transport
 	writeTimeout time.Duration
 	status       int
 	nc           net.Conn
 	bw           *batchWriter
 	guard        *frameGuard
+	pc           *pollConn // the readiness transport's wrapper, when it applies
 }
+
+// minReadBuffer is the smallest buffer bufio.Reader takes.
+const minReadBuffer = 16
 
 // controlFrameMax is the largest control frame a server writes: 2 header bytes and 125.
 const controlFrameMax = 128
@@ -61,6 +66,21 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	direct := !strings.Contains(h.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate")
 	h.guard = &frameGuard{src: nc, compressed: !direct}
+	if h.poll {
+		// The wrapper serves the early bytes itself, so that its frame tracking sees them,
+		// and coder/websocket's reader buffer shrinks to bufio's least: the wrapper's own
+		// buffer is pooled while the connection is idle. It reads through the guard too.
+		var early []byte
+		if n := brw.Reader.Buffered(); n > 0 {
+			early, _ = brw.Reader.Peek(n)
+		}
+		bw := newBatchWriter(nc, direct)
+		bw.timeout, bw.guard = h.writeTimeout, h.guard
+		if pc := newPollConn(nc, early, bw, h.guard); pc != nil {
+			h.nc, h.bw, h.pc = nc, bw, pc
+			return pc, bufio.NewReadWriter(bufio.NewReaderSize(pc, minReadBuffer), bufio.NewWriterSize(bw, controlFrameMax)), nil
+		}
+	}
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
 		h.guard.src = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
@@ -407,6 +427,47 @@ func (w *batchWriter) tryFrame(typ websocket.MessageType, data []byte) (int, err
 		w.buf, w.batching = bp, true
 		return framePart, nil
 	}
+}
+
+// Outcomes of tryControl.
+const (
+	ctlSent        = iota // the frame is written (or in the batch under way)
+	ctlBusy               // another write holds the socket, or it is full, or closing
+	ctlUnsupported        // not a raw socket, or coder/websocket frames the data
+)
+
+// tryControl writes a small control frame without waiting: straight to the socket, or into
+// the batch a writer is filling. It never interleaves with another frame: in direct mode
+// every frame is written whole under mu.
+func (w *batchWriter) tryControl(frame []byte) int {
+	if w.raw == nil || !w.direct {
+		return ctlUnsupported
+	}
+	if !w.mu.TryLock() {
+		return ctlBusy
+	}
+	defer w.mu.Unlock()
+	if w.closeSent {
+		return ctlBusy
+	}
+	if w.batching {
+		*w.buf = append(*w.buf, frame...)
+		return ctlSent
+	}
+	w.rawBuf, w.rawN, w.rawErr = frame, 0, nil
+	err := w.raw.Write(w.rawFn)
+	n := w.rawN
+	w.rawBuf, w.rawErr = nil, nil
+	switch {
+	case err != nil || n == 0:
+		return ctlBusy
+	case n < len(frame):
+		// A socket with room for part of two bytes: finish under a short deadline.
+		_ = w.nc.SetWriteDeadline(time.Now().Add(closeGrace))
+		_, _ = w.nc.Write(frame[n:])
+		_ = w.nc.SetWriteDeadline(time.Time{})
+	}
+	return ctlSent
 }
 
 // rawWrite is one write(2) of rawBuf on the socket; it never waits for the socket.

@@ -66,9 +66,10 @@ func (s *Server) sweep() {
 	s.ka.timer.Reset(s.tick())
 	s.mu.Unlock()
 
-	var pingAfter, idleAfter uint32
+	var pingAfter, pongAfter, idleAfter uint32
 	if s.opts.PingInterval > 0 {
 		pingAfter = s.ticksFor(s.opts.PingInterval)
+		pongAfter = s.ticksFor(s.opts.PongTimeout)
 	}
 	if s.opts.IdleTimeout > 0 {
 		idleAfter = s.ticksFor(s.opts.IdleTimeout)
@@ -78,7 +79,7 @@ func (s *Server) sweep() {
 			continue
 		}
 		heard := c.heard.Load()
-		if idleAfter > 0 && now-heard >= idleAfter {
+		if idleAfter > 0 && since(now, heard) >= idleAfter {
 			c.closeWith(websocket.StatusGoingAway, "idle timeout", ErrIdleTimeout, ReasonIdleTimeout, true)
 			continue
 		}
@@ -88,16 +89,68 @@ func (s *Server) sweep() {
 			c.seen.Store(now)
 			continue
 		}
-		last := max(heard, c.seen.Load())
-		if pingAfter > 0 && now-last >= pingAfter && c.pinging.CompareAndSwap(false, true) {
-			go c.ping()
+		if pingAfter == 0 {
+			continue
+		}
+		seen := c.seen.Load()
+		if c.pinging.Load() {
+			// A ping this sweep sent (pingAt set; a ping goroutine handles the others): its
+			// pong moves seen to or past pingAt.
+			if at := c.pingAt.Load(); at != 0 {
+				switch {
+				case seen >= at:
+					c.pingAt.Store(0)
+					c.pinging.Store(false)
+				case since(now, at) >= pongAfter:
+					c.abort(websocket.StatusAbnormalClosure, ErrPingTimeout, ReasonPingTimeout)
+				}
+			}
+			continue
+		}
+		// Due, and in this tick's share: connections opened together are pinged over
+		// pingSpread ticks, not all at once.
+		if since(now, max(heard, seen)) >= pingAfter && (now+uint32(c.id))%pingSpread == 0 && c.pinging.CompareAndSwap(false, true) {
+			c.sendPing(now)
 		}
 	}
 }
 
-// ping sends a ping and waits for its pong for PongTimeout; a peer that does not answer is
-// gone (it vanished without a close) and the connection is cut.
-// A pong that could not be read because the reader was paused by backpressure meanwhile
+// since is how many ticks have passed from epoch e to now: 0 when e is later, which it is
+// when another sweep (the timer fired again before this one ended) or a reader stored a
+// newer epoch after this sweep took now.
+func since(now, e uint32) uint32 {
+	if int32(now-e) < 0 {
+		return 0
+	}
+	return now - e
+}
+
+// pingSpread is how many ticks (a quarter of the interval each) the pings of connections
+// that fell silent together are spread over.
+const pingSpread = 4
+
+// pingFrame is an unmasked ping with no payload.
+var pingFrame = []byte{0x89, 0}
+
+// sendPing writes a ping from the sweep without waiting and without a goroutine; the
+// sweeps that follow look for its pong. Where the frame cannot be written that way
+// (compression, TLS), a goroutine sends it and waits for the pong.
+func (c *Conn) sendPing(now uint32) {
+	c.pingAt.Store(now)
+	switch c.bw.tryControl(pingFrame) {
+	case ctlSent:
+	case ctlBusy: // a write is under way: the connection is not silent for long; next tick
+		c.pingAt.Store(0)
+		c.pinging.Store(false)
+	default:
+		c.pingAt.Store(0)
+		go c.ping()
+	}
+}
+
+// ping sends a ping through coder/websocket and waits for its pong for PongTimeout; a peer
+// that does not answer is gone (it vanished without a close) and the connection is cut. A
+// pong that could not be read because the reader was paused by backpressure meanwhile
 // does not count as missing.
 func (c *Conn) ping() {
 	defer c.pinging.Store(false)

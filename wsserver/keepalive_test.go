@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
@@ -60,4 +61,30 @@ func TestHTTPServerDefaults(t *testing.T) {
 	require.Equal(t, "close-slow", CloseSlow.String())
 	require.Equal(t, "drop-newest", DropNewest.String())
 	require.Panics(t, func() { New(nil, Options{}) })
+}
+
+// A sweep that runs late (the timer fired again before the previous sweep ended, or a
+// reader stored a newer epoch after the sweep took its own) must not read an epoch later
+// than its own as a long silence: that closed live connections for idleness, and under
+// the sweep's pings, for a missing pong.
+func TestSweepWithANewerEpochClosesNothing(t *testing.T) {
+	s := New(HandlerFuncs{}, Options{IdleTimeout: time.Minute, PingInterval: time.Minute, PongTimeout: time.Minute})
+	c := fakeConn(s, 1)
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.startKeepaliveLocked()
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.stopKeepaliveLocked()
+		s.mu.Unlock()
+	}()
+	next := s.ka.epoch.Load() + 2 // the epoch of a sweep that is still to come
+	c.heard.Store(next)
+	c.seen.Store(next - 1) // no pong yet for the ping sent at next
+	c.pinging.Store(true)
+	c.pingAt.Store(next)
+	s.sweep()
+	require.Equal(t, stateOpen, c.state.Load(), "closed: %v", c.cause)
+	require.True(t, c.pinging.Load())
 }

@@ -148,8 +148,24 @@ type Options struct {
 	// ServerStats.LogSuppressed. Default 0: 10 lines per second; negative: no limit.
 	LogRate float64
 
+	// RequestHeaders lists the upgrade request's headers that Conn.Header keeps for the
+	// connection's life (canonical or not). Default nil: all of them but the handshake's own
+	// (Connection, Upgrade, Sec-WebSocket-Key, -Version, -Extensions), which mean nothing
+	// after the upgrade; an empty, non-nil slice keeps none. An idle connection holds what
+	// is kept: a few hundred bytes for a browser's full header.
+	RequestHeaders []string
+
+	// Transport says how connections wait for their next message: the readiness
+	// transport (a few epoll pollers hand a readable socket to its reader; an idle
+	// connection holds no goroutine and no read buffer) or a reader goroutine per
+	// connection. Default TransportAuto: readiness on Linux for plain sockets, a goroutine
+	// for TLS and elsewhere.
+	Transport Transport
+
 	// ReadBufferSize is the size of the buffer the reader parses frames from. A larger one
 	// takes several small messages per system call; each idle connection holds it. Default 512.
+	// The goroutine transport only: the readiness transport reads through a pooled 4 KiB
+	// buffer that an idle connection does not hold.
 	ReadBufferSize int
 }
 
@@ -200,6 +216,7 @@ func (o Options) withDefaults() Options {
 	if o.HandlerWidth <= 0 {
 		o.HandlerWidth = runtime.GOMAXPROCS(0)
 	}
+	o.Transport = o.Transport.resolve()
 	if o.ReadBufferSize <= 0 {
 		o.ReadBufferSize = defaultReadBuffer
 	}
@@ -215,4 +232,34 @@ func (o *Options) acceptOptions(ping func(context.Context, []byte) bool, pong fu
 		OnPingReceived:  ping,
 		OnPongReceived:  pong,
 	}
+}
+
+// handshakeHeaders are the request headers that only the upgrade needed.
+var handshakeHeaders = map[string]bool{"Connection": true, "Upgrade": true, "Sec-Websocket-Key": true,
+	"Sec-Websocket-Version": true, "Sec-Websocket-Extensions": true}
+
+// keptHeader is the copy of the request's header a connection keeps (see RequestHeaders):
+// nil when nothing is kept, which reads as an empty header.
+func (o *Options) keptHeader(h http.Header) http.Header {
+	var kept http.Header
+	keep := func(k string, v []string) {
+		if kept == nil {
+			kept = make(http.Header)
+		}
+		kept[k] = v
+	}
+	if o.RequestHeaders == nil {
+		for k, v := range h {
+			if !handshakeHeaders[k] {
+				keep(k, v)
+			}
+		}
+		return kept
+	}
+	for _, k := range o.RequestHeaders {
+		if v := h.Values(k); v != nil {
+			keep(http.CanonicalHeaderKey(k), v)
+		}
+	}
+	return kept
 }

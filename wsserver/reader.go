@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -12,11 +14,13 @@ import (
 	"github.com/coder/websocket"
 )
 
-// readLoop is the connection's one goroutine while it is idle: it blocks in Read (Go has no
-// readiness API, and coder/websocket answers pings and close frames only while someone
-// reads), and hands each message to the connection's queue, so callbacks never run on its
+// readLoop is the connection's reader under the goroutine transport (TransportGoroutine,
+// TLS, platforms without epoll): one goroutine for the connection's whole life, blocked in
+// Read while it is idle (coder/websocket answers pings and close frames only while someone
+// reads). It hands each message to the connection's queue, so callbacks never run on its
 // stack and the stack stays shallow. When the handler falls MaxPending messages behind, it
-// stops reading until the handler catches up: TCP then slows the peer down.
+// stops reading until the handler catches up: TCP then slows the peer down. (The readiness
+// transport's reader is pollConn.run.)
 func (c *Conn) readLoop() {
 	var err error
 	defer func() { c.finish(err) }()
@@ -27,29 +31,83 @@ func (c *Conn) readLoop() {
 		}
 		var typ websocket.MessageType
 		var data []byte
-		typ, data, err = c.ws.Read(context.Background())
+		typ, data, err = c.readMessage()
+		if err == nil {
+			err = c.received(typ, data)
+		}
 		if err != nil {
-			var v *violation
-			if errors.As(err, &v) {
-				c.fail(v)
-			}
+			c.readFailed(err)
 			return
 		}
-		c.heard.Store(c.s.ka.epoch.Load())
-		if c.state.Load() != stateOpen {
-			continue // closing: the handshake is under way, late messages are dropped
+	}
+}
+
+// scratchPool holds the buffers messages are read into: a message costs one allocation of
+// its exact size (the Data the handler owns), not io.ReadAll's 512 bytes and doublings.
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// maxScratch is the largest scratch buffer kept for reuse.
+const maxScratch = 64 << 10
+
+// readMessage reads one message with coder/websocket (which answers the control frames on
+// the way) and returns a copy of it that belongs to the caller.
+func (c *Conn) readMessage() (websocket.MessageType, []byte, error) {
+	typ, r, err := c.ws.Reader(context.Background())
+	if err != nil {
+		return 0, nil, err
+	}
+	bp := scratchPool.Get().(*[]byte)
+	b := (*bp)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
 		}
-		if typ == websocket.MessageText && c.bw.guard.compressed && !utf8.Valid(data) {
-			// The guard checks uncompressed text as it arrives; this one only once inflated.
-			v := &violation{code: websocket.StatusInvalidFramePayloadData, reason: "invalid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
-			c.bw.guard.failNow(v)
-			err = v
-			c.fail(v)
-			return
+		var n int
+		n, err = r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			break
 		}
-		c.s.stats.msgsIn.Add(1)
-		c.s.stats.bytesIn.Add(uint64(len(data)))
-		c.dispatch(Message{Type: typ, Data: data})
+	}
+	var data []byte
+	if err == io.EOF {
+		err = nil
+		data = make([]byte, len(b))
+		copy(data, b)
+	}
+	if cap(b) <= maxScratch {
+		*bp = b[:0]
+		scratchPool.Put(bp)
+	}
+	return typ, data, err
+}
+
+// received queues a message for the handler (the guard has checked its frames). It returns
+// the violation when the message breaks a rule checked only here (the UTF-8 of a compressed
+// text message, once inflated): the reader stops.
+func (c *Conn) received(typ websocket.MessageType, data []byte) error {
+	c.heard.Store(c.s.ka.epoch.Load())
+	if c.state.Load() != stateOpen {
+		return nil // closing: the handshake is under way, late messages are dropped
+	}
+	if typ == websocket.MessageText && c.bw.guard.compressed && !utf8.Valid(data) {
+		// The guard checks uncompressed text as it arrives; this one only once inflated.
+		v := &violation{code: websocket.StatusInvalidFramePayloadData, reason: "invalid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
+		c.bw.guard.failNow(v)
+		return v
+	}
+	c.s.stats.msgsIn.Add(1)
+	c.s.stats.bytesIn.Add(uint64(len(data)))
+	c.dispatch(Message{Type: typ, Data: data})
+	return nil
+}
+
+// readFailed closes the connection in order when reading stopped at a frame the peer must
+// not send (the guard's violation); for any other error there is nothing left to say.
+func (c *Conn) readFailed(err error) {
+	var v *violation
+	if errors.As(err, &v) {
+		c.fail(v)
 	}
 }
 
@@ -78,6 +136,10 @@ func (c *Conn) waitBacklog(limit int32) {
 // handled counts one message as done and wakes a waiting reader.
 func (c *Conn) handled() {
 	c.backlog.Add(-1)
+	if c.pc != nil {
+		c.pc.resume(int32(c.s.opts.MaxPending))
+		return
+	}
 	if ch := c.resume.Load(); ch != nil {
 		select {
 		case *ch <- struct{}{}:
@@ -163,6 +225,16 @@ func (c *Conn) fail(v *violation) {
 	}
 }
 
+// closeHandshake sends a close frame and waits, at most grace, for the peer's: coder's
+// Close reads the answer itself, so the readiness transport's reads turn blocking first.
+func (c *Conn) closeHandshake(code websocket.StatusCode, reason string, grace time.Duration) {
+	if c.pc != nil {
+		c.pc.setBlocking()
+	}
+	_ = c.nc.SetDeadline(time.Now().Add(grace))
+	_ = c.ws.Close(code, reason)
+}
+
 // allow takes a token from the rate-limit bucket, for a frame (the guard calls it).
 func (c *Conn) allow() bool {
 	now := time.Now()
@@ -189,8 +261,7 @@ func (c *Conn) finish(readErr error) {
 		// coder/websocket has sent 1009; finish the handshake, which reads past the rest of
 		// the message: closing with unread data would reset the connection, and the peer
 		// could lose the close frame.
-		_ = c.nc.SetDeadline(time.Now().Add(closeGrace))
-		_ = c.ws.Close(websocket.StatusMessageTooBig, "")
+		c.closeHandshake(websocket.StatusMessageTooBig, "", closeGrace)
 	}
 	_ = c.ws.CloseNow() // waits for a close handshake under way on the writer
 	c.mu.Lock()

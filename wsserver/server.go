@@ -38,6 +38,8 @@ type Server struct {
 	logLimit  *logLimiter
 	// The outbound levels at which a connection turns slow (Options.SlowMark).
 	slowMsgs, slowBytes int
+	// lingering counts the readiness transport's readers waiting for a next message.
+	lingering atomic.Int32
 
 	// The registry of open connections, for Shutdown, Stats and keepalive. A plain mutex:
 	// each connection takes it twice in its life, and Shutdown needs a consistent view.
@@ -123,8 +125,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.obs != nil {
 			s.obs.Refused(root, r, http.StatusServiceUnavailable, "shutdown")
 		}
-		_ = c.nc.SetDeadline(time.Now().Add(min(closeGrace, s.opts.HandshakeTimeout)))
-		_ = c.ws.Close(websocket.StatusGoingAway, "server shutting down")
+		c.closeHandshake(websocket.StatusGoingAway, "server shutting down", min(closeGrace, s.opts.HandshakeTimeout))
 		s.releaseSlot()
 		return
 	}
@@ -136,6 +137,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.q.AsyncContext(c.root, func(context.Context) { c.onOpen() })
 	} else {
 		c.q.Async(c.onOpen)
+	}
+	if c.pc != nil {
+		if c.pc.register(c) == nil {
+			// The first run reads what came with the upgrade (epoll would not report it)
+			// and arms the socket; from then on the poller starts the reader.
+			c.pc.run()
+			return
+		}
+		c.pc.setBlocking() // no poller: the wrapper reads as a plain socket
 	}
 	if readInServeHTTP {
 		c.readLoop()
@@ -170,7 +180,8 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	if s.opts.PingInterval > 0 {
 		onPong = func(context.Context, []byte) { c.seen.Store(s.ka.epoch.Load()) }
 	}
-	hw := &hijackWriter{ResponseWriter: w, readSize: s.opts.ReadBufferSize, writeTimeout: s.opts.WriteTimeout}
+	hw := &hijackWriter{ResponseWriter: w, readSize: s.opts.ReadBufferSize, writeTimeout: s.opts.WriteTimeout,
+		poll: s.opts.Transport == TransportReadiness}
 	ws, err := websocket.Accept(hw, r, s.opts.acceptOptions(c.onPing, onPong))
 	if err != nil {
 		// Accept has answered (400, 403 for a foreign origin, 426, ...).
@@ -189,7 +200,7 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 		limit = -1
 	}
 	ws.SetReadLimit(limit)
-	c.ws, c.nc, c.bw = ws, hw.nc, hw.bw
+	c.ws, c.nc, c.bw, c.pc = ws, hw.nc, hw.bw, hw.pc
 	if s.opts.RateLimit > 0 {
 		c.bw.guard.allow = c.allow
 	}
@@ -202,7 +213,11 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 		key = strconv.FormatUint(c.id, 10)
 	}
 	c.q = queue.NewSerial("ws.conn", queue.WithTarget(s.handlers), queue.WithProfileLabels(false), queue.WithKey(key))
-	c.req = &requestInfo{remoteAddr: r.RemoteAddr, header: r.Header, url: r.URL, auth: auth}
+	uri := r.RequestURI
+	if uri == "" { // a request made by hand rather than read by net/http
+		uri = r.URL.RequestURI()
+	}
+	c.req = &requestInfo{remoteAddr: r.RemoteAddr, header: s.opts.keptHeader(r.Header), uri: uri, auth: auth}
 	c.opened = time.Now()
 	epoch := s.ka.epoch.Load()
 	c.seen.Store(epoch)

@@ -225,3 +225,55 @@ func TestSendJSON(t *testing.T) {
 	require.Equal(t, websocket.MessageText, typ)
 	require.JSONEq(t, `{"echo":"x","id":1}`, s)
 }
+
+// A received Message.Data belongs to the handler: it may keep it past OnMessage (and Send
+// it), and later messages never write over it, though they are read through pooled
+// buffers. Runs under the test's transport (both, in CI).
+func TestReceivedDataBelongsToHandler(t *testing.T) {
+	const n = 200
+	kept := make(chan []byte, n)
+	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) { kept <- m.Data }}, Options{})
+	c := dial(t, ts.url)
+	defer c.CloseNow()
+	want := make([]string, n)
+	for i := range n {
+		want[i] = strings.Repeat(string(rune('a'+i%26)), 1+i*37%3000)
+		write(t, c, want[i])
+	}
+	for i := range n {
+		require.Equal(t, want[i], string(testutil.Recv(t, kept, "OnMessage")))
+	}
+}
+
+// An idle connection keeps only the request headers it may be asked for: by default all
+// but the handshake's own; with RequestHeaders, only those listed. The URL is kept as the
+// request's URI and parsed on demand, query included.
+func TestRequestHeadersKept(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		keep  []string
+		trace bool
+	}{
+		{"default", nil, true},
+		{"listed", []string{"x-other"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan *Conn, 1)
+			ts := start(t, HandlerFuncs{Open: func(c *Conn) { got <- c }}, Options{RequestHeaders: tc.keep})
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			c, _, err := websocket.Dial(ctx, ts.url+"/room?u=ann", &websocket.DialOptions{
+				HTTPHeader: http.Header{"X-Trace": {"abc"}, "X-Other": {"1", "2"}},
+			})
+			require.NoError(t, err)
+			defer c.CloseNow()
+			sc := testutil.Recv(t, got, "OnOpen")
+			require.Equal(t, tc.trace, sc.Header().Get("X-Trace") == "abc")
+			require.Equal(t, []string{"1", "2"}, sc.Header().Values("X-Other"))
+			require.Empty(t, sc.Header().Get("Sec-WebSocket-Key"))
+			require.Empty(t, sc.Header().Get("Upgrade"))
+			require.Equal(t, "/room", sc.URL().Path)
+			require.Equal(t, "ann", sc.URL().Query().Get("u"))
+		})
+	}
+}

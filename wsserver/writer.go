@@ -343,9 +343,7 @@ func (c *Conn) writeFailed(err error) {
 // sendClose does the close handshake, bounded by closeGrace (and WriteTimeout): the peer's
 // answer ends the reader, which finishes the connection.
 func (c *Conn) sendClose(req *closeReq) {
-	grace := min(closeGrace, c.s.opts.WriteTimeout)
-	_ = c.nc.SetDeadline(time.Now().Add(grace))
-	_ = c.ws.Close(req.code, req.reason)
+	c.closeHandshake(req.code, req.reason, min(closeGrace, c.s.opts.WriteTimeout))
 	c.mu.Lock()
 	c.closeDoneLocked()
 	c.mu.Unlock()

@@ -1,0 +1,70 @@
+package wsserver
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// clientFrame is one masked frame as a client sends it.
+func clientFrame(fin bool, op byte, payload []byte) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	b := []byte{b0}
+	switch n := len(payload); {
+	case n <= 125:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xffff:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
+	}
+	key := [4]byte{1, 2, 3, 4}
+	b = append(b, key[:]...)
+	for i, c := range payload {
+		b = append(b, c^key[i%4])
+	}
+	return b
+}
+
+// The tracker stands at a boundary only between whole messages, whatever the chunking: a
+// control frame inside a fragmented message is not a boundary.
+func TestFrameTrackerBoundaries(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 70_000)
+	mid := bytes.Repeat([]byte("y"), 300)
+	var stream []byte
+	var boundaries []int // offsets after which the stream is at a message boundary
+	add := func(f []byte, ends bool) {
+		stream = append(stream, f...)
+		if ends {
+			boundaries = append(boundaries, len(stream))
+		}
+	}
+	add(clientFrame(true, 1, []byte("hello")), true)
+	add(clientFrame(true, 9, []byte("ping")), true) // a ping between messages
+	add(clientFrame(false, 2, mid), false)          // fragmented: first
+	add(clientFrame(true, 10, nil), false)          // a pong inside the message
+	add(clientFrame(false, 0, []byte("c")), false)  // continuation
+	add(clientFrame(true, 0, big), true)            // final continuation, 64-bit length
+	add(clientFrame(true, 1, nil), true)            // empty message
+	add(clientFrame(true, 8, []byte{3, 232}), true) // close
+
+	for _, chunk := range []int{1, 2, 3, 7, 512, len(stream)} {
+		var tr frameTracker
+		require.True(t, tr.boundary())
+		next := 0
+		for off := 0; off < len(stream); off += chunk {
+			end := min(off+chunk, len(stream))
+			tr.feed(stream[off:end])
+			for next < len(boundaries) && boundaries[next] < end {
+				next++
+			}
+			atBoundary := next < len(boundaries) && boundaries[next] == end
+			require.Equal(t, atBoundary, tr.boundary(), "chunk %d, offset %d", chunk, end)
+		}
+	}
+}

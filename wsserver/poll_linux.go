@@ -1,0 +1,196 @@
+package wsserver
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The pollers of the readiness transport: one epoll instance per core, each with one
+// goroutine waiting for it. That goroutine does not block a thread in epoll_wait: the epoll
+// fd is itself registered with Go's own poller (an epoll fd is readable while it has events
+// ready), so the poller goroutine parks in the scheduler like any reader of a socket and
+// wakes without a thread hand-off. A connection's socket is registered one-shot with the
+// poller its id picks; when it turns readable, that poller starts the connection's reader
+// (never a handler worker: a partial frame must not block the shared queue), which reads
+// until the socket is empty at a message boundary and then re-arms it.
+//
+// The pollers serve every Server of the process. They start with the first registered
+// connection and stop with the last, so a process without connections holds none of them.
+type pollSet struct {
+	pollers []*poller
+	done    sync.WaitGroup
+}
+
+// A poller is one epoll instance. Its events carry the connection's poll id, not its fd: an fd
+// is reused as soon as it is closed, an id never is, so a late event for a closed
+// connection finds nothing instead of another connection.
+type poller struct {
+	epfd int
+	f    *os.File        // epfd, registered with Go's poller; closing it stops the loop
+	rc   syscall.RawConn // f's
+	wait func(fd uintptr) bool
+	evs  []unix.EpollEvent
+	n    int // events in evs
+
+	mu    sync.Mutex
+	conns map[uint64]*pollConn
+}
+
+// pollers is the process's poller set and the number of connections registered with it.
+var pollers struct {
+	mu  sync.Mutex
+	n   int
+	set *pollSet
+}
+
+// acquirePollers returns the running poller set, starting it for the first connection.
+// Every successful call is balanced by one releasePollers.
+func acquirePollers() (*pollSet, error) {
+	pollers.mu.Lock()
+	defer pollers.mu.Unlock()
+	if pollers.set == nil {
+		set, err := startPollers(runtime.GOMAXPROCS(0))
+		if err != nil {
+			return nil, err
+		}
+		pollers.set = set
+	}
+	pollers.n++
+	return pollers.set, nil
+}
+
+// releasePollers stops the poller set when its last connection has gone, and waits until
+// its goroutines have returned.
+func releasePollers() {
+	pollers.mu.Lock()
+	defer pollers.mu.Unlock()
+	pollers.n--
+	if pollers.n > 0 {
+		return
+	}
+	set := pollers.set
+	pollers.set = nil
+	for _, p := range set.pollers {
+		_ = p.f.Close() // wakes the loop, which returns
+	}
+	set.done.Wait()
+}
+
+func startPollers(n int) (*pollSet, error) {
+	set := &pollSet{}
+	for range n {
+		p, err := newPoller()
+		if err != nil {
+			for _, p := range set.pollers {
+				p.close()
+			}
+			return nil, err
+		}
+		set.pollers = append(set.pollers, p)
+	}
+	for _, p := range set.pollers {
+		set.done.Go(p.loop)
+	}
+	return set, nil
+}
+
+func newPoller() (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("wsserver: epoll_create: %w", err)
+	}
+	// Non-blocking, os.NewFile registers it with Go's poller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("wsserver: epoll fd: %w", err)
+	}
+	p := &poller{epfd: epfd, f: os.NewFile(uintptr(epfd), "wsserver-epoll"), conns: make(map[uint64]*pollConn)}
+	if p.rc, err = p.f.SyscallConn(); err != nil {
+		p.close()
+		return nil, fmt.Errorf("wsserver: epoll fd: %w", err)
+	}
+	p.evs = make([]unix.EpollEvent, pollEvents)
+	p.wait = p.take
+	return p, nil
+}
+
+func (p *poller) close() { _ = p.f.Close() }
+
+func (s *pollSet) pick(id uint64) *poller { return s.pollers[id%uint64(len(s.pollers))] }
+
+// pollEvents is how many events one epoll_wait takes.
+const pollEvents = 128
+
+// loop waits for readable sockets and starts their readers, until the epoll fd is closed.
+func (p *poller) loop() {
+	ready := make([]*pollConn, 0, pollEvents)
+	for {
+		if err := p.rc.Read(p.wait); err != nil {
+			return // closed by releasePollers
+		}
+		p.mu.Lock()
+		for i := range p.evs[:p.n] {
+			if pc := p.conns[eventID(&p.evs[i])]; pc != nil {
+				ready = append(ready, pc)
+			}
+		}
+		p.mu.Unlock()
+		for i, pc := range ready {
+			pc.wake()
+			ready[i] = nil
+		}
+		ready = ready[:0]
+	}
+}
+
+// take collects the ready events without waiting; with none, it has Go's poller wait for
+// the epoll fd to turn readable.
+func (p *poller) take(fd uintptr) bool {
+	for {
+		n, err := unix.EpollWait(int(fd), p.evs, 0)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			panic(fmt.Sprintf("wsserver: epoll_wait: %v", err)) // EBADF, EFAULT, EINVAL: a bug
+		}
+		p.n = n
+		return n > 0
+	}
+}
+
+// The 64-bit epoll_data is split in two int32 fields by x/sys/unix.
+
+func setEventID(ev *unix.EpollEvent, id uint64) {
+	ev.Fd = int32(uint32(id))
+	ev.Pad = int32(uint32(id >> 32))
+}
+
+func eventID(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
+
+func (p *poller) add(pc *pollConn) {
+	p.mu.Lock()
+	p.conns[pc.id] = pc
+	p.mu.Unlock()
+}
+
+func (p *poller) remove(pc *pollConn) {
+	p.mu.Lock()
+	delete(p.conns, pc.id)
+	p.mu.Unlock()
+}
+
+// registered counts the connections registered with the pollers now (for tests).
+func registered() int {
+	pollers.mu.Lock()
+	defer pollers.mu.Unlock()
+	return pollers.n
+}

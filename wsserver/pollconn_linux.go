@@ -1,0 +1,411 @@
+package wsserver
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pollConn is the net.Conn coder/websocket reads from under the readiness transport. It
+// follows the frames in the bytes it hands on (frameTracker), and when the stream stands
+// at a message boundary and the socket is empty, its Read says "would block" instead of
+// waiting: coder/websocket's Read then returns that error without closing anything (no
+// close happens at a frame boundary, and bufio clears the error), and the reader re-arms
+// the socket with its poller and lets its goroutine go. Control frames (ping, pong, close)
+// are read the same way, inside coder's Read.
+//
+// Anywhere else (inside a frame, inside a fragmented message, or once a close handshake is
+// under way: coder's Close reads the peer's answer itself) Read waits in Go's own poller.
+// Waiting inside a frame is bounded by PongTimeout between bytes; a peer that trickles a
+// frame slowly holds only its own reader goroutine, and keepalive ends it (it cannot
+// answer a ping mid-frame).
+//
+// The bytes come through a read buffer taken from a pool when the reader starts and given
+// back when it parks: an idle connection holds none.
+type pollConn struct {
+	net.Conn // the socket
+	c        *Conn
+	bw       *batchWriter
+	guard    *frameGuard // what coder/websocket reads through; it reads from pc.read
+	raw      syscall.RawConn
+	fd       int
+	id       uint64 // what its epoll events carry: unique in the process (Conn.ID is per Server)
+
+	state    atomic.Uint32 // readerRunning, readerArmed, readerParked
+	blocking atomic.Bool   // every Read waits: a close handshake is under way (or no poller)
+
+	// Owned by the reader (one at a time: see state).
+	ft         frameTracker
+	buf        *[]byte // pooled; nil while parked
+	off, n     int     // the unread bytes of buf
+	deadline   time.Time
+	msgs       int   // messages this run has read
+	skip, miss uint8 // adaptive lingering: runs to skip, and the current backoff
+	rawFn      func(fd uintptr) bool
+	rawP       []byte
+	rawN       int
+	rawErr     error
+
+	mu     sync.Mutex // guards the registration, so that the fd leaves epoll before it closes
+	p      *poller
+	added  bool
+	closed bool
+}
+
+// Reader states. Exactly one party moves the state out of readerArmed or readerParked (a
+// CompareAndSwap): that party runs the reader.
+const (
+	readerRunning uint32 = iota // a goroutine is reading
+	readerArmed                 // the socket is armed with the poller; nobody reads
+	readerParked                // the handler is MaxPending behind; handled restarts it
+)
+
+// pollBufSize is the pooled read buffer: several small frames per read system call.
+const pollBufSize = 4 << 10
+
+var pollBufPool = sync.Pool{New: func() any { b := make([]byte, pollBufSize); return &b }}
+
+// pollIDs numbers the pollConns of the process.
+var pollIDs atomic.Uint64
+
+// errWouldBlock is what Read says at a message boundary with an empty socket.
+var errWouldBlock = errors.New("wsserver: no message to read (would block)")
+
+// newPollConn wraps nc for the readiness transport, or returns nil when nc is not a socket
+// the poller can wait on (TLS: decrypted bytes wait in crypto/tls, unseen by epoll). early
+// holds bytes that came with the upgrade request.
+func newPollConn(nc net.Conn, early []byte, bw *batchWriter, guard *frameGuard) *pollConn {
+	var sc syscall.Conn
+	switch x := nc.(type) {
+	case *net.TCPConn:
+		sc = x
+	case *net.UnixConn:
+		sc = x
+	default:
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	pc := &pollConn{Conn: nc, bw: bw, guard: guard, raw: raw, fd: -1, id: pollIDs.Add(1)}
+	guard.src = (*pollSource)(pc)
+	_ = raw.Control(func(fd uintptr) { pc.fd = int(fd) })
+	if pc.fd < 0 {
+		return nil
+	}
+	pc.rawFn = pc.rawRead
+	if len(early) > 0 {
+		pc.getBuf()
+		if len(early) > len(*pc.buf) {
+			b := make([]byte, len(early))
+			pc.buf = &b
+		}
+		pc.n = copy(*pc.buf, early)
+	}
+	return pc
+}
+
+// register adds the connection to a poller; the first run of the reader arms it.
+func (pc *pollConn) register(c *Conn) error {
+	pc.c = c
+	set, err := acquirePollers()
+	if err != nil {
+		return err
+	}
+	pc.mu.Lock()
+	if pc.closed {
+		pc.mu.Unlock()
+		releasePollers()
+		return net.ErrClosed
+	}
+	pc.p = set.pick(pc.id)
+	pc.p.add(pc)
+	pc.mu.Unlock()
+	return nil
+}
+
+// Read is what coder/websocket reads: the guard's checked frames.
+func (pc *pollConn) Read(p []byte) (int, error) { return pc.guard.Read(p) }
+
+// pollSource is the guard's source: the socket's bytes, tracked (pollConn.read).
+type pollSource pollConn
+
+func (s *pollSource) Read(p []byte) (int, error) { return (*pollConn)(s).read(p) }
+
+// read hands on bytes of the client's stream; see pollConn.
+func (pc *pollConn) read(p []byte) (int, error) {
+	if pc.off < pc.n {
+		return pc.serve(p), nil
+	}
+	if pc.blocking.Load() || !pc.ft.boundary() {
+		return pc.readWait(p)
+	}
+	return pc.readReady(p)
+}
+
+// serve copies buffered bytes into p.
+func (pc *pollConn) serve(p []byte) int {
+	n := copy(p, (*pc.buf)[pc.off:pc.n])
+	pc.off += n
+	pc.ft.feed(p[:n])
+	return n
+}
+
+func (pc *pollConn) getBuf() {
+	if pc.buf == nil {
+		pc.buf = pollBufPool.Get().(*[]byte)
+	}
+	pc.off, pc.n = 0, 0
+}
+
+func (pc *pollConn) putBuf() {
+	if pc.buf != nil && len(*pc.buf) == pollBufSize {
+		pollBufPool.Put(pc.buf)
+	}
+	pc.buf, pc.off, pc.n = nil, 0, 0
+}
+
+// readWait waits for bytes in Go's poller: mid-message, or during a close handshake (whose
+// deadline the closing side set).
+func (pc *pollConn) readWait(p []byte) (int, error) {
+	if !pc.blocking.Load() {
+		// Between bytes of a frame, a sender may pause PongTimeout at most.
+		timeout := pc.c.s.opts.PongTimeout
+		if now := time.Now(); pc.deadline.Sub(now) < timeout/2 {
+			pc.deadline = now.Add(timeout)
+			_ = pc.Conn.SetReadDeadline(pc.deadline)
+		}
+	}
+	if len(p) >= pollBufSize {
+		n, err := pc.Conn.Read(p)
+		pc.ft.feed(p[:n])
+		return n, err
+	}
+	pc.getBuf()
+	n, err := pc.Conn.Read(*pc.buf)
+	if n > 0 {
+		pc.n = n
+		return pc.serve(p), nil
+	}
+	return 0, err
+}
+
+// readReady reads what the socket holds without waiting for it, at a message boundary.
+func (pc *pollConn) readReady(p []byte) (int, error) {
+	if !pc.deadline.IsZero() {
+		pc.deadline = time.Time{}
+		_ = pc.Conn.SetReadDeadline(time.Time{})
+	}
+	pc.getBuf()
+	n, err := pc.tryRead(*pc.buf)
+	if errors.Is(err, unix.EAGAIN) && pc.mayLinger() {
+		n, err = pc.linger()
+	}
+	switch {
+	case n > 0:
+		pc.n = n
+		return pc.serve(p), nil
+	case err == nil:
+		pc.putBuf()
+		return 0, io.EOF
+	case errors.Is(err, unix.EAGAIN):
+		pc.putBuf()
+		return 0, errWouldBlock
+	default:
+		pc.putBuf()
+		return 0, err
+	}
+}
+
+// tryRead is one read(2) that never waits.
+func (pc *pollConn) tryRead(b []byte) (int, error) {
+	pc.rawP, pc.rawN, pc.rawErr = b, 0, nil
+	err := pc.raw.Read(pc.rawFn)
+	n, rerr := pc.rawN, pc.rawErr
+	pc.rawP, pc.rawErr = nil, nil
+	if err != nil {
+		return 0, err
+	}
+	return n, rerr
+}
+
+func (pc *pollConn) rawRead(fd uintptr) bool {
+	for {
+		n, err := unix.Read(int(fd), pc.rawP)
+		if err == unix.EINTR {
+			continue
+		}
+		pc.rawN, pc.rawErr = max(n, 0), err
+		return true
+	}
+}
+
+// Lingering: a reader that has just read a message waits a little in Go's poller before
+// it parks in epoll, because a busy peer's next message often follows within a round trip,
+// and catching it there costs less than a poller wake-up and a new goroutine. It is
+// adaptive and bounded: a connection whose linger ran out without a message skips the next
+// 1, 3, 7, ... runs' lingering, and at most lingerMax readers linger at once per server,
+// so thousands of quiet connections never each hold a goroutine.
+const (
+	lingerFor = 500 * time.Microsecond
+	lingerMax = 128
+	missMax   = 31
+)
+
+func (pc *pollConn) mayLinger() bool {
+	if pc.msgs == 0 || pc.blocking.Load() {
+		return false
+	}
+	if pc.skip > 0 {
+		pc.skip--
+		return false
+	}
+	return true
+}
+
+// linger waits up to lingerFor for bytes; EAGAIN when none came.
+func (pc *pollConn) linger() (int, error) {
+	s := pc.c.s
+	if s.lingering.Add(1) > lingerMax {
+		s.lingering.Add(-1)
+		return 0, unix.EAGAIN
+	}
+	_ = pc.Conn.SetReadDeadline(time.Now().Add(lingerFor))
+	n, err := pc.Conn.Read(*pc.buf)
+	_ = pc.Conn.SetReadDeadline(time.Time{})
+	s.lingering.Add(-1)
+	switch {
+	case n > 0:
+		pc.miss = 0
+		return n, nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		pc.miss = min(2*pc.miss+1, missMax)
+		pc.skip = pc.miss
+		return 0, unix.EAGAIN
+	case err == io.EOF:
+		return 0, nil
+	}
+	return 0, err
+}
+
+// run is the connection's reader: it reads and dispatches messages until the socket is
+// empty at a message boundary, then re-arms it and returns. It finishes the connection when
+// reading fails. Only the party that took the state to readerRunning calls it.
+func (pc *pollConn) run() {
+	c := pc.c
+	limit := int32(c.s.opts.MaxPending)
+	pc.msgs = 0
+	for {
+		if c.backlog.Load() >= limit {
+			// Park until the handler catches up; handled restarts the reader. Check again
+			// after publishing the state: a handler that finished before saw no parked
+			// reader. Meanwhile nothing reads the peer's pongs: keepalive spares it (paused).
+			c.pauses.Add(1)
+			c.paused.Store(true)
+			pc.state.Store(readerParked)
+			if c.backlog.Load() >= limit || !pc.state.CompareAndSwap(readerParked, readerRunning) {
+				return
+			}
+			c.paused.Store(false)
+		}
+		typ, data, err := c.readMessage()
+		if err == nil {
+			pc.msgs++
+			if err = c.received(typ, data); err == nil {
+				continue
+			}
+		}
+		if !errors.Is(err, errWouldBlock) {
+			c.readFailed(err)
+			c.finish(err)
+			return
+		}
+		// Settle ownership before re-arming: the moment the socket is armed, the poller may
+		// start another reader.
+		pc.state.Store(readerArmed)
+		if pc.arm() {
+			return
+		}
+		// Closed (or epoll refused): read on, unless the close's wake took over.
+		if !pc.state.CompareAndSwap(readerArmed, readerRunning) {
+			return
+		}
+	}
+}
+
+// wake starts the reader if the socket was armed: the poller saw it readable, or it closed.
+func (pc *pollConn) wake() {
+	if pc.state.CompareAndSwap(readerArmed, readerRunning) {
+		go pc.run()
+	}
+}
+
+// resume restarts a reader parked on a full backlog, once the handler is below limit.
+func (pc *pollConn) resume(limit int32) {
+	if pc.state.Load() == readerParked && pc.c.backlog.Load() < limit &&
+		pc.state.CompareAndSwap(readerParked, readerRunning) {
+		pc.c.paused.Store(false)
+		go pc.run()
+	}
+}
+
+// setBlocking makes every later Read wait: a close handshake reads the peer's answer.
+func (pc *pollConn) setBlocking() { pc.blocking.Store(true) }
+
+// arm registers the socket one-shot for readability. It reports false when the connection
+// is closed, or epoll refused (the connection then goes on as with a reader goroutine).
+func (pc *pollConn) arm() bool {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.closed || pc.p == nil {
+		return false
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	setEventID(&ev, pc.id)
+	op := unix.EPOLL_CTL_MOD
+	if !pc.added {
+		op = unix.EPOLL_CTL_ADD
+	}
+	if err := unix.EpollCtl(pc.p.epfd, op, pc.fd, &ev); err != nil {
+		pc.blocking.Store(true)
+		return false
+	}
+	pc.added = true
+	return true
+}
+
+// Close takes the socket out of epoll, then closes it (after flushing a batch a close frame
+// may sit in and draining what was received, as flushingConn does), and wakes an armed
+// reader so that it finishes the connection.
+func (pc *pollConn) Close() error {
+	pc.bw.flushBeforeClose()
+	drainReceived(pc.Conn)
+	pc.mu.Lock()
+	first := !pc.closed
+	pc.closed = true
+	p := pc.p
+	if first && p != nil {
+		if pc.added {
+			var ev unix.EpollEvent
+			_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, pc.fd, &ev)
+		}
+		p.remove(pc)
+	}
+	pc.mu.Unlock()
+	err := pc.Conn.Close()
+	if first && p != nil {
+		releasePollers()
+	}
+	if first {
+		pc.wake()
+	}
+	return err
+}

@@ -1,0 +1,300 @@
+package wsserver
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
+)
+
+// readiness is the Options of the tests that are about the readiness transport: they set it
+// explicitly, so they run in both passes of CI (WSSERVER_TRANSPORT changes only the default).
+func readiness(o Options) Options {
+	o.Transport = TransportReadiness
+	return o
+}
+
+// rawRequest is an upgrade request for a hand-made client.
+func rawRequest(addr string) string {
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	return "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key) + "\r\n\r\n"
+}
+
+// readFrame reads one unmasked server frame of at most 125 bytes.
+func readFrame(t *testing.T, r io.Reader) (byte, string) {
+	t.Helper()
+	var h [2]byte
+	_, err := io.ReadFull(r, h[:])
+	require.NoError(t, err)
+	require.Less(t, int(h[1]), 126)
+	p := make([]byte, h[1])
+	_, err = io.ReadFull(r, p)
+	require.NoError(t, err)
+	return h[0], string(p)
+}
+
+// Under the readiness transport an idle connection holds no goroutine: with 2,000 idle
+// connections open, and every one of them pinged by keepalive and not yet answering, the
+// process has a constant number of goroutines more than with none (the pollers, the
+// keepalive timer), not 2,000. (Under the goroutine transport this fails: 2,000 readers;
+// and it failed with a goroutine per ping waiting for its pong.)
+func TestReadinessIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	const n = 2000
+	var opened atomic.Int64
+	ts := start(t, HandlerFuncs{Open: func(*Conn) { opened.Add(1) }},
+		readiness(Options{PingInterval: 20 * time.Millisecond, PongTimeout: time.Hour}))
+	addr := strings.TrimPrefix(ts.url, "ws://")
+	base := runtime.NumGoroutine()
+	clients := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := rawUpgrade(addr)
+		require.NoError(t, err)
+		clients = append(clients, c)
+	}
+	require.Eventually(t, func() bool { return opened.Load() == n }, wait, time.Millisecond)
+	// Every connection gets its ping; none answers yet.
+	for _, c := range clients {
+		_ = c.SetReadDeadline(time.Now().Add(wait))
+		op, _ := readFrame(t, c)
+		require.Equal(t, byte(0x89), op, "a ping")
+	}
+	// net/http's connection goroutines end once ServeHTTP has returned.
+	extra := 4 + runtime.GOMAXPROCS(0) // the pollers, the keepalive timer, a straggler
+	now := runtime.NumGoroutine()
+	for deadline := time.Now().Add(wait); now-base > extra && time.Now().Before(deadline); now = runtime.NumGoroutine() {
+		time.Sleep(time.Millisecond)
+	}
+	require.LessOrEqual(t, now-base, extra, "goroutines: %d before, %d with %d idle connections", base, now, n)
+	require.Equal(t, n, ts.Stats().Connections)
+	require.Equal(t, n, registered())
+
+	// They still work: each takes the pong and answers a ping, read by a reader the
+	// poller starts.
+	for _, c := range clients[:20] {
+		_, err := c.Write(append(clientFrame(true, 10, nil), clientFrame(true, 9, []byte("hi"))...))
+		require.NoError(t, err)
+		op, p := readFrame(t, c)
+		require.Equal(t, byte(0x8a), op, "a pong")
+		require.Equal(t, "hi", p)
+	}
+}
+
+// Bytes that come in the same packet as the upgrade request are read at once: epoll does
+// not report them (they are already off the socket), so the reader runs once after Accept.
+func TestReadinessEarlyBytes(t *testing.T) {
+	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) { _ = c.Send(m) }}, readiness(Options{}))
+	addr := strings.TrimPrefix(ts.url, "ws://")
+	nc, err := net.DialTimeout("tcp", addr, wait)
+	require.NoError(t, err)
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(wait))
+	msg := append([]byte(rawRequest(addr)), clientFrame(true, 1, []byte("early"))...)
+	msg = append(msg, clientFrame(true, 1, []byte("bird"))...)
+	_, err = nc.Write(msg)
+	require.NoError(t, err)
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	for _, want := range []string{"early", "bird"} {
+		op, p := readFrame(t, br)
+		require.Equal(t, byte(0x81), op)
+		require.Equal(t, want, p)
+	}
+}
+
+// Slowloris: a frame trickled a byte at a time blocks neither the (single) handler worker
+// nor another connection; its reader waits alone, and the message arrives whole.
+func TestReadinessSlowlorisBlocksNobody(t *testing.T) {
+	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) { _ = c.Send(m) }},
+		readiness(Options{HandlerWidth: 1}))
+	addr := strings.TrimPrefix(ts.url, "ws://")
+	slow, err := rawUpgrade(addr)
+	require.NoError(t, err)
+	defer slow.Close()
+	other := dial(t, ts.url)
+	defer other.CloseNow()
+
+	frame := clientFrame(true, 1, []byte("patience"))
+	for i, b := range frame[:len(frame)-1] {
+		_, err := slow.Write([]byte{b})
+		require.NoError(t, err)
+		// Between two bytes of the slow frame, the other connection is served.
+		write(t, other, "ping "+string(rune('a'+i)))
+		_, got := read(t, other)
+		require.Equal(t, "ping "+string(rune('a'+i)), got)
+	}
+	_, err = slow.Write(frame[len(frame)-1:])
+	require.NoError(t, err)
+	_ = slow.SetDeadline(time.Now().Add(wait))
+	op, p := readFrame(t, slow)
+	require.Equal(t, byte(0x81), op)
+	require.Equal(t, "patience", p)
+}
+
+// A sender that stops in the middle of a frame is cut after PongTimeout (pings are off
+// here, so nothing else would end it); the stream is never resynchronised by guesswork.
+func TestReadinessStalledFrameIsCut(t *testing.T) {
+	cl := newCloses()
+	ts := start(t, HandlerFuncs{Close: cl.record}, readiness(Options{PingInterval: -1, PongTimeout: 50 * time.Millisecond}))
+	slow, err := rawUpgrade(strings.TrimPrefix(ts.url, "ws://"))
+	require.NoError(t, err)
+	defer slow.Close()
+	frame := clientFrame(true, 1, []byte("never finished"))
+	_, err = slow.Write(frame[:5])
+	require.NoError(t, err)
+	err = testutil.Recv(t, cl.errs, "OnClose of the stalled connection")
+	require.Equal(t, websocket.StatusAbnormalClosure, websocket.CloseStatus(err))
+	require.ErrorIs(t, err, ErrConnectionLost)
+}
+
+// openFDs counts the process's open file descriptors.
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(ents)
+}
+
+// 10,000 connect/disconnect cycles under the readiness transport leave no goroutine, no
+// file descriptor and no epoll registration behind; the pollers themselves are gone once
+// the last connection is.
+func TestReadinessChurnLeavesNoFDOrRegistration(t *testing.T) {
+	const total, workers = 10_000, 16
+	var closed atomic.Int64
+	ts := start(t, HandlerFuncs{
+		Message: func(c *Conn, m Message) { _ = c.Send(m) },
+		Close:   func(*Conn, error) { closed.Add(1) },
+	}, readiness(Options{}))
+	addr := strings.TrimPrefix(ts.url, "ws://")
+	ignore := goleak.IgnoreCurrent()
+	fds := openFDs(t)
+
+	var next, failures atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := next.Add(1); i <= total; i = next.Add(1) {
+				if err := churnOnce(addr, i); err != nil && failures.Add(1) == 1 {
+					t.Logf("churn: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.Zero(t, failures.Load())
+	require.Eventually(t, func() bool { return closed.Load() == total }, wait, time.Millisecond)
+	require.Zero(t, registered(), "epoll registrations left")
+	goleak.VerifyNone(t, ignore)
+	require.Equal(t, fds, openFDs(t), "file descriptors left")
+}
+
+// churnOnce opens a raw connection; some say something first, some close politely, some
+// just drop the socket.
+func churnOnce(addr string, i int64) error {
+	c, err := rawUpgrade(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	switch i % 3 {
+	case 0:
+		if _, err := c.Write(clientFrame(true, 1, []byte("hi"))); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+			return err
+		}
+		fallthrough
+	case 1:
+		if _, err := c.Write(clientFrame(true, 8, []byte{3, 232})); err != nil {
+			return err
+		}
+		_, err := io.Copy(io.Discard, c) // the server's close frame, then EOF
+		return err
+	}
+	return nil
+}
+
+// A pinging server reaches an idle readiness connection: the pong is read by a reader
+// the poller starts, and the connection stays up.
+func TestReadinessPingReachesIdleConnection(t *testing.T) {
+	ts := start(t, HandlerFuncs{}, readiness(Options{}))
+	opened := make(chan *Conn, 1)
+	ts.h = HandlerFuncs{Open: func(c *Conn) { opened <- c }}
+	c := dial(t, ts.url)
+	defer c.CloseNow()
+	ctx := c.CloseRead(context.Background()) // the client answers pings while it reads
+	sc := testutil.Recv(t, opened, "OnOpen")
+	pctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, sc.ws.Ping(pctx))
+	require.NoError(t, ctx.Err())
+}
+
+// Two servers in one process share the pollers, and each numbers its connections from 1:
+// the pollers tell their connections apart all the same.
+func TestReadinessTwoServersShareThePollers(t *testing.T) {
+	echo := HandlerFuncs{Message: func(c *Conn, m Message) { _ = c.Send(m) }}
+	a, b := start(t, echo, readiness(Options{})), start(t, echo, readiness(Options{}))
+	ca, cb := dial(t, a.url), dial(t, b.url)
+	defer ca.CloseNow()
+	defer cb.CloseNow()
+	for i := range 5 {
+		for _, c := range []*websocket.Conn{ca, cb} {
+			write(t, c, "hello "+string(rune('0'+i)))
+			_, got := read(t, c)
+			require.Equal(t, "hello "+string(rune('0'+i)), got)
+		}
+	}
+}
+
+// Over TLS the readiness transport does not apply (crypto/tls holds decrypted bytes that
+// epoll cannot see): the connection gets a reader goroutine, and works.
+func TestReadinessTLSKeepsAReaderGoroutine(t *testing.T) {
+	conns := make(chan *Conn, 1)
+	s := New(HandlerFuncs{Open: func(c *Conn) { conns <- c }, Message: func(c *Conn, m Message) { _ = c.Send(m) }},
+		readiness(Options{}))
+	hs := httptest.NewTLSServer(s)
+	defer hs.Close()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(hs.URL, "https"), &websocket.DialOptions{HTTPClient: hs.Client()})
+	require.NoError(t, err)
+	defer c.CloseNow()
+	sc := testutil.Recv(t, conns, "OnOpen")
+	require.Nil(t, sc.pc, "a TLS connection is not polled")
+	write(t, c, "secret")
+	_, got := read(t, c)
+	require.Equal(t, "secret", got)
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+}
