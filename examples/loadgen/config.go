@@ -46,6 +46,7 @@ type config struct {
 	Size           int           `json:"size"`
 	Rate           float64       `json:"rate"`
 	Broadcasts     int           `json:"broadcasts"`
+	Senders        int           `json:"senders"` // echo: connections that send (by global index); 0: all
 	ConnectTimeout time.Duration `json:"connect_timeout"`
 	ServerPID      int           `json:"server_pid"`
 	JSON           bool          `json:"json"`
@@ -69,6 +70,7 @@ func parseArgs(args []string, usage io.Writer, fileLimit uint64) (config, error)
 	fs.IntVar(&c.Size, "size", 64, "message size in bytes")
 	fs.Float64Var(&c.Rate, "rate", 0, "new connections per second over all processes (0: as fast as they open)")
 	fs.IntVar(&c.Broadcasts, "broadcasts", 20, "broadcasts to time in broadcast mode")
+	fs.IntVar(&c.Senders, "senders", 0, "echo mode: only this many connections send, in closed loops; the others stay idle (0: all; a mostly idle load is -conns 19000 -senders 190)")
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", time.Minute, "bound on opening all the connections")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "process id of the server, to read its memory (VmRSS) and CPU time from /proc")
 	fs.BoolVar(&c.JSON, "json", false, "print the result as JSON instead of a table")
@@ -113,6 +115,8 @@ func (c config) check(fileLimit uint64) error {
 		return fmt.Errorf("loadgen: -rate %v: want 0 (unlimited) or more", c.Rate)
 	case c.Broadcasts < 1 || c.Broadcasts > maxBcasts:
 		return fmt.Errorf("loadgen: -broadcasts %d: want 1..%d", c.Broadcasts, maxBcasts)
+	case c.Senders < 0 || c.Senders > c.Conns:
+		return fmt.Errorf("loadgen: -senders %d: want 0 (all) up to -conns %d", c.Senders, c.Conns)
 	case c.ServerPID < 0:
 		return fmt.Errorf("loadgen: -server-pid %d: want a process id", c.ServerPID)
 	}

@@ -58,6 +58,8 @@ func TestParseArgsRejects(t *testing.T) {
 		{[]string{"-size", "40000"}, "-size 40000"},
 		{[]string{"-rate", "-1"}, "-rate"},
 		{[]string{"-broadcasts", "0"}, "-broadcasts"},
+		{[]string{"-conns", "10", "-senders", "11"}, "-senders"},
+		{[]string{"-senders", "-1"}, "-senders"},
 		{[]string{"-server-pid", "-3"}, "-server-pid"},
 		{[]string{"-src", "127.0.0.300"}, "-src"},
 		{[]string{"-url", "http://127.0.0.1/ws"}, "ws:// or wss://"},

@@ -29,7 +29,12 @@ func (w *worker) echo(ctx context.Context, cmds <-chan command) workerResult {
 	var mu sync.Mutex
 	var r workerResult
 	var loops sync.WaitGroup
-	for _, c := range w.conns {
+	for i, c := range w.conns {
+		if s := w.cfg.Senders; s > 0 && w.cfg.First+i >= s {
+			// An idle one (-senders): it reads only to answer pings; closeAll ends it.
+			c.CloseRead(context.Background())
+			continue
+		}
 		loops.Go(func() {
 			one := w.echoLoop(ctx, c, end, &msgs)
 			mu.Lock()

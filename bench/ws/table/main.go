@@ -212,28 +212,30 @@ func bars(w io.Writer, rows []*row) {
 	bcast := func(r *row) []*result { return r.bcast }
 	var lines []string
 	for _, n := range sizes {
-		var us *row
-		var peers []*row
-		for _, r := range rows {
-			if r.n != n {
+		for _, load := range loads(rows) {
+			var us *row
+			var peers []*row
+			for _, r := range rows {
+				name, l := splitLoad(r.server)
+				switch {
+				case r.n != n || l != load:
+				case name == ours:
+					us = r
+				case !strings.HasPrefix(name, ours): // ours under another transport is no peer
+					peers = append(peers, r)
+				}
+			}
+			if us == nil || len(peers) == 0 {
 				continue
 			}
-			if r.server == ours {
-				us = r
-			} else {
-				peers = append(peers, r)
-			}
+			mem := ratio(us, peers, idle, func(x *result) float64 { return x.BytesPerConn }, false)
+			msgs := ratio(us, peers, echo, func(x *result) float64 { return x.MsgsPerSec }, true)
+			p99 := ratio(us, peers, bcast, func(x *result) float64 { return x.LastP99 }, false)
+			echoCPU := ratio(us, peers, echo, func(x *result) float64 { return x.CPUPerMsgUS }, false)
+			bcastCPU := ratio(us, peers, bcast, func(x *result) float64 { return x.CPUPerMsgUS }, false)
+			lines = append(lines, fmt.Sprintf("- N=%d%s: idle memory %s; echo msg/s %s; broadcast p99 %s; CPU per echo %s; CPU per broadcast delivery %s",
+				n, load, mem, msgs, p99, echoCPU, bcastCPU))
 		}
-		if us == nil || len(peers) == 0 {
-			continue
-		}
-		mem := ratio(us, peers, idle, func(x *result) float64 { return x.BytesPerConn }, false)
-		msgs := ratio(us, peers, echo, func(x *result) float64 { return x.MsgsPerSec }, true)
-		p99 := ratio(us, peers, bcast, func(x *result) float64 { return x.LastP99 }, false)
-		echoCPU := ratio(us, peers, echo, func(x *result) float64 { return x.CPUPerMsgUS }, false)
-		bcastCPU := ratio(us, peers, bcast, func(x *result) float64 { return x.CPUPerMsgUS }, false)
-		lines = append(lines, fmt.Sprintf("- N=%d: idle memory %s; echo msg/s %s; broadcast p99 %s; CPU per echo %s; CPU per broadcast delivery %s",
-			n, mem, msgs, p99, echoCPU, bcastCPU))
 	}
 	if len(lines) > 0 {
 		fmt.Fprintln(w)
@@ -242,6 +244,26 @@ func bars(w io.Writer, rows []*row) {
 			fmt.Fprintln(w, l)
 		}
 	}
+}
+
+// splitLoad splits a row's server column, "NAME" or "NAME LOAD" (run.sh labels the mostly
+// idle load "NAME 1%"), into the server and " LOAD".
+func splitLoad(server string) (name, load string) {
+	if i := strings.IndexByte(server, ' '); i >= 0 {
+		return server[:i], server[i:]
+	}
+	return server, ""
+}
+
+// loads lists the loads of the rows, "" (the plain modes) first.
+func loads(rows []*row) []string {
+	out := []string{""}
+	for _, r := range rows {
+		if _, l := splitLoad(r.server); !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // ratio compares, run by run, our figure with the best peer's of the same run: the

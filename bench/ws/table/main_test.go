@@ -88,3 +88,21 @@ func TestTableRejectsBadInput(t *testing.T) {
 		require.Error(t, err, "%q", in)
 	}
 }
+
+// The mostly idle load ("NAME 1%" rows) is compared with the peers' rows of the same load,
+// and ours under another transport is not taken for a peer.
+func TestTableLoads(t *testing.T) {
+	in := "dispatchkit\t{\"mode\":\"echo\",\"conns\":100,\"msgs_per_s\":100,\"cpu_per_msg_us\":20}\n" +
+		"dispatchkit 1%\t{\"mode\":\"echo\",\"conns\":100,\"msgs_per_s\":10,\"cpu_per_msg_us\":40}\n" +
+		"dispatchkit-goroutine\t{\"mode\":\"echo\",\"conns\":100,\"msgs_per_s\":500,\"cpu_per_msg_us\":5}\n" +
+		"gws\t{\"mode\":\"echo\",\"conns\":100,\"msgs_per_s\":50,\"cpu_per_msg_us\":10}\n" +
+		"gws 1%\t{\"mode\":\"echo\",\"conns\":100,\"msgs_per_s\":20,\"cpu_per_msg_us\":80}\n"
+	rows, err := read(strings.NewReader(in))
+	require.NoError(t, err)
+	var out bytes.Buffer
+	write(&out, rows)
+	s := out.String()
+	require.Contains(t, s, "- N=100: idle memory not measured; echo msg/s 2.00× gws (ahead")
+	require.Contains(t, s, "- N=100 1%: idle memory not measured; echo msg/s 0.50× gws 1% (behind")
+	require.Contains(t, s, "CPU per echo 0.50× gws 1% (ahead")
+}
