@@ -29,7 +29,7 @@
 //
 // Two transports carry the reading (Options.Transport). The readiness transport, the
 // default on Linux for plain sockets, registers each socket one-shot with an epoll poller:
-// an idle connection holds no goroutine and no read buffer, only its structs (about 3.7 KB,
+// an idle connection holds no goroutine and no read buffer, only its structs (about 3.5 KB,
 // listed in BENCHMARKS.md). When the socket turns readable, a reader goroutine reads the
 // messages it holds with coder/websocket, which still parses the frames and answers pings
 // and close frames; at a message boundary with the socket empty it re-arms the socket and
