@@ -96,13 +96,18 @@ func TestBroadcastSpansNodesInOrderAndOnce(t *testing.T) {
 	require.Zero(t, stA.BrokerDropped)
 
 	// A room with no member on this node still publishes: the other node's members get it.
-	nodeA.Room("empty-here").Broadcast(Text("x"))
+	// (The room on A has no member, so it leaves A's registry after each publication: each
+	// Broadcast is waited for on the queue of the room that took it.)
+	empty := nodeA.Room("empty-here")
+	empty.Broadcast(Text("x"))
+	empty.Queue().Sync(func() {}) // x is published before B subscribes
 	rc := nodeB.Room("empty-here")
 	b3 := fakeConn(nodeB, 3)
 	rc.Join(b3)
 	rc.Len()
-	nodeA.Room("empty-here").Broadcast(Text("y"))
-	nodeA.Room("empty-here").Queue().Sync(func() {})
+	empty = nodeA.Room("empty-here")
+	empty.Broadcast(Text("y"))
+	empty.Queue().Sync(func() {})
 	rc.Queue().Sync(func() {})
 	require.Equal(t, []string{"y"}, queued(b3), "x went out before B subscribed; y after")
 }

@@ -53,7 +53,9 @@ func TestCrossNodeChatMessageIsOneTrace(t *testing.T) {
 		for _, s := range tr {
 			n[s.Name()]++
 		}
-		return n["receive ws.room"] == 1 && n["publish ws.room"] == 2 && n["send ws.conn"] == 2
+		// Every span of the tree, the room blocks (which end after their publish) included.
+		return n["receive ws.room"] == 1 && n["publish ws.room"] == 2 && n["send ws.conn"] == 2 &&
+			n["process ws.room"] == 2 && n["process chat.room"] >= 1
 	})
 	byName := map[string][]sdktrace.ReadOnlySpan{}
 	for _, s := range tr {
