@@ -299,6 +299,9 @@ func (o *Observer) Broadcast(ctx context.Context, room string, m wsserver.Messag
 	if o == nil || !o.spans {
 		return ctx
 	}
+	if unsampledParent(ctx) {
+		return ctx
+	}
 	ctx, span := o.tracer.Start(ctx, spanBroadcast, producerKind, broadcastFixed)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String(keyDestination, room), attribute.String(keyRoom, room),
@@ -321,6 +324,9 @@ func (o *Observer) BroadcastDone(ctx context.Context, room string, m wsserver.Me
 // It is the one kind of span that may outlive its parent: the write is asynchronous.
 func (o *Observer) Sent(ctx context.Context, c *wsserver.Conn, m wsserver.Message) context.Context {
 	if o == nil || !o.spans {
+		return ctx
+	}
+	if unsampledParent(ctx) {
 		return ctx
 	}
 	_, span := o.tracer.Start(ctx, spanSend, producerKind, sendFixed)
