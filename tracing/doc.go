@@ -30,7 +30,9 @@
 //   - receive ws.conn (CONSUMER) is the root of each message's trace, with a span link to the
 //     connection's ws.handshake. OnMessage's block adopts it (it starts no process span of
 //     its own), so it lasts from the read until OnMessage returned and everything the message
-//     causes is under it. A sampler therefore samples messages, whole.
+//     causes is under it. A sampler therefore samples messages, whole. Under an unsampled
+//     root nothing else is started (the SDK's ParentBased sampler would drop every child),
+//     so an unsampled message costs one span start.
 //   - publish ws.room (PRODUCER) is a child of the room's block that fans a Room.Broadcast out
 //     (itself a child of the block that called Broadcast); it ends when every member has the
 //     message in its outbound buffer.
