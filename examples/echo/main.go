@@ -4,7 +4,7 @@
 // to its sender, except a message that starts with "B", which is broadcast to every
 // connection, as the benchmark peers do. Each connection's callbacks run on its own serial
 // queue, all of them on one shared queue as wide as the machine has cores; sending never
-// blocks, and an idle connection costs a blocked reader goroutine and a few kilobytes. With
+// blocks, and an idle connection costs no goroutine and a few kilobytes (on Linux). With
 // -pprof it also serves net/http/pprof under /debug/pprof/, to see where the time and the
 // memory go. -readlimit raises the largest message it takes (32 KiB by default; interop
 // clients check 64 KiB and more); -compress accepts permessage-deflate, for conformance
