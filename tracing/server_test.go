@@ -333,6 +333,9 @@ func TestConnectionSpans(t *testing.T) {
 	c := dial(t, url)
 	conn := testutil.Recv(t, joined, "join")
 	id := connID(conn).Value.AsString()
+	// OnOpen queued the Join; once its block ran, the close has a room to leave (a close
+	// that came first would find the connection in no room, and no Leave to trace).
+	r.waitSpans(t, "process ws.room", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	// Invalid UTF-8 in a text message: the server closes with 1007.

@@ -271,14 +271,12 @@ func (s *Server) register(c *Conn) bool {
 // reason: the log line of an abnormal close is written here, then the Observer is told.
 func (s *Server) retire(c *Conn, err error, why string) {
 	s.logClose(c, err, why)
+	var idle chan struct{}
 	s.mu.Lock()
 	delete(s.conns, c)
 	if len(s.conns) == 0 {
 		s.stopKeepaliveLocked()
-		if s.idle != nil {
-			close(s.idle)
-			s.idle = nil
-		}
+		idle, s.idle = s.idle, nil
 	}
 	s.mu.Unlock()
 	s.releaseSlot()
@@ -288,6 +286,11 @@ func (s *Server) retire(c *Conn, err error, why string) {
 			ctx = c.root
 		}
 		s.obs.Closed(ctx, c, time.Since(c.opened), why, err)
+	}
+	// Shutdown returns only after the Observer heard of the last close: a program that flushes
+	// its telemetry after Shutdown has the close's span and metrics.
+	if idle != nil {
+		close(idle)
 	}
 }
 
