@@ -10,29 +10,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"log"
 	"net"
 	"net/http"
-	"os/signal"
-	"syscall"
 	"time"
+
+	"github.com/dispatchkit/dispatchkit/bench/ws/internal/peermain"
 )
 
-func main() {
-	addr := flag.String("addr", ":8081", "address to listen on")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	log.Printf("gorilla: serving ws://%s/ws", ln.Addr())
-	if err := run(ctx, ln); err != nil {
-		log.Fatal(err)
-	}
-}
+func main() { peermain.Run("gorilla", ":8081", run) }
 
 // run serves on ln until ctx ends, then stops the hub, which closes every connection.
 func run(ctx context.Context, ln net.Listener) error {

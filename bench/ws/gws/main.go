@@ -10,32 +10,16 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"log"
 	"net"
 	"net/http"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/dispatchkit/dispatchkit/bench/ws/internal/peermain"
 	"github.com/lxzan/gws"
 )
 
-func main() {
-	addr := flag.String("addr", ":8083", "address to listen on")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	log.Printf("gws: serving ws://%s/ws", ln.Addr())
-	if err := run(ctx, ln); err != nil {
-		log.Fatal(err)
-	}
-}
+func main() { peermain.Run("gws", ":8083", run) }
 
 // writeWait bounds one write; a client that does not read for that long is closed.
 const writeWait = 10 * time.Second

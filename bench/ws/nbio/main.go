@@ -9,34 +9,18 @@ package main
 
 import (
 	"context"
-	"flag"
-	"log"
 	"net"
 	"net/http"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/dispatchkit/dispatchkit/bench/ws/internal/peermain"
 	"github.com/lesismal/nbio/logging"
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
 )
 
-func main() {
-	addr := flag.String("addr", ":8084", "address to listen on")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	log.Printf("nbio: serving ws://%s/ws", ln.Addr())
-	if err := run(ctx, ln); err != nil {
-		log.Fatal(err)
-	}
-}
+func main() { peermain.Run("nbio", ":8084", run) }
 
 // server keeps the open connections for broadcast.
 type server struct {

@@ -11,29 +11,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"log"
 	"net"
 	"net/http"
-	"os/signal"
-	"syscall"
 	"time"
+
+	"github.com/dispatchkit/dispatchkit/bench/ws/internal/peermain"
 )
 
-func main() {
-	addr := flag.String("addr", ":8082", "address to listen on")
-	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	log.Printf("plain: serving ws://%s/ws", ln.Addr())
-	if err := run(ctx, ln); err != nil {
-		log.Fatal(err)
-	}
-}
+func main() { peermain.Run("plain", ":8082", run) }
 
 // run serves on ln until ctx ends, then closes every connection with 1001 and waits for
 // their handlers.
