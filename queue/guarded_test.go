@@ -1,10 +1,14 @@
 package queue
 
 import (
+	"context"
 	osexec "os/exec"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
 // A copy of a Guarded would share its queue but not its value: go vet must say so.
@@ -15,4 +19,61 @@ func TestGoVetReportsACopiedGuarded(t *testing.T) {
 	require.Error(t, err, "go vet accepted a copied Guarded:\n%s", out)
 	require.Contains(t, string(out), "copies lock value")
 	require.Contains(t, string(out), "main.go:9")
+}
+
+// Guarded.Async makes no closure: the item carries the caller's func and the value's shared
+// ext. 1,000 blocks pile up on a suspended queue (the deque's chunks, one per 32, round to 0
+// per call in AllocsPerRun), then run in order on the value.
+func TestGuardedAsyncAllocatesNothing(t *testing.T) {
+	g := NewGuarded([]int(nil))
+	g.Queue().Suspend()
+	n := 0
+	add := func(s *[]int) { *s = append(*s, n); n++ } // n: only the blocks touch it
+	allocs := testing.AllocsPerRun(1000, func() { g.Async(add) })
+	require.Zero(t, allocs, "allocations per Guarded.Async")
+	g.Queue().Resume()
+	var got []int
+	g.Sync(func(s *[]int) { got = *s })
+	require.Len(t, got, 1001)
+	for i, v := range got {
+		require.Equal(t, i, v)
+	}
+	require.NoError(t, g.Queue().Close(context.Background()))
+}
+
+// The closure-free item goes through every way a block runs: plain, under a panic handler
+// (which catches its panic), with call sites recorded, and observed.
+func TestGuardedAsyncRunsOnTheValueWhateverTheQueuesOptions(t *testing.T) {
+	panics := make(chan any, 1)
+	rec := &recorder{}
+	for name, opts := range map[string][]Option{
+		"plain":     nil,
+		"handler":   {WithPanicHandler(func(r any, _ []byte) { panics <- r })},
+		"callsites": {WithCallSites(true)},
+		"observed":  {WithObserver(rec)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewGuarded(0, opts...)
+			for range 100 {
+				g.Async(func(v *int) { *v++ })
+			}
+			if name == "handler" {
+				g.Async(func(v *int) { panic(*v) })
+				require.Equal(t, 100, testutil.Recv(t, panics, "the handled panic"))
+			}
+			var got int
+			g.Sync(func(v *int) { got = *v })
+			require.Equal(t, 100, got)
+			if name == "observed" {
+				started := 0
+				for _, e := range rec.list() {
+					if strings.HasPrefix(e, "started ") {
+						started++
+					}
+				}
+				require.Equal(t, 101, started, "the observer saw the 100 Async blocks and the Sync")
+			}
+			require.NoError(t, g.Queue().Close(context.Background()))
+		})
+	}
 }

@@ -17,6 +17,7 @@ type item struct {
 // ext carries what a plain Async block does not need, so that one costs two words.
 type ext struct {
 	fn     func()
+	call   func(fn func()) // a Guarded's: runs the item's fn, a func(*T) in disguise (guarded.go)
 	cfn    func(context.Context)
 	ctx    context.Context
 	enq    time.Time

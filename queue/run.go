@@ -32,6 +32,10 @@ func (q *Queue) runBlock(it item, g uintptr) bool {
 		it.fn()
 		return true
 	}
+	if it.x != nil && it.x.call != nil && q.cfg == nil {
+		it.x.call(it.fn) // a Guarded's Async: no closure was made for it (guarded.go)
+		return true
+	}
 	q.runSlow(it)
 	return true
 }
@@ -101,9 +105,12 @@ func (q *Queue) runSlow(it item) {
 			panics(r, stack)
 		}
 	}()
-	if x.cfn != nil {
+	switch {
+	case x.cfn != nil:
 		x.cfn(ctx)
-	} else {
+	case x.call != nil:
+		x.call(it.fn)
+	default:
 		x.fn()
 	}
 	returned = true
