@@ -72,6 +72,7 @@ type Queue struct {
 	kind   kind
 	debug  debugFlags // profiler labels off, call sites on
 	qosSet bool       // WithQoS gave the class; else it follows the target (SetTarget too)
+	plain  bool       // serial, no limit, observer, panic handler or call sites: Async's short path
 	// For a queue that targets a root, guarded by exec.mu: the QoS its waiting drain was
 	// queued at (-1: none waiting), and the QoS a waiter raised it to (override).
 	slot     int8
@@ -155,6 +156,7 @@ func newQueue(k kind, label string, opts []Option) *Queue {
 	if inherited.panics != nil || inherited.obs != nil {
 		q.cfg = &inherited
 	}
+	q.plain = k == serialKind && q.limit == 0 && q.cfg == nil && q.debug&recordCallSites == 0
 	if s.inactive {
 		q.inactive = true
 		q.flags.Store(flagStopped)
@@ -245,6 +247,9 @@ func (q *Queue) Async(fn func()) {
 	if fn == nil {
 		nilFunc("Async", q.label)
 	}
+	if q.plain && q.submitPlain(item{fn: fn}) {
+		return
+	}
 	if err := q.submit(context.Background(), item{fn: fn}, BlockAsync, waitForRoom); err != nil {
 		panic(fmt.Sprintf("queue: Async on %q: %v (submit before Close, or use TryAsync)", q.label, err))
 	}
@@ -318,6 +323,9 @@ const (
 )
 
 func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMode) error {
+	if q.plain && q.submitPlain(it) { // Guarded.Async, TryAsync, Submit, AsyncContext
+		return nil
+	}
 	if q.debug&recordCallSites != 0 {
 		if it.x == nil {
 			it = item{x: &ext{fn: it.fn, kind: k}}
@@ -374,6 +382,32 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 	q.startDrainers(n)
 	q.inheritQoS() // override.go
 	return nil
+}
+
+// submitPlain is submit for a plain serial queue (most queues): the lock, the block pushed and
+// the drainer started if the queue was idle, without the checks that only other queues need.
+// flagClosed and flagStopped, read under q.mu, say what closed and runnableLocked say. It
+// returns false, having done nothing, if the queue is closed: submit's slow path reports
+// that as its mode says.
+func (q *Queue) submitPlain(it item) bool {
+	q.mu.Lock()
+	f := q.flags.Load()
+	if f&flagClosed != 0 {
+		q.mu.Unlock()
+		return false
+	}
+	q.acc++
+	q.items.pushBack(it)
+	start := q.active == 0 && f&flagStopped == 0
+	if start {
+		q.active = 1
+	}
+	q.mu.Unlock()
+	if start {
+		q.target.Load().submitChild(q)
+	}
+	q.inheritQoS() // override.go
+	return true
 }
 
 func (q *Queue) reject(err error, mode submitMode) error {
