@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
@@ -124,4 +125,34 @@ func TestRunningAboveFollowsTheWorkersClasses(t *testing.T) {
 	require.False(t, e.runningAbove(Background))
 	e.setWorkerQoS(a, -1)
 	require.Zero(t, e.classes.Load())
+}
+
+// A queue idle after every block (a connection answering one message at a time) takes each
+// block, runs it and goes idle again without allocating: the block waits in the deque's
+// inline slot, and neither the drain nor the hand-off to a worker allocates. An uncontended
+// Sync allocates nothing either. (In a program without queue-specific values: once
+// SetSpecific was called, as an earlier test of this package does, every drain records its
+// goroutine in a sync.Map, which allocates.)
+func TestAnIdleQueuesFirstBlockAllocatesNothing(t *testing.T) {
+	defer specificsUsed.Store(specificsUsed.Swap(false)) // no test runs beside this one
+	q := NewSerial("idle-allocs")
+	ran := make(chan struct{}, 1)
+	f := func() { ran <- struct{}{} }
+	q.Async(f) // the first drain sets up the label cache and a worker
+	testutil.Recv(t, ran, "the first block")
+	timeout := time.NewTimer(testutil.Wait) // one bound for every round: a timer per round would allocate
+	defer timeout.Stop()
+	allocs := testing.AllocsPerRun(200, func() {
+		q.Async(f)
+		select {
+		case <-ran:
+		case <-timeout.C:
+			panic("a block onto an idle queue did not run")
+		}
+	})
+	require.Zero(t, allocs, "allocations per Async onto an idle queue")
+	n := 0
+	allocs = testing.AllocsPerRun(200, func() { q.Sync(func() { n++ }) })
+	require.Zero(t, allocs, "allocations per Sync onto an idle queue")
+	require.Equal(t, 201, n)
 }
