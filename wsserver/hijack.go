@@ -38,7 +38,9 @@ type hijackWriter struct {
 	nc           net.Conn
 	bw           *batchWriter
 	guard        *frameGuard
-	pc           *pollConn // the readiness transport's wrapper, when it applies
+	pc           *pollConn     // the readiness transport's wrapper, when it applies
+	br           *bufio.Reader // the reader handed to coder/websocket, and what it reads
+	src          io.Reader
 }
 
 // minReadBuffer is the smallest buffer bufio.Reader takes.
@@ -78,7 +80,8 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		bw.timeout, bw.guard = h.writeTimeout, h.guard
 		if pc := newPollConn(nc, early, bw, h.guard); pc != nil {
 			h.nc, h.bw, h.pc = nc, bw, pc
-			return pc, bufio.NewReadWriter(bufio.NewReaderSize(pc, minReadBuffer), bufio.NewWriterSize(bw, controlFrameMax)), nil
+			h.br, h.src = bufio.NewReaderSize(pc, minReadBuffer), pc
+			return pc, bufio.NewReadWriter(h.br, bufio.NewWriterSize(bw, controlFrameMax)), nil
 		}
 	}
 	if n := brw.Reader.Buffered(); n > 0 {
@@ -90,8 +93,18 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	h.bw.timeout, h.bw.guard = h.writeTimeout, h.guard
 	fc := flushingConn{nc, h.bw, h.guard}
 	// Nothing buffered in it: Accept reads everything through fc, so through the guard.
-	br := bufio.NewReaderSize(fc, h.readSize)
-	return fc, bufio.NewReadWriter(br, bufio.NewWriterSize(h.bw, controlFrameMax)), nil
+	h.br, h.src = bufio.NewReaderSize(fc, h.readSize), fc
+	return fc, bufio.NewReadWriter(h.br, bufio.NewWriterSize(h.bw, controlFrameMax)), nil
+}
+
+// unwrapReader points the reader handed to coder/websocket straight at its source again.
+// Accept wraps what it reads from in an io.MultiReader of the bytes that reader had
+// buffered (none: Hijack hands over an empty one) and the connection, and the wrapper
+// (56 bytes) would stay with the connection for its life.
+func (h *hijackWriter) unwrapReader() {
+	if h.br != nil && h.br.Buffered() == 0 {
+		h.br.Reset(h.src)
+	}
 }
 
 // flushingConn is the net.Conn coder/websocket closes. A control frame its reader writes

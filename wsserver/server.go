@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -195,6 +196,7 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 		return nil, false
 	}
 	_ = hw.nc.SetDeadline(time.Time{}) // net/http's deadlines do not apply to the WebSocket
+	hw.unwrapReader()
 	limit := s.opts.ReadLimit
 	if limit < 0 {
 		limit = -1
@@ -217,6 +219,8 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	if uri == "" { // a request made by hand rather than read by net/http
 		uri = r.URL.RequestURI()
 	}
+	// net/http's RequestURI is a slice of the request line: a copy lets the line go.
+	uri = strings.Clone(uri)
 	c.req = &requestInfo{remoteAddr: r.RemoteAddr, header: s.opts.keptHeader(r.Header), uri: uri, auth: auth}
 	c.opened = time.Now()
 	epoch := s.ka.epoch.Load()
