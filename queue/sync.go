@@ -100,6 +100,21 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 	}
 	me := goid.G()
 	var planned, held [8]*Queue
+	if q.kind == serialKind && !barrier {
+		// The common case, a serial queue on a root, planned and acquired under one lock:
+		// the plan would find the caller holding q (a deadlock) or nothing to hold but q.
+		q.mu.Lock()
+		if q.owner == me {
+			q.mu.Unlock()
+			return fmt.Errorf("%w: Sync on %q from a block running on %q", ErrWouldDeadlock, q.label, q.label)
+		}
+		if t := q.target.Load(); t.kind == rootKind && q.takeLocked(me, false) {
+			q.mu.Unlock()
+			held[0] = q
+			return q.syncHeld(ctx, me, t, held[:1], fn, cfn)
+		}
+		q.mu.Unlock()
+	}
 	stop, path, err := q.syncPlan(q, me, barrier, planned[:0])
 	if err != nil {
 		return err
