@@ -28,7 +28,7 @@ func AssertNotOn(q *Queue) {
 func AssertBarrier(q *Queue) {
 	me := goid.G()
 	q.mu.Lock()
-	alone := q.owner == me
+	alone := q.ownerLocked() == me
 	q.mu.Unlock()
 	if !alone {
 		panic(fmt.Sprintf("queue: AssertBarrier(%q): the caller is not running on %q as a barrier (use BarrierAsync or BarrierSync)", q.label, q.label))

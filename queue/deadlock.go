@@ -17,7 +17,7 @@ func (q *Queue) roomNeedsCallerLocked(me uintptr) bool {
 	}
 	for x := q.target.Load(); x.kind != rootKind; x = x.target.Load() {
 		x.mu.Lock()
-		held := x.owner == me || (x.holdsLocked(me) && x.effWidth() == 1)
+		held := x.ownerLocked() == me || (x.holdsLocked(me) && x.effWidth() == 1)
 		x.mu.Unlock()
 		if held {
 			return true
@@ -42,7 +42,7 @@ func (q *Queue) syncPlan(from *Queue, me uintptr, barrier bool, path []*Queue) (
 	x := from
 	for ; x.kind != rootKind; x = x.target.Load() {
 		x.mu.Lock()
-		alone := x.owner == me
+		alone := x.ownerLocked() == me
 		slot := !alone && x.holdsLocked(me)
 		x.mu.Unlock()
 		switch {
@@ -75,7 +75,7 @@ func onlySlot(stop *Queue) *Queue {
 // decides (slots of a wider queue) or x targets a root, whose workers the executor lends.
 func (x *Queue) blocker() (holder uintptr, up *Queue) {
 	x.mu.Lock()
-	holder = x.owner
+	holder = x.ownerLocked()
 	n := 0
 	if x.ext != nil {
 		n = len(x.ext.holders)

@@ -15,7 +15,10 @@
 // yields, so one flooded queue cannot starve the others.
 //
 // Async submits and returns; Sync waits, running the block on the caller's goroutine as GCD
-// does (never taking a worker). A Sync that finds its queue held, with nothing queued, yields
+// does (never taking a worker). A Sync onto an idle serial queue that targets a root takes it
+// with one atomic compare-and-swap and gives it back with another when nothing was queued
+// meanwhile, without the queue's lock; an Async onto a serial queue takes the lock once. A
+// Sync that finds its queue held, with nothing queued, yields
 // and looks again a few times before it parks; a Sync caller hands a serial queue straight to
 // the Sync caller waiting next. A Sync never hangs waiting for its own caller. A Sync from a
 // block that holds a slot of a concurrent queue, onto that queue or onto a queue under it,

@@ -141,11 +141,11 @@ func (q *Queue) serialDrainerExited(counted uint64, block bool) {
 	q.finished(counted)
 	q.mu.Lock()
 	q.putBackLocked()
-	q.active, q.owner = 0, 0
-	n := q.wantLocked()
-	q.active += n
+	start := q.serialReleaseLocked()
 	q.mu.Unlock()
-	q.startDrainers(n)
+	if start {
+		q.startDrainers(1)
+	}
 }
 
 // concurrentDrainerExited is serialDrainerExited for a drainer of a concurrent queue.
@@ -177,9 +177,11 @@ func (q *Queue) putBackLocked() {
 
 func (q *Queue) releaseSerialLocked() {
 	q.putBackLocked()
-	q.active = 0
-	q.owner = 0
+	start := q.serialReleaseLocked() // only if blocks came while it looked; not so far
 	q.mu.Unlock()
+	if start {
+		q.startDrainers(1)
+	}
 }
 
 // lingerRounds is how many times the drainer of a streaming serial queue yields
@@ -344,7 +346,7 @@ func (q *Queue) removeHolderLocked(g uintptr) {
 
 // holdsLocked reports whether goroutine g is running q: alone, or in one of its slots.
 func (q *Queue) holdsLocked(g uintptr) bool {
-	if q.owner == g {
+	if q.ownerLocked() == g {
 		return true
 	}
 	if q.ext != nil {

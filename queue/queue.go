@@ -32,6 +32,19 @@ const (
 	flagChildBoost // drains of the queue raised its target's chain (override.go)
 )
 
+// A serial queue's hold word says who holds the queue, so that a Sync caller can take an idle
+// queue and give it back with one atomic operation each, without the lock. Everything else
+// changes it under q.mu, with atomic operations because an uncontended Sync does not take the
+// lock; the only changes made without the lock are a Sync's CAS from 0 (the queue idle and
+// runnable) and its CAS from exactly its own word back to 0.
+const (
+	holdBusy    uint64 = 1 << iota // held, or a drainer is scheduled (a serial queue's active)
+	holdStopped                    // suspended or inactive: flagStopped's copy, under q.mu
+	holdFast                       // held by a Sync caller that took it without the lock ...
+	holdQueued                     // ... and something was queued since: its release locks
+	holdShift   = 8                // the fast Sync caller's goroutine, above the bits
+)
+
 // config holds what most queues do not set, so that a queue without it pays one nil check.
 type config struct {
 	panics func(recovered any, stack []byte)
@@ -82,12 +95,13 @@ type Queue struct {
 	width    int32        // own width; 0 means not limited by itself
 	limit    int32
 	flags    atomic.Uint32
+	hold     atomic.Uint64 // serial queues: see holdBusy; its active stays 0
 
 	// The drainer's part.
 	batch    deque // serial: blocks the drainer took; only the queue's holder touches it
 	done     atomic.Uint64
-	owner    uintptr // goroutine running the queue alone: serial drainer, Sync caller, barrier
-	active   int32   // drainers scheduled or running, plus Sync callers holding a slot
+	owner    uintptr // goroutine running the queue alone: serial drainer, Sync caller, barrier (ownerLocked)
+	active   int32   // concurrent queues: drainers scheduled or running, plus Sync callers holding a slot
 	inflight int32   // concurrent: blocks running now, Sync callers included
 	suspend  int32
 	inactive bool
@@ -160,6 +174,9 @@ func newQueue(k kind, label string, opts []Option) *Queue {
 	if s.inactive {
 		q.inactive = true
 		q.flags.Store(flagStopped)
+		if k == serialKind {
+			q.hold.Store(holdStopped)
+		}
 	}
 	if q.cfg != nil && q.cfg.obs != nil {
 		q.cfg.obs.QueueCreated(q)
@@ -236,6 +253,87 @@ func (q *Queue) extLocked() *extra {
 }
 
 func (q *Queue) runnableLocked() bool { return q.suspend == 0 && !q.inactive }
+
+// ownerLocked is the goroutine that runs q alone: its drainer, a barrier, or a Sync caller,
+// including one that took the queue without the lock.
+func (q *Queue) ownerLocked() uintptr {
+	if h := q.hold.Load(); h&holdFast != 0 {
+		return uintptr(h >> holdShift)
+	}
+	return q.owner
+}
+
+// busyLocked reports whether a serial queue is held or has a drainer scheduled or running.
+func (q *Queue) busyLocked() bool { return q.hold.Load()&holdBusy != 0 }
+
+// serialWakeLocked is called for a serial queue that has pending blocks: it marks an idle
+// runnable queue busy and reports that the caller must start its drainer; if a Sync caller
+// holds the queue without the lock, it marks that blocks wait, so that its release looks.
+func (q *Queue) serialWakeLocked() bool {
+	for {
+		h := q.hold.Load()
+		switch {
+		case h&(holdBusy|holdStopped) == 0:
+			if q.hold.CompareAndSwap(h, h|holdBusy) {
+				return true
+			}
+		case h&(holdFast|holdQueued) == holdFast:
+			if q.hold.CompareAndSwap(h, h|holdQueued) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+}
+
+// serialReleaseLocked gives back a serial queue held by the caller (its drainer, or a Sync
+// caller under the lock): idle, or, if blocks wait and it may run, still busy for a new
+// drainer that the caller must start (it reports so). There is no moment between the two
+// at which an uncontended Sync could take the queue ahead of the waiting blocks.
+func (q *Queue) serialReleaseLocked() bool {
+	q.owner = 0
+	if q.items.n > 0 && q.runnableLocked() {
+		return true
+	}
+	q.hold.And(^holdBusy)
+	return false
+}
+
+// setStoppedLocked keeps a serial queue's copy of flagStopped; when the queue may run again
+// and blocks wait, it marks it busy in the same step and reports that a drainer must start.
+func (q *Queue) setStoppedLocked(stopped bool) bool {
+	if q.kind != serialKind {
+		return false
+	}
+	for {
+		h := q.hold.Load()
+		nh, start := h|holdStopped, false
+		if !stopped {
+			nh = h &^ holdStopped
+			if h&holdBusy == 0 && q.items.n > 0 {
+				nh, start = nh|holdBusy, true
+			}
+		}
+		if q.hold.CompareAndSwap(h, nh) {
+			return start
+		}
+	}
+}
+
+// wakeLocked says how many new drainers the queue needs now and counts them as active; the
+// caller starts them after unlocking.
+func (q *Queue) wakeLocked() int32 {
+	if q.kind == serialKind {
+		if q.items.n > 0 && q.serialWakeLocked() {
+			return 1
+		}
+		return 0
+	}
+	n := q.wantLocked()
+	q.active += n
+	return n
+}
 
 func (q *Queue) String() string { return fmt.Sprintf("queue %q", q.label) }
 
@@ -376,8 +474,7 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 		q.mu.Lock()
 	}
 	q.items.pushBack(it)
-	n := q.wantLocked()
-	q.active += n
+	n := q.wakeLocked()
 	q.mu.Unlock()
 	q.startDrainers(n)
 	q.inheritQoS() // override.go
@@ -398,10 +495,7 @@ func (q *Queue) submitPlain(it item) bool {
 	}
 	q.acc++
 	q.items.pushBack(it)
-	start := q.active == 0 && f&flagStopped == 0
-	if start {
-		q.active = 1
-	}
+	start := q.serialWakeLocked()
 	q.mu.Unlock()
 	if start {
 		q.target.Load().submitChild(q)
@@ -479,7 +573,7 @@ func (q *Queue) wantLocked() int32 {
 		return 0
 	}
 	if q.kind == serialKind {
-		if q.active == 0 {
+		if !q.busyLocked() {
 			return 1
 		}
 		return 0
@@ -519,8 +613,7 @@ func (q *Queue) submitChild(child *Queue) {
 	}
 	q.mu.Lock()
 	q.items.pushBack(it)
-	n := q.wantLocked()
-	q.active += n
+	n := q.wakeLocked()
 	q.mu.Unlock()
 	q.startDrainers(n)
 }
@@ -535,6 +628,7 @@ func (q *Queue) Suspend() {
 	q.mu.Lock()
 	q.suspend++
 	q.flags.Or(flagStopped)
+	q.setStoppedLocked(true)
 	q.mu.Unlock()
 }
 
@@ -566,11 +660,16 @@ func (q *Queue) Activate() {
 // restartLocked clears the stopped flag if the queue may run again, starts drainers, and
 // unlocks.
 func (q *Queue) restartLocked() {
+	var n int32
 	if q.runnableLocked() {
 		q.flags.And(^flagStopped)
+		if q.setStoppedLocked(false) {
+			n = 1
+		}
 	}
-	n := q.wantLocked()
-	q.active += n
+	if q.kind != serialKind {
+		n = q.wakeLocked()
+	}
 	q.mu.Unlock()
 	q.startDrainers(n)
 }
@@ -683,7 +782,7 @@ func (q *Queue) Stats() Stats {
 	switch {
 	case q.kind == concurrentKind:
 		s.Running = int(q.inflight)
-	case q.owner != 0:
+	case q.ownerLocked() != 0:
 		s.Running = 1
 	}
 	if q.limit > 0 {

@@ -101,10 +101,19 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 	me := goid.G()
 	var planned, held [8]*Queue
 	if q.kind == serialKind && !barrier {
+		// An idle queue: taken with one CAS, given back with another if nothing was queued
+		// meanwhile. It stays idle while inactive (stopped), so its target is settled.
+		if mine := holdBusy | holdFast | uint64(me)<<holdShift; uint64(me) < 1<<(64-holdShift) && q.hold.CompareAndSwap(0, mine) {
+			if t := q.target.Load(); t.kind == rootKind {
+				held[0] = q
+				return q.syncHeld(ctx, me, t, held[:1], fn, cfn)
+			}
+			q.releaseSerialSync(me) // a chain to acquire: the general path below
+		}
 		// The common case, a serial queue on a root, planned and acquired under one lock:
 		// the plan would find the caller holding q (a deadlock) or nothing to hold but q.
 		q.mu.Lock()
-		if q.owner == me {
+		if q.ownerLocked() == me {
 			q.mu.Unlock()
 			return fmt.Errorf("%w: Sync on %q from a block running on %q", ErrWouldDeadlock, q.label, q.label)
 		}
@@ -256,8 +265,7 @@ func (q *Queue) acquireSync(ctx context.Context, me uintptr, barrier bool, from,
 	// Busy: wait in line. The drainer that reaches us hands us the queue or a slot.
 	w := &syncWaiter{g: me, excl: excl, ch: make(chan struct{})}
 	q.items.pushBack(item{x: &ext{kind: BlockSync, waiter: w}})
-	n := q.wantLocked()
-	q.active += n
+	n := q.wakeLocked()
 	q.mu.Unlock()
 	q.startDrainers(n)
 
@@ -295,7 +303,7 @@ func (q *Queue) handToWaiterLocked() bool {
 		}
 		q.items.popFront()
 		if w.claim() {
-			q.active, q.owner = 1, w.g
+			q.owner = w.g // the queue stays busy: the caller's now
 			q.mu.Unlock()
 			w.wake()
 			return true
@@ -316,8 +324,8 @@ func (q *Queue) takeLocked(me uintptr, barrier bool) bool {
 		return false
 	}
 	switch {
-	case q.kind == serialKind && q.active == 0:
-		q.active, q.owner = 1, me
+	case q.kind == serialKind && q.hold.CompareAndSwap(0, holdBusy):
+		q.owner = me
 		return true
 	case q.kind == concurrentKind && barrier && q.active == 0 && q.inflight == 0:
 		q.active, q.inflight, q.excl, q.owner = 1, 1, true, me
@@ -361,14 +369,12 @@ func syncSite() string {
 
 // releaseSync gives back what acquireSync took and restarts the queue's drainers.
 func (q *Queue) releaseSync(me uintptr) {
+	if q.kind == serialKind {
+		q.releaseSerialSync(me)
+		return
+	}
 	q.mu.Lock()
 	switch {
-	case q.kind == serialKind:
-		q.owner = 0
-		q.active--
-		if q.active == 0 && q.runnableLocked() && q.handToWaiterLocked() {
-			return
-		}
 	case q.excl && q.owner == me:
 		q.excl, q.owner = false, 0
 		q.inflight--
@@ -382,4 +388,28 @@ func (q *Queue) releaseSync(me uintptr) {
 	q.active += n
 	q.mu.Unlock()
 	q.startDrainers(n)
+}
+
+// releaseSerialSync gives back a serial queue a Sync caller held: with one CAS if it took
+// the queue without the lock and nothing was queued since; else under the lock, to the Sync
+// caller first in line, or to a new drainer if blocks wait.
+func (q *Queue) releaseSerialSync(me uintptr) {
+	if q.hold.CompareAndSwap(holdBusy|holdFast|uint64(me)<<holdShift, 0) {
+		return
+	}
+	q.mu.Lock()
+	if h := q.hold.Load(); h&holdFast != 0 {
+		// Held without the lock, and blocks came (or a Suspend): a holder like any other now.
+		// Nothing else changes the word while it is not 0 and the lock is held.
+		q.hold.Store(h & (holdBusy | holdStopped))
+	}
+	q.owner = 0
+	if q.runnableLocked() && q.handToWaiterLocked() {
+		return
+	}
+	start := q.serialReleaseLocked()
+	q.mu.Unlock()
+	if start {
+		q.startDrainers(1)
+	}
 }

@@ -39,7 +39,7 @@ func (q *Queue) SetTarget(t *Queue) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !q.inactive || q.active != 0 {
+	if !q.inactive || q.active != 0 || q.busyLocked() {
 		return fmt.Errorf("queue: SetTarget on %q: %w", q.label, ErrActive)
 	}
 	q.target.Store(t)

@@ -1,0 +1,163 @@
+package queue
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/goid"
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
+)
+
+// An uncontended Sync takes an idle serial queue and gives it back without its lock: it
+// completes while another goroutine holds q.mu. Inside, the queue is the caller's as with a
+// locked Sync: IsCurrent, AssertBarrier, Stats and a nested Sync's deadlock check see it.
+func TestAnUncontendedSyncTakesAndGivesBackTheQueueWithoutTheLock(t *testing.T) {
+	q := NewSerial("fast-sync")
+	q.mu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			q.mu.Unlock()
+		}
+	}()
+	done := make(chan uint64, 1)
+	go func() {
+		var h uint64
+		q.Sync(func() { h = q.hold.Load() })
+		done <- h
+	}()
+	h := testutil.Recv(t, done, "a Sync onto an idle queue whose lock is held")
+	q.mu.Unlock()
+	locked = false
+	require.NotZero(t, h&holdFast, "taken without the lock")
+	require.Zero(t, q.hold.Load(), "given back idle")
+
+	q.Sync(func() {
+		require.True(t, q.IsCurrent())
+		AssertBarrier(q)
+		require.Equal(t, 1, q.Stats().Running)
+		require.Equal(t, goid.G(), uintptr(q.hold.Load()>>holdShift))
+		require.ErrorIs(t, q.SyncContext(t.Context(), func(context.Context) {}), ErrWouldDeadlock)
+	})
+	require.Zero(t, q.hold.Load())
+
+	// A queue under a serial target needs its target too: the general path, under the lock.
+	mid := NewSerial("fast-sync-mid")
+	leaf := NewSerial("fast-sync-leaf", WithTarget(mid))
+	leaf.Sync(func() {
+		require.True(t, mid.IsCurrent())
+		require.Zero(t, leaf.hold.Load()&holdFast)
+	})
+	require.Zero(t, leaf.hold.Load())
+	require.Zero(t, mid.hold.Load())
+}
+
+// A block submitted while an uncontended Sync holds the queue waits for it, and its release,
+// which finds the block queued, starts a drainer for it.
+func TestAnAsyncDuringAnUncontendedSyncRunsAfterIt(t *testing.T) {
+	q := NewSerial("fast-sync-async")
+	var inSync atomic.Bool
+	ran := make(chan bool, 1)
+	q.Sync(func() {
+		inSync.Store(true)
+		accepted := make(chan struct{})
+		go func() {
+			q.Async(func() { ran <- inSync.Load() })
+			close(accepted)
+		}()
+		testutil.Recv(t, accepted, "the Async's acceptance")
+		require.Equal(t, holdQueued, q.hold.Load()&holdQueued, "the Async marked the Sync's release")
+		inSync.Store(false)
+	})
+	require.False(t, testutil.Recv(t, ran, "the block queued during the Sync"), "it ran inside the Sync")
+	syncDone(t, q)
+}
+
+// A Sync caller that waits behind an uncontended Sync, after a block queued before it, gets
+// the queue after that block: the release goes through the lock and hands the queue on in order.
+func TestASyncWaitingBehindAnUncontendedSyncGetsTheQueueInOrder(t *testing.T) {
+	q := NewSerial("fast-sync-waiter")
+	order := make(chan string, 2)
+	waited := make(chan struct{})
+	q.Sync(func() {
+		q.Async(func() { order <- "block" })
+		go func() {
+			q.Sync(func() { order <- "sync" })
+			close(waited)
+		}()
+		waitFor(t, "the second Sync to queue", func() bool {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			return q.items.n == 2
+		})
+	})
+	require.Equal(t, "block", testutil.Recv(t, order, "the first"))
+	require.Equal(t, "sync", testutil.Recv(t, order, "the second"))
+	testutil.Recv(t, waited, "the second Sync's return")
+}
+
+// A Suspend inside an uncontended Sync holds back what was queued during it: the release
+// leaves the queue idle and stopped, and Resume starts the block.
+func TestSuspendInsideAnUncontendedSyncHoldsBackItsQueuedBlocks(t *testing.T) {
+	q := NewSerial("fast-sync-suspend")
+	ran := make(chan struct{})
+	q.Sync(func() {
+		q.Suspend()
+		q.Async(func() { close(ran) })
+	})
+	q.mu.Lock()
+	require.Equal(t, holdStopped, q.hold.Load(), "idle and stopped, no drainer")
+	require.EqualValues(t, 1, q.items.n)
+	q.mu.Unlock()
+	q.Resume()
+	testutil.Recv(t, ran, "the block after Resume")
+}
+
+// Uncontended Syncs racing Asyncs on one queue: every block runs once, none is stranded by a
+// release that missed it (each lost wake-up would hang the final wait).
+func TestUncontendedSyncsRacingAsyncsStrandNoBlock(t *testing.T) {
+	q := NewSerial("fast-sync-race")
+	const n = 5000
+	var ran, syncs atomic.Int64
+	stop := make(chan struct{})
+	synced := make(chan struct{})
+	go func() {
+		defer close(synced)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			q.Sync(func() { syncs.Add(1) })
+		}
+	}()
+	for range n {
+		q.Async(func() { ran.Add(1) })
+		if ran.Load()%64 == 0 {
+			runtime.Gosched()
+		}
+	}
+	syncDone(t, q)
+	close(stop)
+	testutil.Recv(t, synced, "the Sync loop")
+	require.EqualValues(t, n, ran.Load())
+	require.Zero(t, q.hold.Load())
+}
+
+// waitFor polls cond (yielding between looks) until it holds, failing after testutil.Wait.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testutil.Wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", testutil.Wait, what)
+		}
+		runtime.Gosched()
+	}
+}
