@@ -102,6 +102,12 @@ func TestSubmittersAndTheDrainerWriteSeparateCacheLines(t *testing.T) {
 	require.Less(t, unsafe.Offsetof(q.items), submitters)
 	require.GreaterOrEqual(t, unsafe.Offsetof(q.batch), submitters+64)
 	require.GreaterOrEqual(t, unsafe.Offsetof(q.done), submitters+64)
+	// The hold word, which every submission onto a serial queue reads, is 64 bytes from
+	// what the drainer writes for each block (its batch's count and position, done); the
+	// batch's chunk pointers, written once per 32 blocks, are nearer.
+	hold := unsafe.Offsetof(q.hold) + unsafe.Sizeof(q.hold)
+	require.GreaterOrEqual(t, unsafe.Offsetof(q.batch)+unsafe.Offsetof(q.batch.n), hold+64)
+	require.GreaterOrEqual(t, unsafe.Offsetof(q.done), hold+64)
 }
 
 // runningAbove answers from one word, kept by the workers' class changes.

@@ -76,10 +76,12 @@ type Queue struct {
 	// (exec.mu for a root); done counts those finished, written by drainers a batch at a time.
 	// Keeping acc under the lock submitters hold anyway spares them an atomic operation.
 	acc uint64
+	// Serial queues: see holdBusy (their active stays 0). Every submission reads it: it
+	// sits 64 bytes before what the drainer writes for each block.
+	hold atomic.Uint64
 
 	// Read by both sides, written rarely.
 	label  string
-	key    *string               // WithKey; nil for most queues, which a label identifies well enough
 	target atomic.Pointer[Queue] // written by SetTarget while others may read it
 	cfg    *config
 	kind   kind
@@ -95,7 +97,6 @@ type Queue struct {
 	width    int32        // own width; 0 means not limited by itself
 	limit    int32
 	flags    atomic.Uint32
-	hold     atomic.Uint64 // serial queues: see holdBusy; its active stays 0
 
 	// The drainer's part.
 	batch    deque // serial: blocks the drainer took; only the queue's holder touches it
@@ -110,6 +111,7 @@ type Queue struct {
 	ext      *extra
 	pending  atomic.Int64 // limited queues only: accepted and not started
 	waiters  atomic.Int32 // limited queues only: Async calls waiting for room
+	key      *string      // WithKey; nil for most queues, which a label identifies well enough
 }
 
 // live is the number of accepted blocks that have not finished; q.mu must be held.
