@@ -12,7 +12,11 @@
 // so a server can give each connection its own. Goroutines come from the executor while
 // there is work (GOMAXPROCS workers running blocks, higher QoS first, plus the ones that make
 // up for blocked workers: see below), and a busy queue runs its blocks in batches and then
-// yields, so one flooded queue cannot starve the others.
+// yields, so one flooded queue cannot starve the others. A block that makes an idle queue
+// runnable hands that queue to its own worker, which runs it once the block returns, as Go's
+// scheduler does with runnext: no lock, no goroutine woken while another worker looks for
+// work. It still waits behind any work of the roots, higher QoS first; if the block goes on
+// (it waits, say, for that very queue), a worker looking for work takes it over.
 //
 // Async submits and returns; Sync waits, running the block on the caller's goroutine as GCD
 // does (never taking a worker). A Sync onto an idle serial queue that targets a root takes it

@@ -316,7 +316,7 @@ func (q *Queue) drainConcurrent(g uintptr) {
 func (q *Queue) contended() bool {
 	for x := q; ; x = x.target.Load() {
 		if x.kind == rootKind {
-			return exec.queued.Load() > 0
+			return exec.rootContended()
 		}
 		x.mu.Lock()
 		waiting := x.items.n > 0 || x.batch.n > 0

@@ -44,18 +44,21 @@ type executor struct {
 }
 
 // pool is the roots' items and workers of one bubble, or of everything outside bubbles.
+//
+// Its worker counts change under e.mu; they are atomics so that a worker can hand itself a
+// drain (worker.next) and take it back without the lock, deciding from them alone.
 type pool struct {
 	bubble  uint64 // 0: outside any bubble
 	items   [numQoS]deque
-	n       int32 // items in items
-	workers int32 // running worker goroutines
-	blocked int32 // of those, waiting in a Sync (they do not count against GOMAXPROCS)
-	spinner bool  // a worker is briefly waiting for work before it exits
+	n       int32        // items in items (e.queued counts them without the lock)
+	workers atomic.Int32 // running worker goroutines
+	blocked atomic.Int32 // of those, waiting in a Sync (they do not count against GOMAXPROCS)
+	spinner atomic.Bool  // a worker is briefly waiting for work before it exits
 	refused uint32
 
 	// The monitor lends workers when every worker is stuck (see monitor.go).
-	extra   int32         // workers lent beyond GOMAXPROCS because the others were stuck
-	started uint64        // root items taken by workers: progress, as the monitor sees it
+	extra   atomic.Int32  // workers lent beyond GOMAXPROCS because the others were stuck
+	started uint64        // root items taken by workers from the roots: progress, as the monitor sees it
 	idle    chan struct{} // non-nil while a monitor runs; closed to make it exit
 }
 
@@ -65,12 +68,49 @@ type pool struct {
 const spinRounds = 16
 
 type worker struct {
-	g    uintptr
-	p    *pool
-	root *Queue       // the root whose item the worker runs now
-	home *Queue       // the root that item belongs to: a drain moved up by an override is not root's
-	qos  QoS          // the class counted in executor.running
-	now  atomic.Int32 // root's QoS while it has one, else -1: read without e.mu (workerQoS)
+	g       uintptr
+	p       *pool
+	root    *Queue       // the root whose item the worker runs now, under e.mu (a handed item's is the same)
+	home    *Queue       // the root that item belongs to (a drain moved up by an override is not root's): read by the worker alone
+	qos     QoS          // the class counted in executor.running
+	now     atomic.Int32 // root's QoS while it has one, else -1: read without e.mu (workerQoS)
+	slotted bool         // registered in workerTable
+
+	// next is the drain of a queue that the worker's own block made runnable (Go's runnext):
+	// the worker runs it as soon as that block returns, with no lock, no goroutine woken and
+	// no other core touching it, unless work of the pool waits in the roots by then (QoS
+	// order: it then goes to its root first). While it waits there, other workers may take it
+	// under e.mu (a spinner before it gives up, the monitor, the worker's own Sync).
+	nextState atomic.Int32 // nextEmpty, nextFull or nextBusy
+	next      item         // written by the worker (while empty), read by whoever takes it
+	nextRoot  *Queue
+	nextQoS   QoS // nextRoot's class, for the worker alone (others may be clearing nextRoot)
+}
+
+// The states of worker.next: only the worker fills an empty slot; another worker takes it
+// under e.mu, from full to busy and back to empty once it has read and cleared the slot; the
+// worker itself takes it from full to empty at once (it writes the slot only after that).
+const (
+	nextEmpty int32 = iota
+	nextFull
+	nextBusy
+)
+
+// workerTable finds the worker running on a goroutine without a lock: one slot per hash of
+// the goroutine, taken by the first worker that hashes there. A worker that finds its slot
+// taken is not listed, and its pushes take the slow path (which still finds its pool).
+var workerTable [256]atomic.Pointer[worker]
+
+func workerSlot(g uintptr) *atomic.Pointer[worker] {
+	return &workerTable[(uint64(g)*0x9E3779B97F4A7C15)>>56]
+}
+
+// workerOf returns the worker running on goroutine g (the caller), or nil.
+func workerOf(g uintptr) *worker {
+	if w := workerSlot(g).Load(); w != nil && w.g == g {
+		return w
+	}
+	return nil
 }
 
 var exec = newExecutor()
@@ -106,41 +146,40 @@ func (e *executor) procs() int32 { return e.cpus.Load() }
 func (e *executor) refreshProcs() { e.cpus.Store(int32(runtime.GOMAXPROCS(0))) }
 
 // push adds an item to a root queue and starts a worker if one may run. The item goes to the
-// pool of the calling goroutine: a worker's own, or the one of the caller's bubble.
+// pool of the calling goroutine: a worker's own, or the one of the caller's bubble. A worker
+// whose block made a queue runnable keeps that queue's drain for itself (hand).
 func (e *executor) push(root *Queue, it item) {
 	g := goid.G()
+	w := workerOf(g)
+	if w != nil && it.child != nil && e.hand(w, root, it) {
+		return
+	}
 	e.mu.Lock()
-	p := e.workerPoolLocked(g)
-	if p == nil {
+	var p *pool
+	if w != nil {
+		p = w.p
+		e.reclaimLocked(w) // handed before this item: it goes to its root first
+	} else {
+		// Not a worker (or one missing from workerTable, whose bubble is its pool's).
 		e.mu.Unlock()
 		b := currentBubble() // outside the lock: it may cost a stack trace in a bubble
 		e.mu.Lock()
 		p = e.poolLocked(b)
 	}
-	qos := root.QoS()
-	if c := it.child; c != nil {
-		qos = max(qos, QoS(c.override))
-		c.slot = int8(qos)
-	}
-	p.items[qos].pushBack(it)
-	p.n++
-	e.queued.Add(1)
-	if it.child == nil {
-		root.acc++
-	}
+	e.pushLocked(p, root, it)
 	// The spinning worker, if any, will take one item; start another for anything more.
-	covered := p.spinner && p.n <= 1
-	spawn := !covered && p.workers-p.blocked < e.capLocked(p) && p.workers < maxWorkers
-	if !spawn && !covered && p.workers < maxWorkers {
+	covered := p.spinner.Load() && p.n <= 1
+	spawn := !covered && p.workers.Load()-p.blocked.Load() < e.capLocked(p) && p.workers.Load() < maxWorkers
+	if !spawn && !covered && p.workers.Load() < maxWorkers {
 		// Refused by the CPU cap: GOMAXPROCS may have grown since we last looked. Look again
 		// now and then, not on every submission to a saturated executor.
 		if p.refused++; p.refused%64 == 1 {
 			e.refreshProcs()
-			spawn = p.workers-p.blocked < e.capLocked(p)
+			spawn = p.workers.Load()-p.blocked.Load() < e.capLocked(p)
 		}
 	}
 	if spawn {
-		p.workers++
+		p.workers.Add(1)
 		e.refreshProcs() // a goroutine start costs far more than this look
 	}
 	var idle chan struct{}
@@ -157,11 +196,136 @@ func (e *executor) push(root *Queue, it item) {
 	}
 }
 
-// workerPoolLocked returns the pool of worker g, or nil if g is not a worker.
-func (e *executor) workerPoolLocked(g uintptr) *pool {
+// pushLocked adds an item to a root of pool p; e.mu is held.
+func (e *executor) pushLocked(p *pool, root *Queue, it item) {
+	qos := root.QoS()
+	if c := it.child; c != nil {
+		qos = max(qos, QoS(c.override))
+		c.slot = int8(qos)
+	}
+	p.items[qos].pushBack(it)
+	p.n++
+	e.queued.Add(1)
+	if it.child == nil {
+		root.acc++
+	}
+}
+
+// hand keeps the drain of a queue that worker w's block (the caller) made runnable in w's
+// next slot, for w to run once that block returns: no lock, and no goroutine woken when
+// another worker is already looking for work or no CPU is free. It reports false if the
+// slot is taken: the item then goes to its root.
+func (e *executor) hand(w *worker, root *Queue, it item) bool {
+	if w.nextState.Load() != nextEmpty {
+		return false
+	}
+	p := w.p
+	w.next, w.nextRoot, w.nextQoS = it, root, root.QoS()
+	w.nextState.Store(nextFull)
+	// The block may go on for long, or wait for the queue it just made runnable: with a CPU
+	// free and nobody looking for work, start a worker that will look (as Go's wakep). The
+	// spinner, for its part, clears spinner before it looks at the slots one last time
+	// (spinLocked), so one of the two sees the other.
+	if p.spinner.Load() || !e.roomFor(p) {
+		return true
+	}
+	e.mu.Lock()
+	spawn := !p.spinner.Load() && e.roomFor(p)
+	if spawn {
+		p.workers.Add(1)
+	}
+	e.mu.Unlock()
+	if spawn {
+		e.refreshProcs()
+		go e.work(p) // the caller is p's worker, so of p's bubble: the new worker is too
+	}
+	return true
+}
+
+// roomFor reports whether pool p may start another worker now.
+func (e *executor) roomFor(p *pool) bool {
+	w := p.workers.Load()
+	return w-p.blocked.Load() < e.capLocked(p) && w < maxWorkers
+}
+
+// takeHanded returns worker w's next item if w may run it now, with no lock: nothing of the
+// pool waits in the roots (which would come first, by QoS and by age), it is of the class w
+// already counts as, and w is not one too many (GOMAXPROCS shrank, lending ended). It costs
+// one atomic write and counts nothing: the monitor sees such a worker's progress by the CPU
+// it uses (a busy worker is never helped), and takes what waits there long (monitor).
+func (e *executor) takeHanded(w *worker) (*Queue, item, bool) {
+	p := w.p
+	if w.nextState.Load() != nextFull || e.queued.Load() != 0 || w.nextQoS != w.qos ||
+		p.workers.Load()-p.blocked.Load() > e.capLocked(p) ||
+		!w.nextState.CompareAndSwap(nextFull, nextEmpty) {
+		return nil, item{}, false
+	}
+	root, it := w.nextRoot, w.next
+	w.next, w.nextRoot = item{}, nil
+	return root, it, true
+}
+
+// takeNext empties w's next slot, if full, and returns what it held.
+func (e *executor) takeNext(w *worker) (*Queue, item, bool) {
+	if w.nextState.Load() != nextFull || !w.nextState.CompareAndSwap(nextFull, nextBusy) {
+		return nil, item{}, false
+	}
+	root, it := e.emptyNext(w)
+	return root, it, true
+}
+
+// emptyNext returns what w's next slot holds and empties it; the caller moved it to busy.
+func (e *executor) emptyNext(w *worker) (*Queue, item) {
+	root, it := w.nextRoot, w.next
+	w.next, w.nextRoot = item{}, nil
+	w.nextState.Store(nextEmpty)
+	return root, it
+}
+
+// reclaimLocked moves w's next item, if any, to its root; e.mu is held.
+func (e *executor) reclaimLocked(w *worker) {
+	if root, it, ok := e.takeNext(w); ok {
+		e.pushLocked(w.p, root, it)
+	}
+}
+
+// reclaimPoolLocked moves the next items of all workers of pool p to their roots.
+func (e *executor) reclaimPoolLocked(p *pool) {
+	for _, w := range e.list {
+		if w.p == p {
+			e.reclaimLocked(w)
+		}
+	}
+}
+
+// handedLocked counts the items waiting in the next slots of pool p's workers.
+func (e *executor) handedLocked(p *pool) int32 {
+	var n int32
+	for _, w := range e.list {
+		if w.p == p && w.nextState.Load() == nextFull {
+			n++
+		}
+	}
+	return n
+}
+
+// rootContended reports whether work waits for a worker, for a drain on a root deciding
+// whether to yield (Queue.contended): items in the roots, or one handed to the caller's own
+// worker, which runs it only once the drain returns. What other workers were handed waits
+// for them, not for this drain.
+func (e *executor) rootContended() bool {
+	if e.queued.Load() > 0 {
+		return true
+	}
+	w := workerOf(goid.G())
+	return w != nil && w.nextState.Load() == nextFull
+}
+
+// workerLocked returns the worker running on goroutine g, or nil if g is not a worker.
+func (e *executor) workerLocked(g uintptr) *worker {
 	for _, w := range e.list {
 		if w.g == g {
-			return w.p
+			return w
 		}
 	}
 	return nil
@@ -239,11 +403,13 @@ func (e *executor) work(p *pool) {
 	e.byG.Store(w.g, w)
 	e.mu.Lock()
 	e.list = append(e.list, w)
+	w.slotted = workerSlot(w.g).CompareAndSwap(nil, w)
 	var last *Queue // the root whose item ran last, while a drain's labels are still set
-	for p.workers-p.blocked <= e.capLocked(p) {
+	for p.workers.Load()-p.blocked.Load() <= e.capLocked(p) {
+		e.reclaimLocked(w) // it waits behind what is in the roots now
 		root, it, ok := e.popLocked(p)
 		if !ok {
-			if p.spinner {
+			if p.spinner.Load() {
 				break
 			}
 			if last != nil {
@@ -255,37 +421,42 @@ func (e *executor) work(p *pool) {
 			}
 			continue
 		}
-		w.root, w.home = root, root
-		if it.child != nil {
-			w.home = it.child.target.Load()
-		}
+		w.root = root // a handed item taken below is of the same class, so of the same root
 		w.now.Store(int32(root.QoS()))
 		if w.qos != root.QoS() {
 			e.setWorkerQoS(w, root.QoS())
 		}
 		e.mu.Unlock()
-		exited = true
-		if it.child == nil {
-			root.setLabels()
-			block = root
-			prev, had, on = enterRunning(root, w.g)
+		for ok { // the item, then what its blocks handed this worker, while nothing else waits
+			w.home = root
+			if it.child != nil {
+				w.home = it.child.target.Load()
+			}
+			exited = true
+			if it.child == nil {
+				root.setLabels()
+				block = root
+				prev, had, on = enterRunning(root, w.g)
+			}
+			if root.runBlock(it, w.g) {
+				root.finished(1)
+			} else {
+				last = root
+			}
+			if block != nil {
+				leaveRunning(w.g, prev, had, on)
+				block = nil
+			}
+			exited = false
+			root, it, ok = e.takeHanded(w)
 		}
-		if root.runBlock(it, w.g) {
-			root.finished(1)
-		} else {
-			last = root
-		}
-		if block != nil {
-			leaveRunning(w.g, prev, had, on)
-			block = nil
-		}
-		exited = false
 		e.mu.Lock()
 		w.root, w.home = nil, nil
 		w.now.Store(-1)
 	}
+	e.reclaimLocked(w) // leaving for the CPU cap: the workers that stay take it
 	e.removeWorkerLocked(w)
-	if p.workers == 0 && p.n == 0 {
+	if p.workers.Load() == 0 && p.n == 0 {
 		e.idleLocked(p)
 	}
 	e.mu.Unlock()
@@ -304,10 +475,13 @@ func (e *executor) removeWorkerLocked(w *worker) {
 		}
 	}
 	e.byG.Delete(w.g) // before the goroutine ends and its identity can be reused
+	if w.slotted {
+		workerSlot(w.g).CompareAndSwap(w, nil)
+	}
 	w.root = nil
 	w.now.Store(-1)
 	e.setWorkerQoS(w, -1)
-	w.p.workers--
+	w.p.workers.Add(-1)
 }
 
 // workerExited is called as worker w's goroutine ends inside a block with runtime.Goexit:
@@ -315,11 +489,12 @@ func (e *executor) removeWorkerLocked(w *worker) {
 func (e *executor) workerExited(w *worker) {
 	p := w.p
 	e.mu.Lock()
+	e.reclaimLocked(w)
 	e.removeWorkerLocked(w)
-	spawn := p.n > 0 && p.workers-p.blocked < e.capLocked(p) && p.workers < maxWorkers
+	spawn := p.n > 0 && e.roomFor(p)
 	if spawn {
-		p.workers++
-	} else if p.workers == 0 && p.n == 0 {
+		p.workers.Add(1)
+	} else if p.workers.Load() == 0 && p.n == 0 {
 		e.idleLocked(p)
 	}
 	e.mu.Unlock()
@@ -351,22 +526,26 @@ func (e *executor) idleLocked(p *pool) {
 		close(p.idle)
 		p.idle = nil
 	}
-	p.extra = 0
+	p.extra.Store(0)
 	if p.bubble != 0 {
 		delete(e.bubbles, p.bubble)
 	}
 }
 
 // spinLocked waits a little for new work, as the pool's one spinning worker; e.mu is held on
-// entry and exit. It reports whether work arrived.
+// entry and exit. It reports whether work arrived. Before it gives up it takes what other
+// workers were handed and have not come back for: their blocks may be long, or wait for it.
 func (e *executor) spinLocked(p *pool) bool {
-	p.spinner = true
+	p.spinner.Store(true)
 	e.mu.Unlock()
 	for i := 0; i < spinRounds && e.queued.Load() == 0; i++ {
 		runtime.Gosched()
 	}
 	e.mu.Lock()
-	p.spinner = false
+	p.spinner.Store(false) // before the look at the slots: see hand
+	if p.n == 0 {
+		e.reclaimPoolLocked(p)
+	}
 	return p.n > 0
 }
 
@@ -376,13 +555,15 @@ func (e *executor) spinLocked(p *pool) bool {
 func (e *executor) blockEnter(g uintptr) *pool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	p := e.workerPoolLocked(g)
-	if p == nil {
+	w := e.workerLocked(g)
+	if w == nil {
 		return nil
 	}
-	p.blocked++
-	if p.workers-p.blocked < e.capLocked(p) && p.workers < maxWorkers && p.n > 0 {
-		p.workers++
+	p := w.p
+	e.reclaimLocked(w) // what the worker was handed must not wait for its Sync
+	p.blocked.Add(1)
+	if e.roomFor(p) && p.n > 0 {
+		p.workers.Add(1)
 		go e.work(p) // g is of p's bubble, so the new worker is too
 	}
 	return p
@@ -390,7 +571,7 @@ func (e *executor) blockEnter(g uintptr) *pool {
 
 func (e *executor) blockExit(p *pool) {
 	e.mu.Lock()
-	p.blocked--
+	p.blocked.Add(-1)
 	e.mu.Unlock()
 }
 
@@ -401,7 +582,7 @@ func (e *executor) runningOn(g uintptr, root *Queue) bool {
 	defer e.mu.Unlock()
 	for _, w := range e.list {
 		if w.g == g {
-			return w.home == root
+			return w.home == root // the caller's own entry: it wrote home itself
 		}
 	}
 	return false

@@ -100,7 +100,7 @@ func goexitCase(t *testing.T, procs int, queues func() (q *Queue, sub *Queue)) {
 	require.Eventually(t, func() bool {
 		exec.mu.Lock()
 		defer exec.mu.Unlock()
-		return exec.main.workers == 0 && exec.main.idle == nil
+		return exec.main.workers.Load() == 0 && exec.main.idle == nil
 	}, waitTimeout, time.Millisecond, "the pool to go idle")
 }
 

@@ -63,7 +63,7 @@ func syncDone(t testing.TB, q *Queue) {
 func scarceWorkers(t *testing.T) {
 	noLending.Store(true)
 	exec.mu.Lock()
-	exec.poolsLocked(func(p *pool) { p.extra = 0 }) // workers lent for an earlier test
+	exec.poolsLocked(func(p *pool) { p.extra.Store(0) }) // workers lent for an earlier test
 	exec.mu.Unlock()
 	t.Cleanup(func() { noLending.Store(false) })
 }

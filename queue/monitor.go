@@ -35,7 +35,8 @@ const (
 )
 
 // capLocked is the number of workers of pool p that may run blocks now.
-func (e *executor) capLocked(p *pool) int32 { return e.procs() + p.extra }
+// It reads atomics only: hand and takeHanded call it without the lock.
+func (e *executor) capLocked(p *pool) int32 { return e.procs() + p.extra.Load() }
 
 // noLending holds the monitor back; tests that need workers to stay scarce set it.
 var noLending atomic.Bool
@@ -102,7 +103,7 @@ func (e *executor) monitor(p *pool, idle chan struct{}) {
 		case <-t.C:
 		}
 		e.mu.Lock()
-		waiting := p.n > 0
+		waiting := p.n > 0 || e.handedLocked(p) > 0
 		e.mu.Unlock()
 		var cur procSample
 		at := time.Now()
@@ -114,16 +115,21 @@ func (e *executor) monitor(p *pool, idle chan struct{}) {
 			e.mu.Unlock()
 			return
 		}
-		running := p.workers - p.blocked
+		if p.started == last {
+			// No progress: drains handed to stuck workers go to the roots, where other
+			// workers (and a lent one) can take them.
+			e.reclaimPoolLocked(p)
+		}
+		running := p.workers.Load() - p.blocked.Load()
 		switch {
 		case p.n == 0:
-			p.extra = 0 // nothing waits: no need for lent workers
+			p.extra.Store(0) // nothing waits: no need for lent workers
 		case waiting && havePrev && p.started == last && !noLending.Load() &&
-			running >= e.capLocked(p) && p.extra < maxExtraWorkers && p.workers < maxWorkers &&
+			running >= e.capLocked(p) && p.extra.Load() < maxExtraWorkers && p.workers.Load() < maxWorkers &&
 			blockedWithCPUToGive(prev, cur, at.Sub(prevAt), running, e.procs()):
-			p.extra++
+			p.extra.Add(1)
 			e.extraTotal++
-			p.workers++
+			p.workers.Add(1)
 			go e.work(p)
 		}
 		last = p.started
@@ -149,10 +155,10 @@ func Executor() ExecutorStats {
 	defer e.mu.Unlock()
 	s := ExecutorStats{GOMAXPROCS: int(e.procs()), LentTotal: e.extraTotal}
 	e.poolsLocked(func(p *pool) {
-		s.Workers += int(p.workers)
-		s.Blocked += int(p.blocked)
-		s.Lent += int(p.extra)
-		s.Queued += int(p.n)
+		s.Workers += int(p.workers.Load())
+		s.Blocked += int(p.blocked.Load())
+		s.Lent += int(p.extra.Load())
+		s.Queued += int(p.n + e.handedLocked(p))
 	})
 	return s
 }

@@ -21,7 +21,7 @@ func setSampler(t *testing.T, f func() procSample) {
 func lendFreely(t *testing.T) {
 	noLending.Store(false)
 	exec.mu.Lock()
-	exec.poolsLocked(func(p *pool) { p.extra = 0 })
+	exec.poolsLocked(func(p *pool) { p.extra.Store(0) })
 	exec.mu.Unlock()
 }
 

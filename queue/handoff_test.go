@@ -1,0 +1,99 @@
+package queue
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/goid"
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
+)
+
+// A block that makes an idle queue runnable hands its drain to its own worker (worker.next).
+// These tests pin what must hold while a drain waits there: it never waits behind a block
+// that does not end, it never jumps ahead of higher-class work, and it never leaves with a
+// worker that stops being one.
+
+// The block that handed a drain waits for it: another worker must take it, whether a
+// spinner was looking for work when it was handed or not (then one is started, as Go's
+// wakep). Many rounds cross the spinner's last look with the hand-off. Lending is off, so a
+// lost hand-off hangs.
+func TestAHandedDrainRunsWhileItsWorkerWaitsForIt(t *testing.T) {
+	withProcs(t, 2)
+	scarceWorkers(t)
+	a, x := NewSerial("a"), NewSerial("x")
+	for round := range 300 {
+		ran, done := make(chan uintptr, 1), make(chan bool, 1)
+		a.Async(func() {
+			x.Async(func() { ran <- goid.G() }) // x is idle: its drain is handed to this worker
+			select {
+			case g := <-ran:
+				done <- g != goid.G()
+			case <-time.After(waitTimeout):
+				done <- false
+			}
+		})
+		require.True(t, testutil.Recv(t, done, "the block waiting for its handed drain"), "round %d", round)
+		if round%50 == 0 {
+			runtime.Gosched()
+		}
+	}
+	syncDone(t, a)
+}
+
+// With one worker, a drain handed while higher-class work waits in the roots runs after it.
+func TestAHandedDrainDoesNotPassHigherClassWork(t *testing.T) {
+	withProcs(t, 1)
+	scarceWorkers(t)
+	low, idle := NewSerial("low", WithQoS(Background)), NewSerial("idle", WithQoS(Background))
+	high := NewSerial("high", WithQoS(UserInteractive))
+	g := newGate()
+	order := make(chan string, 2)
+	low.Async(func() {
+		g.block()
+		idle.Async(func() { order <- "handed" })
+	})
+	testutil.Recv(t, g.started, "the block holding the only worker")
+	high.Async(func() { order <- "high" })
+	g.open()
+	require.Equal(t, "high", testutil.Recv(t, order, "the first block"))
+	require.Equal(t, "handed", testutil.Recv(t, order, "the second block"))
+}
+
+// A worker that waits in a Sync gives up what it was handed: the worker that starts in its
+// place runs it. Here that drain is what the Sync waits for.
+func TestAWorkerWaitingInSyncGivesUpItsHandedDrain(t *testing.T) {
+	withProcs(t, 1)
+	scarceWorkers(t)
+	x, y, a := NewSerial("x"), NewSerial("y"), NewSerial("a")
+	xran, holding, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go y.Sync(func() { // holds y until x's block ran
+		close(holding)
+		<-xran
+	})
+	testutil.Recv(t, holding, "the Sync holding y")
+	a.Async(func() {
+		x.Async(func() { close(xran) }) // handed to this worker
+		y.Sync(func() {})               // waits for the holder, which waits for x
+		close(done)
+	})
+	testutil.Recv(t, done, "the Sync behind the handed drain")
+	syncDone(t, y)
+}
+
+// A block that ends its worker with runtime.Goexit right after handing a drain: the worker
+// leaves, and its replacement runs the drain.
+func TestAHandedDrainOutlivesAGoexit(t *testing.T) {
+	withProcs(t, 1)
+	scarceWorkers(t)
+	a, x := NewSerial("a"), NewSerial("x")
+	ran := make(chan struct{})
+	a.Async(func() {
+		x.Async(func() { close(ran) })
+		runtime.Goexit()
+	})
+	testutil.Recv(t, ran, "the drain handed before the Goexit")
+	syncDone(t, a)
+}
