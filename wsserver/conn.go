@@ -37,46 +37,88 @@ type Conn struct {
 	pc   *pollConn // the readiness transport's socket wrapper; nil under the goroutine one
 	q    *queue.Queue
 	req  *requestInfo
-	root context.Context // the Observer's per-connection context; nil without an Observer
-	end  context.Context // the Observer's context of the close (CloseObserver); set before OnClose is queued
-	val  any             // the handler's per-connection state; touched only on q
-	vals *[]keyVal       // the values of Keys (a pointer: most connections have none); q only
+	more atomic.Pointer[connMore] // what only some connections need; made on first use
+	val  any                      // the handler's per-connection state; touched only on q
+	vals *[]keyVal                // the values of Keys (a pointer: most connections have none); q only
 
-	opened  time.Time
-	backlog atomic.Int32                  // messages read and not yet handled
-	resume  atomic.Pointer[chan struct{}] // made the first time the reader has to wait
-	seen    atomic.Uint32                 // keepalive epoch of the last message or pong
-	heard   atomic.Uint32                 // keepalive epoch of the last message
-	pinging atomic.Bool                   // a ping is in flight
-	paused  atomic.Bool                   // the reader waits for the handler (MaxPending)
-	pauses  atomic.Uint32                 // how many times it has waited
-	pingAt  atomic.Uint32                 // keepalive epoch the sweep sent it at; 0: a goroutine waits for it
-	state   atomic.Uint32                 // stateOpen, stateClosing, stateEnded
-	halted  atomic.Bool                   // the server closed it: queued messages are dropped
-	over    bool                          // OnClose has run: no callback after it; q only
-	tokens  float64                       // rate limit bucket, reader only
-	refill  time.Time                     // when tokens was last topped up, reader only
+	opened int64                         // when it opened: nanoseconds since the server's start (monotonic)
+	resume atomic.Pointer[chan struct{}] // made the first time the reader has to wait
 
-	mu        sync.Mutex // guards what follows
+	// The fields are ordered so that the struct has no padding (an idle connection holds it).
+	backlog atomic.Int32  // messages read and not yet handled
+	seen    atomic.Uint32 // keepalive epoch of the last message or pong
+	heard   atomic.Uint32 // keepalive epoch of the last message
+	pinging atomic.Bool   // a ping is in flight
+	paused  atomic.Bool   // the reader waits for the handler (MaxPending)
+	pauses  atomic.Uint32 // how many times it has waited
+	pingAt  atomic.Uint32 // keepalive epoch the sweep sent it at; 0: a goroutine waits for it
+	state   atomic.Uint32 // stateOpen, stateClosing, stateEnded
+	halted  atomic.Bool   // the server closed it: queued messages are dropped
+
+	mu        sync.Mutex // guards what follows, but over
+	over      bool       // OnClose has run: no callback after it; q only
+	writing   bool       // a writer goroutine is running
+	slow      bool       // the buffer reached SlowMark and the writer has not caught up since
+	closeDone bool       // the close handshake is over (or was given up): see fail
 	out       []outMsg   // outbound buffer; nil while empty
 	outBytes  int
-	writing   bool        // a writer goroutine is running
-	slow      bool        // the buffer reached SlowMark and the writer has not caught up since
-	closeDone bool        // the close handshake is over (or was given up): see fail
 	closeReq  *closeReq   // a close frame to send once out is written
 	cause     *CloseError // why the server ended the connection; nil if it did not
-	reason    string      // the Observer's reason for cause
-	rooms     []*Room
-	ctx       context.Context // made by Context on first use
-	cancel    context.CancelFunc
+}
+
+// connMore holds what an idle connection seldom needs, so that the many that never need it
+// do not carry it: made at the upgrade when the connection has an Observer, a rate limit or
+// an Authenticate value, otherwise on first use (Context, joining a room, a close).
+type connMore struct {
+	// Set at the upgrade, before the connection is seen by anything else.
+	root context.Context // the Observer's per-connection context; nil without an Observer
+	auth any             // what Authenticate returned
+
+	tokens float64   // rate limit bucket, reader only
+	refill time.Time // when tokens was last topped up, reader only
+
+	// Under Conn.mu.
+	why    string // the Observer's reason for Conn.cause
+	rooms  []*Room
+	ctx    context.Context // made by Context on first use
+	cancel context.CancelFunc
+
+	end context.Context // the Observer's context of the close (CloseObserver); set before OnClose is queued
+}
+
+// extra returns the connection's connMore, making it on first use.
+func (c *Conn) extra() *connMore {
+	if m := c.more.Load(); m != nil {
+		return m
+	}
+	m := new(connMore)
+	if c.more.CompareAndSwap(nil, m) {
+		return m
+	}
+	return c.more.Load()
+}
+
+// root is the Observer's per-connection context (nil without an Observer).
+func (c *Conn) root() context.Context {
+	if m := c.more.Load(); m != nil {
+		return m.root
+	}
+	return nil
+}
+
+// end is the Observer's context of the close (nil without a CloseObserver).
+func (c *Conn) end() context.Context {
+	if m := c.more.Load(); m != nil {
+		return m.end
+	}
+	return nil
 }
 
 // requestInfo is what a Conn keeps of its upgrade request.
 type requestInfo struct {
 	remoteAddr string
-	header     http.Header
+	header     string // the kept header fields, as keptHeader wrote them
 	uri        string // the request's URI, as net/http parsed URL from
-	auth       any
 }
 
 type closeReq struct {
@@ -104,8 +146,10 @@ func (c *Conn) SetValue(v any) { c.val = v }
 // RemoteAddr returns the client's address as the request had it.
 func (c *Conn) RemoteAddr() string { return c.req.remoteAddr }
 
-// Header returns the upgrade request's header. Do not modify it.
-func (c *Conn) Header() http.Header { return c.req.header }
+// Header returns the upgrade request's header, the fields Options.RequestHeaders keeps (nil
+// when none is). The connection keeps them in their wire form and parses them anew on
+// every call (an idle connection spares a map): keep the result if you need it often.
+func (c *Conn) Header() http.Header { return parseHeader(c.req.header) }
 
 // URL returns the upgrade request's URL (path and query). The connection keeps only the
 // request's URI and parses it anew on every call (an idle connection spares the parsed
@@ -119,7 +163,12 @@ func (c *Conn) URL() *url.URL {
 }
 
 // Auth returns what Options.Authenticate returned for this connection (nil without it).
-func (c *Conn) Auth() any { return c.req.auth }
+func (c *Conn) Auth() any {
+	if m := c.more.Load(); m != nil {
+		return m.auth
+	}
+	return nil
+}
 
 // Subprotocol returns the negotiated subprotocol ("" for none).
 func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
@@ -129,17 +178,18 @@ func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
 func (c *Conn) Context() context.Context {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ctx == nil {
-		parent := c.root
+	m := c.extra()
+	if m.ctx == nil {
+		parent := m.root
 		if parent == nil {
 			parent = context.Background()
 		}
-		c.ctx, c.cancel = context.WithCancel(parent)
+		m.ctx, m.cancel = context.WithCancel(parent)
 		if c.state.Load() == stateEnded {
-			c.cancel()
+			m.cancel()
 		}
 	}
-	return c.ctx
+	return m.ctx
 }
 
 // String identifies the connection in logs.
@@ -290,7 +340,7 @@ func (c *Conn) onPing(_ context.Context, p []byte) bool {
 func (c *Conn) setCauseLocked(code websocket.StatusCode, reason string, cause error, why string) {
 	if c.cause == nil {
 		c.cause = &CloseError{Code: code, Reason: reason, Cause: cause}
-		c.reason = why
+		c.extra().why = why
 	}
 	c.halted.Store(true)
 	c.state.Store(stateClosing)
@@ -318,20 +368,25 @@ func (c *Conn) addRoom(r *Room) bool {
 	if c.state.Load() == stateEnded {
 		return false
 	}
-	c.rooms = append(c.rooms, r)
+	m := c.extra()
+	m.rooms = append(m.rooms, r)
 	return true
 }
 
 func (c *Conn) removeRoom(r *Room) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i, x := range c.rooms {
+	m := c.more.Load()
+	if m == nil {
+		return
+	}
+	for i, x := range m.rooms {
 		if x == r {
-			last := len(c.rooms) - 1
-			c.rooms[i], c.rooms[last] = c.rooms[last], nil
-			c.rooms = c.rooms[:last]
+			last := len(m.rooms) - 1
+			m.rooms[i], m.rooms[last] = m.rooms[last], nil
+			m.rooms = m.rooms[:last]
 			if last == 0 {
-				c.rooms = nil
+				m.rooms = nil
 			}
 			return
 		}

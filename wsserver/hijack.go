@@ -195,7 +195,7 @@ type batchWriter struct {
 	rawFn  func(fd uintptr) bool // w.rawWrite, made once: no allocation per write
 	rawBuf []byte
 	rawN   int
-	rawErr error
+	rawErr syscall.Errno // 0: none (an Errno, not an error: 8 bytes less per connection)
 }
 
 func newBatchWriter(nc net.Conn, direct bool) *batchWriter {
@@ -417,13 +417,13 @@ func (w *batchWriter) tryFrame(typ websocket.MessageType, data []byte) (int, err
 	}
 	bp := batchPool.Get().(*[]byte)
 	b := append(appendFrameHeader((*bp)[:0], typ, len(data)), data...)
-	w.rawBuf, w.rawN, w.rawErr = b, 0, nil
+	w.rawBuf, w.rawN, w.rawErr = b, 0, 0
 	err := w.raw.Write(w.rawFn)
 	n := w.rawN
-	if err == nil && !errors.Is(w.rawErr, syscall.EAGAIN) {
+	if err == nil && w.rawErr != 0 && w.rawErr != syscall.EAGAIN {
 		err = w.rawErr
 	}
-	w.rawBuf, w.rawErr = nil, nil
+	w.rawBuf = nil
 	switch {
 	case err != nil || n == 0:
 		*bp = b[:0]
@@ -467,10 +467,10 @@ func (w *batchWriter) tryControl(frame []byte) int {
 		*w.buf = append(*w.buf, frame...)
 		return ctlSent
 	}
-	w.rawBuf, w.rawN, w.rawErr = frame, 0, nil
+	w.rawBuf, w.rawN, w.rawErr = frame, 0, 0
 	err := w.raw.Write(w.rawFn)
 	n := w.rawN
-	w.rawBuf, w.rawErr = nil, nil
+	w.rawBuf = nil
 	switch {
 	case err != nil || n == 0:
 		return ctlBusy
@@ -490,7 +490,13 @@ func (w *batchWriter) rawWrite(fd uintptr) bool {
 		if err == syscall.EINTR {
 			continue
 		}
-		w.rawN, w.rawErr = max(n, 0), err
+		w.rawN, w.rawErr = max(n, 0), 0
+		if err != nil {
+			w.rawErr = syscall.EIO
+			if e, ok := err.(syscall.Errno); ok {
+				w.rawErr = e
+			}
+		}
 		return true
 	}
 }

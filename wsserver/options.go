@@ -1,10 +1,14 @@
 package wsserver
 
 import (
+	"bufio"
 	"context"
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"runtime"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -238,15 +242,19 @@ func (o *Options) acceptOptions(ping func(context.Context, []byte) bool, pong fu
 var handshakeHeaders = map[string]bool{"Connection": true, "Upgrade": true, "Sec-Websocket-Key": true,
 	"Sec-Websocket-Version": true, "Sec-Websocket-Extensions": true}
 
-// keptHeader is the copy of the request's header a connection keeps (see RequestHeaders):
-// nil when nothing is kept, which reads as an empty header.
-func (o *Options) keptHeader(h http.Header) http.Header {
-	var kept http.Header
+// keptHeader is what a connection keeps of the request's header (see RequestHeaders): the
+// kept fields in their wire form ("Key: value\r\n" each), "" when nothing is kept. One
+// string instead of an http.Header: a map with a single entry takes some 400 bytes, which
+// every idle connection of a client sending a User-Agent would hold.
+func (o *Options) keptHeader(h http.Header) string {
+	var b strings.Builder
 	keep := func(k string, v []string) {
-		if kept == nil {
-			kept = make(http.Header)
+		for _, x := range v {
+			b.WriteString(k)
+			b.WriteString(": ")
+			b.WriteString(x)
+			b.WriteString("\r\n")
 		}
-		kept[k] = v
 	}
 	if o.RequestHeaders == nil {
 		for k, v := range h {
@@ -254,12 +262,23 @@ func (o *Options) keptHeader(h http.Header) http.Header {
 				keep(k, v)
 			}
 		}
-		return kept
+		return b.String()
 	}
-	for _, k := range o.RequestHeaders {
-		if v := h.Values(k); v != nil {
-			keep(http.CanonicalHeaderKey(k), v)
+	for i, k := range o.RequestHeaders {
+		k = http.CanonicalHeaderKey(k)
+		if !slices.ContainsFunc(o.RequestHeaders[:i], func(x string) bool { return http.CanonicalHeaderKey(x) == k }) {
+			keep(k, h.Values(k))
 		}
 	}
-	return kept
+	return b.String()
+}
+
+// parseHeader turns what keptHeader kept back into an http.Header (nil for none).
+func parseHeader(kept string) http.Header {
+	if kept == "" {
+		return nil
+	}
+	r := textproto.NewReader(bufio.NewReader(strings.NewReader(kept + "\r\n")))
+	h, _ := r.ReadMIMEHeader() // it parsed it once already: it parses
+	return http.Header(h)
 }

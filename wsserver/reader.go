@@ -156,7 +156,7 @@ func (c *Conn) dispatch(m Message) {
 		c.q.Async(func() { c.onMessage(m) })
 		return
 	}
-	ctx := obs.Received(c.root, c, m)
+	ctx := obs.Received(c.root(), c, m)
 	// AsyncContext runs the block under ctx: queue.CurrentContext() inside OnMessage is the
 	// receive span, and a Send there carries it.
 	c.q.AsyncContext(ctx, func(context.Context) {
@@ -239,12 +239,13 @@ func (c *Conn) closeHandshake(code websocket.StatusCode, reason string, grace ti
 func (c *Conn) allow() bool {
 	now := time.Now()
 	o := &c.s.opts
-	c.tokens = min(float64(o.RateBurst), c.tokens+now.Sub(c.refill).Seconds()*o.RateLimit)
-	c.refill = now
-	if c.tokens < 1 {
+	b := c.more.Load() // made at the upgrade with a rate limit
+	b.tokens = min(float64(o.RateBurst), b.tokens+now.Sub(b.refill).Seconds()*o.RateLimit)
+	b.refill = now
+	if b.tokens < 1 {
 		return false
 	}
-	c.tokens--
+	b.tokens--
 	return true
 }
 
@@ -271,24 +272,28 @@ func (c *Conn) finish(readErr error) {
 	c.state.Store(stateEnded)
 	c.discardLocked()
 	c.closeReq = nil
-	rooms := c.rooms
-	c.rooms = nil
-	cause, why := c.cause, c.reason
-	if c.cancel != nil {
-		c.cancel()
+	var rooms []*Room
+	cause, why := c.cause, ""
+	if m := c.more.Load(); m != nil {
+		rooms, m.rooms = m.rooms, nil
+		why = m.why
+		if m.cancel != nil {
+			m.cancel()
+		}
 	}
 	c.mu.Unlock()
 	why, err := closeResult(readErr, cause, why)
 	if co, ok := c.s.obs.(CloseObserver); ok {
 		// The close is traced apart from the open: leaving the rooms and OnClose run under
 		// the context Closing returns.
-		c.end = co.Closing(c.root, c, closeInfo(readErr, cause, why, err))
+		c.extra().end = co.Closing(c.root(), c, closeInfo(readErr, cause, why, err))
 	}
+	end := c.end()
 	for _, r := range rooms {
-		r.leave(c.end, c)
+		r.leave(end, c)
 	}
-	if c.end != nil {
-		c.q.AsyncContext(c.end, func(context.Context) { c.onClose(err, why) })
+	if end != nil {
+		c.q.AsyncContext(end, func(context.Context) { c.onClose(err, why) })
 	} else {
 		c.q.Async(func() { c.onClose(err, why) })
 	}

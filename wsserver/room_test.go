@@ -172,7 +172,7 @@ func TestRoomRetireRacesJoin(t *testing.T) {
 	require.Equal(t, 1, s.Stats().Rooms)
 	for _, c := range conns {
 		c.mu.Lock()
-		require.Equal(t, []*Room{live}, c.rooms)
+		require.Equal(t, []*Room{live}, c.extra().rooms)
 		c.mu.Unlock()
 	}
 }

@@ -37,6 +37,7 @@ type Server struct {
 	rooms     sync.Map // name -> *Room, the rooms alive
 	roomCount atomic.Int64
 	logLimit  *logLimiter
+	start     time.Time // Conn.opened counts from it (monotonic)
 	// The outbound levels at which a connection turns slow (Options.SlowMark).
 	slowMsgs, slowBytes int
 	// lingering counts the readiness transport's readers waiting for a next message.
@@ -67,6 +68,7 @@ func New(h Handler, opts Options) *Server {
 		handlers: queue.NewConcurrent("ws.handlers", queue.WithWidth(o.HandlerWidth), queue.WithObserver(o.QueueObserver)),
 		conns:    make(map[*Conn]struct{}),
 		logLimit: newLogLimiter(o.LogRate),
+		start:    time.Now(),
 	}
 	s.slowMsgs, s.slowBytes = o.slowMarks()
 	return s
@@ -131,11 +133,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.obs != nil {
-		s.obs.Opened(c.root, c)
+		s.obs.Opened(c.root(), c)
 	}
 	if s.obs != nil {
 		// OnOpen belongs to the connection's trace (the handshake's), not to one of its own.
-		c.q.AsyncContext(c.root, func(context.Context) { c.onOpen() })
+		c.q.AsyncContext(c.root(), func(context.Context) { c.onOpen() })
 	} else {
 		c.q.Async(c.onOpen)
 	}
@@ -176,7 +178,11 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	}
 	// Bound the 101 response: a client that does not read it is not worth a goroutine.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.opts.HandshakeTimeout))
-	c := &Conn{id: s.nextID.Add(1), s: s, root: root}
+	c := &Conn{id: s.nextID.Add(1), s: s}
+	if root != nil || auth != nil || s.opts.RateLimit > 0 {
+		// Set before anything else sees the connection: read without a lock.
+		c.more.Store(&connMore{root: root, auth: auth})
+	}
 	var onPong func(context.Context, []byte)
 	if s.opts.PingInterval > 0 {
 		onPong = func(context.Context, []byte) { c.seen.Store(s.ka.epoch.Load()) }
@@ -221,8 +227,8 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	}
 	// net/http's RequestURI is a slice of the request line: a copy lets the line go.
 	uri = strings.Clone(uri)
-	c.req = &requestInfo{remoteAddr: r.RemoteAddr, header: s.opts.keptHeader(r.Header), uri: uri, auth: auth}
-	c.opened = time.Now()
+	c.req = &requestInfo{remoteAddr: r.RemoteAddr, header: s.opts.keptHeader(r.Header), uri: uri}
+	c.opened = int64(time.Since(s.start))
 	epoch := s.ka.epoch.Load()
 	c.seen.Store(epoch)
 	c.heard.Store(epoch)
@@ -285,11 +291,11 @@ func (s *Server) retire(c *Conn, err error, why string) {
 	s.mu.Unlock()
 	s.releaseSlot()
 	if s.obs != nil {
-		ctx := c.end
+		ctx := c.end()
 		if ctx == nil {
-			ctx = c.root
+			ctx = c.root()
 		}
-		s.obs.Closed(ctx, c, time.Since(c.opened), why, err)
+		s.obs.Closed(ctx, c, time.Since(s.start)-time.Duration(c.opened), why, err)
 	}
 	// Shutdown returns only after the Observer heard of the last close: a program that flushes
 	// its telemetry after Shutdown has the close's span and metrics.

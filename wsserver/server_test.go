@@ -256,6 +256,7 @@ func TestRequestHeadersKept(t *testing.T) {
 	}{
 		{"default", nil, true},
 		{"listed", []string{"x-other"}, false},
+		{"listed twice", []string{"x-other", "X-OTHER"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := make(chan *Conn, 1)
@@ -276,4 +277,13 @@ func TestRequestHeadersKept(t *testing.T) {
 			require.Equal(t, "ann", sc.URL().Query().Get("u"))
 		})
 	}
+	t.Run("none", func(t *testing.T) {
+		got := make(chan *Conn, 1)
+		ts := start(t, HandlerFuncs{Open: func(c *Conn) { got <- c }}, Options{RequestHeaders: []string{}})
+		c := dial(t, ts.url)
+		defer c.CloseNow()
+		sc := testutil.Recv(t, got, "OnOpen")
+		require.Nil(t, sc.Header())
+		require.Empty(t, sc.req.header)
+	})
 }
