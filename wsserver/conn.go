@@ -325,6 +325,50 @@ func (c *Conn) closeDoneLocked() {
 	}
 }
 
+// readCtx is the context the reader hands coder/websocket's Reader: Background's behaviour
+// (no deadline, never done: a Read that ends by itself would close the connection) with the
+// connection as a value. coder/websocket calls the ping and pong hooks with it (or a context
+// made from it), which is how one pair of functions serves every connection: no closure
+// per connection (40 bytes that an idle connection held).
+type readCtx Conn
+
+// readCtxKey is the key under which a readCtx holds its connection.
+type readCtxKey struct{}
+
+func (*readCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (*readCtx) Done() <-chan struct{}       { return nil }
+func (*readCtx) Err() error                  { return nil }
+
+func (r *readCtx) Value(key any) any {
+	if key == (readCtxKey{}) {
+		return (*Conn)(r)
+	}
+	return nil
+}
+
+// readerConn is the connection whose reader ctx comes from; nil for a read of
+// coder/websocket's own (the close handshake's).
+func readerConn(ctx context.Context) *Conn {
+	c, _ := ctx.Value(readCtxKey{}).(*Conn)
+	return c
+}
+
+// pingHook is coder/websocket's OnPingReceived: the connection answers (onPing). A ping
+// read by the close handshake gets no pong: the close frame went out before it.
+func pingHook(ctx context.Context, p []byte) bool {
+	if c := readerConn(ctx); c != nil {
+		return c.onPing(ctx, p)
+	}
+	return false
+}
+
+// pongHook is coder/websocket's OnPongReceived (with keepalive): the peer is alive.
+func pongHook(ctx context.Context, _ []byte) {
+	if c := readerConn(ctx); c != nil {
+		c.seen.Store(c.s.ka.epoch.Load())
+	}
+}
+
 // onPing answers a ping. In direct mode it writes the pong itself, never after the close
 // frame (coder/websocket would, fail, and end the connection with unread input: a reset
 // that can cost the peer its last messages); otherwise it leaves the pong to coder/websocket

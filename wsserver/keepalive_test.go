@@ -2,6 +2,7 @@ package wsserver
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +88,52 @@ func TestSweepWithANewerEpochClosesNothing(t *testing.T) {
 	s.sweep()
 	require.Equal(t, stateOpen, c.state.Load(), "closed: %v", c.cause)
 	require.True(t, c.pinging.Load())
+}
+
+// Connections that fell silent together (opened in one burst, say) are pinged over
+// pingSpread sweeps, a share per sweep, not all in one: a sweep must not wake every
+// connection at once, nor their pongs wake every reader at once.
+func TestKeepalivePingsAreSpreadOverSweeps(t *testing.T) {
+	const n = 40
+	// No pong comes, and none is due within the test's sweeps.
+	s := New(HandlerFuncs{}, Options{PingInterval: time.Hour, PongTimeout: 10 * time.Hour})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	conns := make([]*Conn, n)
+	for i := range conns {
+		client, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		defer client.Close()
+		server, err := ln.Accept()
+		require.NoError(t, err)
+		defer server.Close()
+		c := fakeConn(s, uint64(i+1))
+		c.bw = newBatchWriter(server, true) // the sweep's ping is a non-blocking write
+		conns[i] = c
+	}
+	s.mu.Lock()
+	for _, c := range conns {
+		s.conns[c] = struct{}{}
+	}
+	s.startKeepaliveLocked()
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.stopKeepaliveLocked()
+		s.mu.Unlock()
+	}()
+	pinged := 0
+	for sweep := 1; sweep <= 8; sweep++ {
+		s.sweep()
+		now := 0
+		for _, c := range conns {
+			if c.pinging.Load() && c.pingAt.Load() == s.ka.epoch.Load() {
+				now++
+			}
+		}
+		require.LessOrEqual(t, now, n/4, "sweep %d pinged %d of %d connections at once", sweep, now, n)
+		pinged += now
+	}
+	require.Equal(t, n, pinged, "every silent connection is pinged within the spread")
 }

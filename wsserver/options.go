@@ -2,7 +2,6 @@ package wsserver
 
 import (
 	"bufio"
-	"context"
 	"log/slog"
 	"net/http"
 	"net/textproto"
@@ -228,14 +227,17 @@ func (o Options) withDefaults() Options {
 }
 
 // acceptOptions is what coder/websocket's Accept gets.
-func (o *Options) acceptOptions(ping func(context.Context, []byte) bool, pong func(context.Context, []byte)) *websocket.AcceptOptions {
-	return &websocket.AcceptOptions{
+func (o *Options) acceptOptions() *websocket.AcceptOptions {
+	a := &websocket.AcceptOptions{
 		Subprotocols:    o.Subprotocols,
 		OriginPatterns:  o.OriginPatterns,
 		CompressionMode: o.CompressionMode,
-		OnPingReceived:  ping,
-		OnPongReceived:  pong,
+		OnPingReceived:  pingHook,
 	}
+	if o.PingInterval > 0 {
+		a.OnPongReceived = pongHook
+	}
+	return a
 }
 
 // handshakeHeaders are the request headers that only the upgrade needed.

@@ -52,7 +52,7 @@ const maxScratch = 64 << 10
 // readMessage reads one message with coder/websocket (which answers the control frames on
 // the way) and returns a copy of it that belongs to the caller.
 func (c *Conn) readMessage() (websocket.MessageType, []byte, error) {
-	typ, r, err := c.ws.Reader(context.Background())
+	typ, r, err := c.ws.Reader((*readCtx)(c))
 	if err != nil {
 		return 0, nil, err
 	}

@@ -183,13 +183,9 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 		// Set before anything else sees the connection: read without a lock.
 		c.more.Store(&connMore{root: root, auth: auth})
 	}
-	var onPong func(context.Context, []byte)
-	if s.opts.PingInterval > 0 {
-		onPong = func(context.Context, []byte) { c.seen.Store(s.ka.epoch.Load()) }
-	}
 	hw := &hijackWriter{ResponseWriter: w, readSize: s.opts.ReadBufferSize, writeTimeout: s.opts.WriteTimeout,
 		poll: s.opts.Transport == TransportReadiness}
-	ws, err := websocket.Accept(hw, r, s.opts.acceptOptions(c.onPing, onPong))
+	ws, err := websocket.Accept(hw, r, s.opts.acceptOptions())
 	if err != nil {
 		// Accept has answered (400, 403 for a foreign origin, 426, ...).
 		s.stats.rejected.Add(1)
