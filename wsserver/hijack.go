@@ -24,9 +24,10 @@ import (
 // buffers sized for an idle connection instead of net/http's 4 KiB + 4 KiB:
 //   - a small read buffer (Options.ReadBufferSize): a frame header and a small message fit;
 //     a bigger payload is read straight into the message;
-//   - a 128-byte write buffer, enough for any control frame (pong, close) in one write,
-//     over a batchWriter that coalesces a burst of data frames into one system call and
-//     holds a pooled buffer only while the connection's writer runs.
+//   - a small write buffer (16 bytes; 128 under compression, where coder/websocket frames
+//     the data too) over a batchWriter that puts each control frame coder/websocket writes
+//     back together before it goes out, coalesces a burst of data frames into one system
+//     call and holds a pooled buffer only while the connection's writer runs.
 //
 // It also records the status of a refused handshake for the Observer.
 type hijackWriter struct {
@@ -48,6 +49,17 @@ const minReadBuffer = 16
 
 // controlFrameMax is the largest control frame a server writes: 2 header bytes and 125.
 const controlFrameMax = 128
+
+// writeBufferSize is the buffer of the bufio.Writer coder/websocket writes through. In direct
+// mode it writes only control frames, which the batchWriter reassembles: bufio's buffer
+// need not hold one (an idle connection holds it). Under compression it frames the data
+// too, in one write per frame up to this size.
+func writeBufferSize(direct bool) int {
+	if direct {
+		return 16
+	}
+	return controlFrameMax
+}
 
 func (h *hijackWriter) WriteHeader(code int) {
 	h.status = code
@@ -81,7 +93,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		if pc := newPollConn(nc, early, bw, h.guard); pc != nil {
 			h.nc, h.bw, h.pc = nc, bw, pc
 			h.br, h.src = bufio.NewReaderSize(pc, minReadBuffer), pc
-			return pc, bufio.NewReadWriter(h.br, bufio.NewWriterSize(bw, controlFrameMax)), nil
+			return pc, bufio.NewReadWriter(h.br, bufio.NewWriterSize(bw, writeBufferSize(direct))), nil
 		}
 	}
 	if n := brw.Reader.Buffered(); n > 0 {
@@ -94,7 +106,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	fc := flushingConn{nc, h.bw, h.guard}
 	// Nothing buffered in it: Accept reads everything through fc, so through the guard.
 	h.br, h.src = bufio.NewReaderSize(fc, h.readSize), fc
-	return fc, bufio.NewReadWriter(h.br, bufio.NewWriterSize(h.bw, controlFrameMax)), nil
+	return fc, bufio.NewReadWriter(h.br, bufio.NewWriterSize(h.bw, writeBufferSize(direct))), nil
 }
 
 // unwrapReader points the reader handed to coder/websocket straight at its source again.
@@ -177,16 +189,18 @@ type batchWriter struct {
 	batching bool
 
 	direct    bool
-	closeSent bool // direct: a close frame went out; no data frame may follow it
+	closeSent bool    // direct: a close frame went out; no data frame may follow it
+	resumable bool    // see timeout
+	rawN      int32   // beside the flags, in what would be padding (see raw below)
+	part      *[]byte // direct: the start of a frame coder/websocket is writing in pieces
 
 	// timeout is Options.WriteTimeout: it bounds each write's progress, not the whole batch
 	// (see writeAllLocked); 0 leaves the deadline to begin. resumable: a write that timed
 	// out after moving bytes may go on (not over TLS, whose state a timeout breaks).
 	// cutoff (Unix nanoseconds, 0 for none) is a deadline no write extends: a slow
 	// consumer's close gives its stuck write only the close grace.
-	resumable bool
-	timeout   time.Duration
-	cutoff    atomic.Int64
+	timeout time.Duration
+	cutoff  atomic.Int64
 
 	guard *frameGuard // the reading side's, kept here (the connection's I/O) to keep Conn small
 
@@ -194,7 +208,6 @@ type batchWriter struct {
 	raw    syscall.RawConn
 	rawFn  func(fd uintptr) bool // w.rawWrite, made once: no allocation per write
 	rawBuf []byte
-	rawN   int
 	rawErr syscall.Errno // 0: none (an Errno, not an error: 8 bytes less per connection)
 }
 
@@ -212,9 +225,68 @@ func newBatchWriter(nc net.Conn, direct bool) *batchWriter {
 // opClose is the first byte of a close frame (FIN and opcode 8).
 const opClose = 0x88
 
+// Write is what coder/websocket's bufio.Writer flushes into. In direct mode those are
+// control frames, which may come in pieces (the bufio.Writer is smaller than a frame): a
+// piece waits in part until its frame is whole, and only whole frames go on, so that no
+// frame of another writer (tryFrame, tryControl, the connection's writer) lands inside one.
 func (w *batchWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if !w.direct {
+		return w.writeLocked(p)
+	}
+	if w.part == nil && frameSize(p) == len(p) {
+		return w.writeLocked(p) // one whole frame: the usual case
+	}
+	if w.part == nil {
+		w.part = new([]byte)
+	}
+	b := append(*w.part, p...)
+	for {
+		n := frameSize(b)
+		if n < 0 || n > len(b) {
+			break
+		}
+		if _, err := w.writeLocked(b[:n]); err != nil {
+			w.part = nil
+			return 0, err
+		}
+		b = b[:copy(b, b[n:])]
+	}
+	*w.part = b
+	if len(b) == 0 {
+		w.part = nil // a close or a pong is rare: no buffer kept for the next
+	}
+	return len(p), nil
+}
+
+// frameSize is the length of the frame b starts with, header and payload; -1 while its
+// header is incomplete.
+func frameSize(b []byte) int {
+	if len(b) < 2 {
+		return -1
+	}
+	n, hdr := int(b[1]&0x7f), 2
+	switch n {
+	case 126:
+		if len(b) < 4 {
+			return -1
+		}
+		n, hdr = int(binary.BigEndian.Uint16(b[2:])), 4
+	case 127:
+		if len(b) < 10 {
+			return -1
+		}
+		n, hdr = int(binary.BigEndian.Uint64(b[2:])&(1<<62-1)), 10
+	}
+	if b[1]&0x80 != 0 {
+		hdr += 4 // masked (a server's frames are not)
+	}
+	return hdr + n
+}
+
+// writeLocked writes p, whole frames, to the socket or into the batch under way.
+func (w *batchWriter) writeLocked(p []byte) (int, error) {
 	if w.direct && len(p) > 0 && p[0] == opClose {
 		w.closeSent = true
 	}
@@ -419,7 +491,7 @@ func (w *batchWriter) tryFrame(typ websocket.MessageType, data []byte) (int, err
 	b := append(appendFrameHeader((*bp)[:0], typ, len(data)), data...)
 	w.rawBuf, w.rawN, w.rawErr = b, 0, 0
 	err := w.raw.Write(w.rawFn)
-	n := w.rawN
+	n := int(w.rawN)
 	if err == nil && w.rawErr != 0 && w.rawErr != syscall.EAGAIN {
 		err = w.rawErr
 	}
@@ -469,7 +541,7 @@ func (w *batchWriter) tryControl(frame []byte) int {
 	}
 	w.rawBuf, w.rawN, w.rawErr = frame, 0, 0
 	err := w.raw.Write(w.rawFn)
-	n := w.rawN
+	n := int(w.rawN)
 	w.rawBuf = nil
 	switch {
 	case err != nil || n == 0:
@@ -490,7 +562,7 @@ func (w *batchWriter) rawWrite(fd uintptr) bool {
 		if err == syscall.EINTR {
 			continue
 		}
-		w.rawN, w.rawErr = max(n, 0), 0
+		w.rawN, w.rawErr = int32(max(n, 0)), 0
 		if err != nil {
 			w.rawErr = syscall.EIO
 			if e, ok := err.(syscall.Errno); ok {
