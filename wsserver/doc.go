@@ -28,13 +28,15 @@
 // of memory.
 //
 // Two transports carry the reading (Options.Transport). The readiness transport, the
-// default on Linux for plain sockets, registers each socket one-shot with an epoll poller:
-// an idle connection holds no goroutine and no read buffer, only its structs (about 3.5 KB,
-// listed in BENCHMARKS.md). When the socket turns readable, a reader goroutine reads the
-// messages it holds with coder/websocket, which still parses the frames and answers pings
-// and close frames; at a message boundary with the socket empty it re-arms the socket and
-// ends (after lingering briefly, for a busy peer, within a small per-server budget). A
-// partially received frame keeps its reader waiting, never a handler worker. The goroutine
+// default on Linux for plain sockets, registers each socket once, edge-triggered, with an
+// epoll poller: an idle connection holds no goroutine and no read buffer, only its structs
+// (about 3.5 KB, listed in BENCHMARKS.md). When bytes arrive, a reader (a goroutine of a
+// small pool kept by the pollers) reads the messages with coder/websocket, which still
+// parses the frames and answers pings and close frames; at a message boundary with the
+// socket empty it lets the connection go (after lingering briefly, for a busy peer, within
+// a small per-server budget). A partially received frame keeps its reader waiting, never a
+// handler worker nor another connection: a reader is handed only to a pool goroutine that
+// is free, or else to a goroutine of its own. The goroutine
 // transport (TLS, other platforms, or asked for) keeps a reader goroutine blocked in Read
 // for the connection's whole life. Both keep every contract below; CI runs the tests under
 // both (WSSERVER_TRANSPORT=goroutine selects the second for TransportAuto).

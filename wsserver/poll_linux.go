@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -15,17 +16,33 @@ import (
 // goroutine waiting for it. That goroutine does not block a thread in epoll_wait: the epoll
 // fd is itself registered with Go's own poller (an epoll fd is readable while it has events
 // ready), so the poller goroutine parks in the scheduler like any reader of a socket and
-// wakes without a thread hand-off. A connection's socket is registered one-shot with the
-// poller its id picks; when it turns readable, that poller starts the connection's reader
-// (never a handler worker: a partial frame must not block the shared queue), which reads
-// until the socket is empty at a message boundary and then re-arms it.
+// wakes without a thread hand-off. A connection's socket is registered once, edge-triggered,
+// with the poller its id picks; when bytes arrive, that poller has a goroutine of the reader
+// pool run the connection's reader (never a handler worker: a partial frame must not block
+// the shared queue), which reads until the socket is empty at a message boundary and then
+// lets the connection go (pollConn.wake and the reader states say how no edge is lost).
 //
 // The pollers serve every Server of the process. They start with the first registered
 // connection and stop with the last, so a process without connections holds none of them.
 type pollSet struct {
 	pollers []*poller
 	done    sync.WaitGroup
+
+	// The reader pool: long-lived goroutines that run ready connections' readers, so that a
+	// wake-up costs a hand-off, not a goroutine start and its stack's growth. A reader is
+	// handed over only to a pool goroutine waiting for one (an unbuffered channel), so no
+	// connection ever waits behind another's reader (one blocked mid-frame by a slow sender,
+	// or running its handler): when none waits, the pool grows up to readersMax goroutines,
+	// and past that a fresh goroutine runs the reader and ends with it.
+	handoff chan *pollConn
+	stop    chan struct{} // closed when the set stops: the pool goroutines end
+	readers atomic.Int32  // pool goroutines alive
+	max     int32
 }
+
+// readersPerCore bounds the reader pool: enough that a few slow senders or long handlers do
+// not push the wake-ups of busy connections onto fresh goroutines.
+const readersPerCore = 4
 
 // A poller is one epoll instance. Its events carry the connection's poll id, not its fd: an fd
 // is reused as soon as it is closed, an id never is, so a late event for a closed
@@ -34,6 +51,7 @@ type poller struct {
 	epfd int
 	f    *os.File        // epfd, registered with Go's poller; closing it stops the loop
 	rc   syscall.RawConn // f's
+	set  *pollSet
 	wait func(fd uintptr) bool
 	evs  []unix.EpollEvent
 	n    int // events in evs
@@ -80,10 +98,13 @@ func releasePollers() {
 		_ = p.f.Close() // wakes the loop, which returns
 	}
 	set.done.Wait()
+	// The pool goroutines end as soon as they are idle. They are not waited for: this may
+	// run on one of them (the last connection's reader closing it).
+	close(set.stop)
 }
 
 func startPollers(n int) (*pollSet, error) {
-	set := &pollSet{}
+	set := &pollSet{handoff: make(chan *pollConn), stop: make(chan struct{}), max: int32(readersPerCore * n)}
 	for range n {
 		p, err := newPoller()
 		if err != nil {
@@ -92,6 +113,7 @@ func startPollers(n int) (*pollSet, error) {
 			}
 			return nil, err
 		}
+		p.set = set
 		set.pollers = append(set.pollers, p)
 	}
 	for _, p := range set.pollers {
@@ -121,6 +143,37 @@ func newPoller() (*poller, error) {
 }
 
 func (p *poller) close() { _ = p.f.Close() }
+
+// start runs pc's reader: on a pool goroutine waiting for one, or on a new pool goroutine
+// while the pool is below its bound, or else on a goroutine of its own.
+func (s *pollSet) start(pc *pollConn) {
+	select {
+	case s.handoff <- pc:
+		return
+	default:
+	}
+	if s.readers.Add(1) <= s.max {
+		go s.reader(pc)
+		return
+	}
+	s.readers.Add(-1)
+	go pc.runOnGrownStack()
+}
+
+// reader is a pool goroutine: it runs the readers handed to it until the set stops.
+func (s *pollSet) reader(pc *pollConn) {
+	defer s.readers.Add(-1)
+	for {
+		// Grown at every hand-off: the collector shrinks an idle goroutine's stack.
+		growStack()
+		pc.run()
+		select {
+		case pc = <-s.handoff:
+		case <-s.stop:
+			return
+		}
+	}
+}
 
 func (s *pollSet) pick(id uint64) *poller { return s.pollers[id%uint64(len(s.pollers))] }
 

@@ -17,8 +17,8 @@ import (
 // follows the frames in the bytes it hands on (frameTracker), and when the stream stands
 // at a message boundary and the socket is empty, its Read says "would block" instead of
 // waiting: coder/websocket's Read then returns that error without closing anything (no
-// close happens at a frame boundary, and bufio clears the error), and the reader re-arms
-// the socket with its poller and lets its goroutine go. Control frames (ping, pong, close)
+// close happens at a frame boundary, and bufio clears the error), and the reader hands the
+// socket back to its poller and lets its goroutine go. Control frames (ping, pong, close)
 // are read the same way, inside coder's Read.
 //
 // Anywhere else (inside a frame, inside a fragmented message, or once a close handshake is
@@ -38,7 +38,7 @@ type pollConn struct {
 	fd       int
 	id       uint64 // what its epoll events carry: unique in the process (Conn.ID is per Server)
 
-	state    atomic.Uint32 // readerRunning, readerArmed, readerParked
+	state    atomic.Uint32 // readerRunning, readerAgain, readerArmed, readerParked
 	blocking atomic.Bool   // every Read waits: a close handshake is under way (or no poller)
 
 	// Owned by the reader (one at a time: see state).
@@ -61,11 +61,39 @@ type pollConn struct {
 
 // Reader states. Exactly one party moves the state out of readerArmed or readerParked (a
 // CompareAndSwap): that party runs the reader.
+//
+// The socket is registered edge-triggered, once: epoll reports each arrival of bytes, not
+// a readable socket, and needs no re-arming per wake-up. An edge that comes while a reader
+// runs would be lost if the reader then parked on the strength of a read that came before
+// those bytes: the poller records it (readerRunning to readerAgain), and the reader parks
+// only by moving readerRunning to readerArmed, so a recorded edge sends it back to read.
+// The reader clears readerAgain before each read at a message boundary: the edges before
+// that read are for bytes it reads.
 const (
 	readerRunning uint32 = iota // a goroutine is reading
-	readerArmed                 // the socket is armed with the poller; nobody reads
+	readerAgain                 // a goroutine is reading; bytes came since its last empty read
+	readerArmed                 // nobody reads; the poller starts a reader at the next edge
 	readerParked                // the handler is MaxPending behind; handled restarts it
 )
+
+// pollStep is a step of the readiness transport that tests can wait for (testHookPoll).
+type pollStep uint8
+
+const (
+	stepArming   pollStep = iota // the reader found the socket empty at a message boundary
+	stepArmed                    // the reader let its goroutine go
+	stepMidFrame                 // the reader waits for the rest of a frame
+	stepEdge                     // the poller saw bytes arrive while a reader ran
+)
+
+// testHookPoll, if set, is called at each pollStep (tests only).
+var testHookPoll atomic.Pointer[func(pc *pollConn, step pollStep)]
+
+func pollHook(pc *pollConn, step pollStep) {
+	if h := testHookPoll.Load(); h != nil {
+		(*h)(pc, step)
+	}
+}
 
 // pollBufSize is the pooled read buffer: several small frames per read system call.
 const pollBufSize = 4 << 10
@@ -177,6 +205,7 @@ func (pc *pollConn) putBuf() {
 // deadline the closing side set).
 func (pc *pollConn) readWait(p []byte) (int, error) {
 	if !pc.blocking.Load() {
+		pollHook(pc, stepMidFrame)
 		// Between bytes of a frame, a sender may pause PongTimeout at most.
 		timeout := pc.c.s.opts.PongTimeout
 		if now := time.Now(); pc.deadline.Sub(now) < timeout/2 {
@@ -205,6 +234,8 @@ func (pc *pollConn) readReady(p []byte) (int, error) {
 		_ = pc.Conn.SetReadDeadline(time.Time{})
 	}
 	pc.getBuf()
+	// The edges recorded so far are for bytes this read gets.
+	pc.state.CompareAndSwap(readerAgain, readerRunning)
 	n, err := pc.tryRead(*pc.buf)
 	if errors.Is(err, unix.EAGAIN) && pc.mayLinger() {
 		n, err = pc.linger()
@@ -250,7 +281,7 @@ func (pc *pollConn) rawRead(fd uintptr) bool {
 
 // Lingering: a reader that has just read a message waits a little in Go's poller before
 // it parks in epoll, because a busy peer's next message often follows within a round trip,
-// and catching it there costs less than a poller wake-up and a new goroutine. It is
+// and catching it there costs less than a poller wake-up and a hand-off. It is
 // adaptive and bounded: a connection whose linger ran out without a message skips the next
 // 1, 3, 7, ... runs' lingering, and at most lingerMax readers linger at once per server,
 // so thousands of quiet connections never each hold a goroutine.
@@ -297,7 +328,7 @@ func (pc *pollConn) linger() (int, error) {
 }
 
 // run is the connection's reader: it reads and dispatches messages until the socket is
-// empty at a message boundary, then re-arms it and returns. It finishes the connection when
+// empty at a message boundary, then hands the socket to its poller and returns. It finishes the connection when
 // reading fails. Only the party that took the state to readerRunning calls it.
 func (pc *pollConn) run() {
 	c := pc.c
@@ -328,27 +359,54 @@ func (pc *pollConn) run() {
 			c.finish(err)
 			return
 		}
-		// Settle ownership before re-arming: the moment the socket is armed, the poller may
-		// start another reader.
-		pc.state.Store(readerArmed)
-		if pc.arm() {
-			return
+		if !pc.arm() {
+			continue // closed (the read fails), or epoll refused (reads wait from now on)
 		}
-		// Closed (or epoll refused): read on, unless the close's wake took over.
-		if !pc.state.CompareAndSwap(readerArmed, readerRunning) {
-			return
+		// The moment the state says armed, the poller may start another reader. Bytes
+		// that came since the empty read: read on.
+		pollHook(pc, stepArming)
+		if !pc.state.CompareAndSwap(readerRunning, readerArmed) {
+			pc.state.Store(readerRunning)
+			continue
 		}
+		pollHook(pc, stepArmed)
+		return
 	}
 }
 
-// wake starts the reader if the socket was armed: the poller saw it readable, or it closed.
+// wake starts the reader if the socket was armed, or records the edge for the running
+// reader: the poller saw bytes arrive, or the connection closed. A parked reader reads
+// until the socket is empty when it resumes: it needs no record.
 func (pc *pollConn) wake() {
-	if pc.state.CompareAndSwap(readerArmed, readerRunning) {
-		go pc.runOnGrownStack()
+	for {
+		switch pc.state.Load() {
+		case readerArmed:
+			if pc.state.CompareAndSwap(readerArmed, readerRunning) {
+				pc.start()
+				return
+			}
+		case readerRunning:
+			if pc.state.CompareAndSwap(readerRunning, readerAgain) {
+				pollHook(pc, stepEdge)
+				return
+			}
+		default:
+			return
+		}
 	}
 }
 
-// runOnGrownStack is run on a new goroutine's stack grown once, while it is one frame deep.
+// start runs the reader, on the pollers' reader pool when the connection has a poller.
+func (pc *pollConn) start() {
+	if p := pc.p; p != nil {
+		p.set.start(pc)
+		return
+	}
+	go pc.runOnGrownStack()
+}
+
+// runOnGrownStack is run on a new goroutine's stack grown once, while it is one frame deep
+// (the reader pool's goroutines grow theirs the same way).
 // A reader reads through coder/websocket, the frame guard, the handler hand-off and an
 // Observer: deep enough that a goroutine's first 2 KiB stack grew two or three times per
 // wake-up, each time copying and re-walking every frame (13% of the echo server's CPU at
@@ -377,28 +435,31 @@ func (pc *pollConn) resume(limit int32) {
 	if pc.state.Load() == readerParked && pc.c.backlog.Load() < limit &&
 		pc.state.CompareAndSwap(readerParked, readerRunning) {
 		pc.c.paused.Store(false)
-		go pc.runOnGrownStack()
+		pc.start()
 	}
 }
 
 // setBlocking makes every later Read wait: a close handshake reads the peer's answer.
 func (pc *pollConn) setBlocking() { pc.blocking.Store(true) }
 
-// arm registers the socket one-shot for readability. It reports false when the connection
-// is closed, or epoll refused (the connection then goes on as with a reader goroutine).
+// arm registers the socket, edge-triggered, the first time; later it is registered
+// already. It reports false when the connection is closed, or epoll refused (the
+// connection then goes on as with a reader goroutine). It runs while the reader runs: an
+// edge that comes meanwhile is recorded (readerAgain), and a close after it wakes the
+// reader (Close).
 func (pc *pollConn) arm() bool {
+	if pc.added {
+		return true
+	}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if pc.closed || pc.p == nil {
 		return false
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT}
+	// Registering reports the bytes already there, too.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET}
 	setEventID(&ev, pc.id)
-	op := unix.EPOLL_CTL_MOD
-	if !pc.added {
-		op = unix.EPOLL_CTL_ADD
-	}
-	if err := unix.EpollCtl(pc.p.epfd, op, pc.fd, &ev); err != nil {
+	if err := unix.EpollCtl(pc.p.epfd, unix.EPOLL_CTL_ADD, pc.fd, &ev); err != nil {
 		pc.blocking.Store(true)
 		return false
 	}

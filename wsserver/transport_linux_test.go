@@ -298,3 +298,124 @@ func TestReadinessTLSKeepsAReaderGoroutine(t *testing.T) {
 	require.Equal(t, "secret", got)
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
 }
+
+// setPollHook installs fn as testHookPoll for the test.
+func setPollHook(t *testing.T, fn func(pc *pollConn, step pollStep)) {
+	testHookPoll.Store(&fn)
+	t.Cleanup(func() { testHookPoll.Store(nil) })
+}
+
+// signal sends on ch without waiting (ch is buffered; a full one has signalled enough).
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// The socket is registered edge-triggered: epoll reports bytes arriving, once. Bytes that
+// arrive after the reader's last empty read but before it lets its goroutine go come with
+// an edge the poller sees while the reader still runs; that edge must send the reader back
+// to read, or the message waits until the peer sends another one. The test holds the
+// reader between its empty read and its arming, sends a message then, and waits for the
+// poller to see its edge. (It failed with the arming a plain store: "two" never came back.)
+func TestReadinessEdgeWhileReadingIsNotLost(t *testing.T) {
+	var srv atomic.Pointer[Conn]
+	ts := start(t, HandlerFuncs{
+		Open:    func(c *Conn) { srv.Store(c) },
+		Message: func(c *Conn, m Message) { _ = c.Send(m) },
+	}, readiness(Options{PingInterval: -1}))
+	armed, edge := make(chan struct{}, 64), make(chan struct{}, 64)
+	trapped, release := make(chan struct{}), make(chan struct{})
+	var trap atomic.Bool
+	setPollHook(t, func(pc *pollConn, step pollStep) {
+		if c := srv.Load(); c == nil || pc.c != c {
+			return
+		}
+		switch step {
+		case stepArmed:
+			signal(armed)
+		case stepEdge:
+			signal(edge)
+		case stepArming:
+			if trap.CompareAndSwap(true, false) {
+				close(trapped)
+				select {
+				case <-release:
+				case <-time.After(wait):
+				}
+			}
+		}
+	})
+	c := dial(t, ts.url)
+	defer c.CloseNow()
+	write(t, c, "zero")
+	_, got := read(t, c)
+	require.Equal(t, "zero", got)
+	testutil.Recv(t, armed, "the socket registered with its poller")
+
+	trap.Store(true)
+	write(t, c, "one")
+	testutil.Recv(t, trapped, "the reader between its empty read and its arming")
+	write(t, c, "two")
+	testutil.Recv(t, edge, "the poller seeing the bytes of two while the reader runs")
+	close(release)
+	_, got = read(t, c)
+	require.Equal(t, "one", got)
+	_, got = read(t, c)
+	require.Equal(t, "two", got)
+}
+
+// More connections stalled mid-frame than the reader pool holds goroutines (a slow sender
+// holds its reader) do not hold up a wake-up: a reader is handed only to a pool goroutine
+// that waits for one, and past the pool's bound it gets a goroutine of its own. Each stalled
+// connection is idle and armed first, so that its frame's first byte comes through the
+// poller and the pool.
+func TestReadinessStalledReadersBeyondThePoolBlockNobody(t *testing.T) {
+	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) { _ = c.Send(m) }},
+		readiness(Options{PingInterval: -1}))
+	addr := strings.TrimPrefix(ts.url, "ws://")
+	armed, mid := make(chan *pollConn, 256), make(chan *pollConn, 256)
+	setPollHook(t, func(pc *pollConn, step pollStep) {
+		switch step {
+		case stepArmed:
+			select {
+			case armed <- pc:
+			default:
+			}
+		case stepMidFrame:
+			select {
+			case mid <- pc:
+			default:
+			}
+		}
+	})
+	n := readersPerCore*runtime.GOMAXPROCS(0) + 2
+	frame := clientFrame(true, 1, []byte("slow"))
+	slow := make([]net.Conn, n)
+	for i := range slow {
+		nc, err := rawUpgrade(addr)
+		require.NoError(t, err)
+		defer nc.Close()
+		slow[i] = nc
+		testutil.Recv(t, armed, "the new connection armed")
+		_, err = nc.Write(frame[:1])
+		require.NoError(t, err)
+		testutil.Recv(t, mid, "its reader waiting for the rest of the frame")
+	}
+	other := dial(t, ts.url)
+	defer other.CloseNow()
+	for _, s := range []string{"a", "b"} {
+		write(t, other, s)
+		_, got := read(t, other)
+		require.Equal(t, s, got)
+	}
+	for _, nc := range slow {
+		_, err := nc.Write(frame[1:])
+		require.NoError(t, err)
+		_ = nc.SetDeadline(time.Now().Add(wait))
+		op, p := readFrame(t, nc)
+		require.Equal(t, byte(0x81), op)
+		require.Equal(t, "slow", p)
+	}
+}
