@@ -30,9 +30,9 @@
 // Two transports carry the reading (Options.Transport). The readiness transport, the
 // default on Linux for plain sockets, registers each socket once, edge-triggered, with an
 // epoll poller: an idle connection holds no goroutine and no read buffer, only its structs
-// (about 3.5 KB, listed in BENCHMARKS.md). When bytes arrive, a reader (a goroutine of a
-// small pool kept by the pollers) reads the messages with coder/websocket, which still
-// parses the frames and answers pings and close frames; at a message boundary with the
+// (about 3.1 KB, 1.4 KB of it coder/websocket's Conn; listed in BENCHMARKS.md). When bytes
+// arrive, a reader (a goroutine of a small pool kept by the pollers) reads the messages
+// with coder/websocket, which still parses the frames and answers pings and close frames; at a message boundary with the
 // socket empty it lets the connection go (after lingering briefly, for a busy peer, within
 // a small per-server budget). A partially received frame keeps its reader waiting, never a
 // handler worker nor another connection: a reader is handed only to a pool goroutine that

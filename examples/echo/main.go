@@ -15,6 +15,11 @@
 // unset, its observer is inert and costs nothing. Stop it with Ctrl-C: it closes every
 // connection with 1001 first.
 //
+// Its memory follows Go's collector settings, which the runtime reads from the environment
+// (no flag of its own duplicates them): with the defaults (GOGC=100, no GOMEMLIMIT) the
+// process holds about twice what is live after a connect burst; GOGC=50, or a GOMEMLIMIT
+// a little above the live heap, trade some collector CPU for less (BENCHMARKS.md, issue 18).
+//
 //	go run ./examples/echo -addr 127.0.0.1:8080 -pprof
 //	go run ./examples/echo -addr 127.0.0.1:8081 -nats nats://127.0.0.1:4222
 package main
