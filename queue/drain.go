@@ -32,6 +32,7 @@ func (q *Queue) drainSerial(g uintptr) {
 	}()
 	q.mu.Lock()
 	q.owner = g
+	q.countFirstLocked()
 	ran, total := 0, 0
 	for {
 		if !q.runnableLocked() {

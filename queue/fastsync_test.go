@@ -161,3 +161,76 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		runtime.Gosched()
 	}
 }
+
+// An Async onto an idle serial queue hands it its block without the lock: it returns while
+// another goroutine holds q.mu, the block waits in the drainer's batch, and it runs once the
+// drainer can take the lock.
+func TestAnAsyncOntoAnIdleQueueTakesNoLock(t *testing.T) {
+	q := NewSerial("fast-first")
+	ran := make(chan struct{})
+	accepted := make(chan struct{})
+	q.mu.Lock()
+	go func() {
+		q.Async(func() { close(ran) })
+		close(accepted)
+	}()
+	testutil.Recv(t, accepted, "an Async onto an idle queue whose lock is held")
+	require.Equal(t, holdBusy|holdFirst, q.hold.Load())
+	require.EqualValues(t, 1, q.batch.n, "the block waits in the drainer's batch")
+	q.mu.Unlock()
+	testutil.Recv(t, ran, "the block")
+	syncDone(t, q)
+	require.Zero(t, q.hold.Load())
+}
+
+// behindAHeldTarget returns a queue whose drains cannot start (its serial target is held by
+// a Sync that waits for the gate) with one block handed to it without the lock.
+func behindAHeldTarget(t *testing.T, label string, fn func()) (*Queue, *gate) {
+	t.Helper()
+	target := NewSerial(label + "-target")
+	g := newGate()
+	go target.Sync(g.block)
+	testutil.Recv(t, g.started, "the Sync holding the target")
+	q := NewSerial(label, WithTarget(target))
+	q.Async(fn)
+	require.Equal(t, holdBusy|holdFirst, q.hold.Load(), "the block went in without the lock")
+	return q, g
+}
+
+// Close waits for a block handed to an idle queue without the lock even before its drainer
+// has counted it, and Stats shows it pending.
+func TestCloseWaitsForABlockHandedToAnIdleQueueWithoutTheLock(t *testing.T) {
+	ran := make(chan struct{})
+	q, g := behindAHeldTarget(t, "fast-first-close", func() { close(ran) })
+	require.Equal(t, 1, q.Stats().Pending)
+	closed := make(chan error, 1)
+	go func() { closed <- q.Close(context.Background()) }()
+	waitFor(t, "Close to begin", q.Closed)
+	q.mu.Lock()
+	fired := q.ext.closeFired
+	q.mu.Unlock()
+	require.False(t, fired, "Close counted no block left while one waited for its drainer")
+	notYet(t, closed, "Close")
+	g.open()
+	testutil.Recv(t, ran, "the block")
+	require.NoError(t, testutil.Recv(t, closed, "Close"))
+	require.EqualValues(t, 1, q.Stats().Executed)
+}
+
+// A Suspend between an Async's lock-free hand-over and its drainer's start holds the block
+// back: the drainer puts it in line and leaves the queue idle and stopped; Resume runs it.
+func TestSuspendBeforeTheDrainerStartsHoldsBackAFirstBlock(t *testing.T) {
+	ran := make(chan struct{})
+	q, g := behindAHeldTarget(t, "fast-first-suspend", func() { close(ran) })
+	q.Suspend()
+	g.open()
+	waitFor(t, "the drainer to give the queue back", func() bool { return q.hold.Load()&holdBusy == 0 })
+	q.mu.Lock()
+	require.Equal(t, holdStopped, q.hold.Load())
+	require.EqualValues(t, 1, q.items.n, "the block waits in line")
+	require.EqualValues(t, 1, q.acc, "counted by its drainer")
+	q.mu.Unlock()
+	notYet(t, ran, "the block of a suspended queue")
+	q.Resume()
+	testutil.Recv(t, ran, "the block after Resume")
+}

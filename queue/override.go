@@ -251,7 +251,7 @@ func (q *Queue) inheritQoS() {
 		return
 	}
 	q.mu.Lock()
-	until := q.acc // this block and the ones before it
+	until := q.accepted() // this block and the ones before it
 	q.mu.Unlock()
 	exec.raise(q, &overrideEntry{qos: qos, q: q, until: until})
 }

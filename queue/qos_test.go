@@ -133,7 +133,8 @@ func TestASyncWaiterOverridesTheQoSOfTheQueueItWaitsFor(t *testing.T) {
 				require.Eventually(t, func() bool { // the block and the Sync caller wait in line
 					low.mu.Lock()
 					defer low.mu.Unlock()
-					return low.items.n == 2
+					// The block went to the idle queue's drainer (its batch) without the lock.
+					return low.batch.n+low.items.n == 2
 				}, waitTimeout, time.Millisecond)
 			} else {
 				close(synced)

@@ -33,15 +33,18 @@ const (
 )
 
 // A serial queue's hold word says who holds the queue, so that a Sync caller can take an idle
-// queue and give it back with one atomic operation each, without the lock. Everything else
-// changes it under q.mu, with atomic operations because an uncontended Sync does not take the
-// lock; the only changes made without the lock are a Sync's CAS from 0 (the queue idle and
-// runnable) and its CAS from exactly its own word back to 0.
+// queue and give it back, and an Async can hand an idle queue its block, with one atomic
+// operation each, without the lock. Everything else changes it under q.mu, with atomic
+// operations because those do not take the lock. The only changes made without the lock are
+// a CAS from 0 (the queue idle, runnable and open) by a Sync caller or a submitter, and a
+// Sync caller's CAS from exactly its own word back to 0.
 const (
 	holdBusy    uint64 = 1 << iota // held, or a drainer is scheduled (a serial queue's active)
 	holdStopped                    // suspended or inactive: flagStopped's copy, under q.mu
+	holdClosed                     // closed: flagClosed's copy, so that a CAS from 0 fails
 	holdFast                       // held by a Sync caller that took it without the lock ...
 	holdQueued                     // ... and something was queued since: its release locks
+	holdFirst                      // a submitter put a block in the batch without the lock
 	holdShift   = 8                // the fast Sync caller's goroutine, above the bits
 )
 
@@ -108,6 +111,7 @@ type Queue struct {
 	inactive bool
 	closed   bool
 	excl     bool // concurrent: a barrier holds the queue
+	counted  bool // serial: the block holdFirst says of is counted in acc (by its drainer)
 	ext      *extra
 	pending  atomic.Int64 // limited queues only: accepted and not started
 	waiters  atomic.Int32 // limited queues only: Async calls waiting for room
@@ -115,7 +119,25 @@ type Queue struct {
 }
 
 // live is the number of accepted blocks that have not finished; q.mu must be held.
-func (q *Queue) live() uint64 { return q.acc - q.done.Load() }
+func (q *Queue) live() uint64 { return q.accepted() - q.done.Load() }
+
+// accepted is the number of blocks the queue accepted, the one a submitter handed an idle
+// queue without the lock included, before its drainer counts it in acc; q.mu must be held.
+func (q *Queue) accepted() uint64 {
+	if !q.counted && q.hold.Load()&holdFirst != 0 {
+		return q.acc + 1
+	}
+	return q.acc
+}
+
+// countFirstLocked is called by a serial queue's drainer as it starts: it counts in acc the
+// block that a submitter put in its batch without the lock.
+func (q *Queue) countFirstLocked() {
+	if !q.counted && q.hold.Load()&holdFirst != 0 {
+		q.acc++
+		q.counted = true
+	}
+}
 
 // NewSerial returns a serial queue: its blocks run one at a time, in the order they were
 // submitted, each seeing the effects of the ones before it.
@@ -298,7 +320,8 @@ func (q *Queue) serialReleaseLocked() bool {
 	if q.items.n > 0 && q.runnableLocked() {
 		return true
 	}
-	q.hold.And(^holdBusy)
+	q.counted = false
+	q.hold.And(^(holdBusy | holdFirst))
 	return false
 }
 
@@ -489,6 +512,15 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 // returns false, having done nothing, if the queue is closed: submit's slow path reports
 // that as its mode says.
 func (q *Queue) submitPlain(it item) bool {
+	if q.hold.Load() == 0 && q.hold.CompareAndSwap(0, holdBusy|holdFirst) {
+		// The queue was idle, runnable and open, and is the caller's until the drainer it
+		// starts runs: the block goes in the drainer's batch (its inline slot), with no lock.
+		// The drainer counts it in acc (accepted counts it meanwhile).
+		q.batch.pushBack(it)
+		q.target.Load().submitChild(q)
+		q.inheritQoS() // override.go
+		return true
+	}
 	q.mu.Lock()
 	f := q.flags.Load()
 	if f&flagClosed != 0 {
@@ -690,6 +722,9 @@ func (q *Queue) Close(ctx context.Context) error {
 	first := !q.closed
 	q.closed = true
 	q.flags.Or(flagClosed)
+	if q.kind == serialKind {
+		q.hold.Or(holdClosed)
+	}
 	x := q.extLocked()
 	if x.closeDone == nil {
 		x.closeDone = make(chan struct{})

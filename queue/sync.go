@@ -401,7 +401,7 @@ func (q *Queue) releaseSerialSync(me uintptr) {
 	if h := q.hold.Load(); h&holdFast != 0 {
 		// Held without the lock, and blocks came (or a Suspend): a holder like any other now.
 		// Nothing else changes the word while it is not 0 and the lock is held.
-		q.hold.Store(h & (holdBusy | holdStopped))
+		q.hold.Store(h & (holdBusy | holdStopped | holdClosed))
 	}
 	q.owner = 0
 	if q.runnableLocked() && q.handToWaiterLocked() {
