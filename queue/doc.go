@@ -21,18 +21,20 @@
 // Async submits and returns; Sync waits, running the block on the caller's goroutine as GCD
 // does (never taking a worker). A Sync onto an idle serial queue that targets a root takes it
 // with one atomic compare-and-swap and gives it back with another when nothing was queued
-// meanwhile, without the queue's lock; an Async onto a serial queue takes the lock once. A
-// Sync that finds its queue held, with nothing queued, yields
-// and looks again a few times before it parks; a Sync caller hands a serial queue straight to
-// the Sync caller waiting next. A Sync never hangs waiting for its own caller. A Sync from a
-// block that holds a slot of a concurrent queue, onto that queue or onto a queue under it,
-// runs at once in the caller's slot, as GCD runs a nested dispatch_sync onto a concurrent
-// queue: this is what makes WithWidth(1) queues, default-width queues at GOMAXPROCS=1 and a
-// reader's Sync queued behind a writer's barrier work. A Sync that would wait for a queue the
-// caller holds alone (its own serial queue, a serial queue up the chain, its barrier), or for
-// a queue that needs the only slot the caller holds, panics instead (SyncContext returns
-// ErrWouldDeadlock), naming the queues. DetectDeadlocks also catches cycles of Syncs across
-// queues, through serial queues and width-1 concurrent ones.
+// meanwhile, without the queue's lock. An Async onto an idle serial queue (one without a limit,
+// an observer, a panic handler or call sites) hands it its block with one compare-and-swap,
+// without the lock and without allocating; onto a busy one it takes the lock once, and the
+// drainer takes everything pending under one lock. A Sync that finds its queue held, with
+// nothing queued, yields and looks again a few times before it parks; a Sync caller hands a
+// serial queue straight to the Sync caller waiting next. A Sync never hangs waiting for its own
+// caller. A Sync from a block that holds a slot of a concurrent queue, onto that queue or onto
+// a queue under it, runs at once in the caller's slot, as GCD runs a nested dispatch_sync onto
+// a concurrent queue: this is what makes WithWidth(1) queues, default-width queues at
+// GOMAXPROCS=1 and a reader's Sync queued behind a writer's barrier work. A Sync that would
+// wait for a queue the caller holds alone (its own serial queue, a serial queue up the chain,
+// its barrier), or for a queue that needs the only slot the caller holds, panics instead
+// (SyncContext returns ErrWouldDeadlock), naming the queues. DetectDeadlocks also catches
+// cycles of Syncs across queues, through serial queues and width-1 concurrent ones.
 //
 // A queue made WithLimit holds back its producers while it is full: Async waits for room,
 // TryAsync fails, and Submit (for code submitting on behalf of others: timers, event sources)
