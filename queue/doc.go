@@ -15,8 +15,10 @@
 // yields, so one flooded queue cannot starve the others. A block that makes an idle queue
 // runnable hands that queue to its own worker, which runs it once the block returns, as Go's
 // scheduler does with runnext: no lock, no goroutine woken while another worker looks for
-// work. It still waits behind any work of the roots, higher QoS first; if the block goes on
-// (it waits, say, for that very queue), a worker looking for work takes it over.
+// work. It never passes higher-QoS work waiting in the roots, and passes work of its own class
+// at most 16 times in a row (a chain of queues passing work on); a drain that yields goes to
+// the back of its root. If the block goes on (it waits, say, for that very queue), a worker
+// looking for work takes the queue over.
 //
 // Async submits and returns; Sync waits, running the block on the caller's goroutine as GCD
 // does (never taking a worker). A Sync onto an idle serial queue that targets a root takes it

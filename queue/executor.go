@@ -50,10 +50,11 @@ type executor struct {
 type pool struct {
 	bubble  uint64 // 0: outside any bubble
 	items   [numQoS]deque
-	n       int32        // items in items (e.queued counts them without the lock)
-	workers atomic.Int32 // running worker goroutines
-	blocked atomic.Int32 // of those, waiting in a Sync (they do not count against GOMAXPROCS)
-	spinner atomic.Bool  // a worker is briefly waiting for work before it exits
+	n       int32         // items in items (e.queued counts them without the lock)
+	workers atomic.Int32  // running worker goroutines
+	blocked atomic.Int32  // of those, waiting in a Sync (they do not count against GOMAXPROCS)
+	spinner atomic.Bool   // a worker is briefly waiting for work before it exits
+	classes atomic.Uint32 // bit i set while items[i] holds items: a handed drain checks for higher classes
 	refused uint32
 
 	// The monitor lends workers when every worker is stuck (see monitor.go).
@@ -75,6 +76,8 @@ type worker struct {
 	qos     QoS          // the class counted in executor.running
 	now     atomic.Int32 // root's QoS while it has one, else -1: read without e.mu (workerQoS)
 	slotted bool         // registered in workerTable
+	cur     *Queue       // the queue whose drain the worker runs as its root item (its own yields are no hand-off)
+	direct  int          // handed items taken in a row while others waited in the roots
 
 	// next is the drain of a queue that the worker's own block made runnable (Go's runnext):
 	// the worker runs it as soon as that block returns, with no lock, no goroutine woken and
@@ -86,6 +89,12 @@ type worker struct {
 	nextRoot  *Queue
 	nextQoS   QoS // nextRoot's class, for the worker alone (others may be clearing nextRoot)
 }
+
+// maxDirect is how many handed drains in a row a worker may run while items of the same
+// class wait in the roots (as Go's runnext shares its time slice): a chain of queues passing
+// work on (starfish, a pipeline) then costs no lock per hop, and what waits still comes after
+// at most this many.
+const maxDirect = 16
 
 // The states of worker.next: only the worker fills an empty slot; another worker takes it
 // under e.mu, from full to busy and back to empty once it has read and cleared the slot; the
@@ -151,7 +160,7 @@ func (e *executor) refreshProcs() { e.cpus.Store(int32(runtime.GOMAXPROCS(0))) }
 func (e *executor) push(root *Queue, it item) {
 	g := goid.G()
 	w := workerOf(g)
-	if w != nil && it.child != nil && e.hand(w, root, it) {
+	if w != nil && it.child != nil && it.child != w.cur && e.hand(w, root, it) {
 		return
 	}
 	e.mu.Lock()
@@ -204,6 +213,9 @@ func (e *executor) pushLocked(p *pool, root *Queue, it item) {
 		c.slot = int8(qos)
 	}
 	p.items[qos].pushBack(it)
+	if p.items[qos].n == 1 {
+		p.classes.Or(1 << qos)
+	}
 	p.n++
 	e.queued.Add(1)
 	if it.child == nil {
@@ -248,16 +260,25 @@ func (e *executor) roomFor(p *pool) bool {
 	return w-p.blocked.Load() < e.capLocked(p) && w < maxWorkers
 }
 
-// takeHanded returns worker w's next item if w may run it now, with no lock: nothing of the
-// pool waits in the roots (which would come first, by QoS and by age), it is of the class w
-// already counts as, and w is not one too many (GOMAXPROCS shrank, lending ended). It costs
+// takeHanded returns worker w's next item if w may run it now, with no lock: nothing of a
+// higher class waits in the roots, nothing of its class either or w took fewer than maxDirect
+// handed items in a row, it is of the class w already counts as, and w is not one too many
+// (GOMAXPROCS shrank, lending ended). It costs
 // one atomic write and counts nothing: the monitor sees such a worker's progress by the CPU
 // it uses (a busy worker is never helped), and takes what waits there long (monitor).
 func (e *executor) takeHanded(w *worker) (*Queue, item, bool) {
 	p := w.p
-	if w.nextState.Load() != nextFull || e.queued.Load() != 0 || w.nextQoS != w.qos ||
-		p.workers.Load()-p.blocked.Load() > e.capLocked(p) ||
-		!w.nextState.CompareAndSwap(nextFull, nextEmpty) {
+	if w.nextState.Load() != nextFull || w.nextQoS != w.qos || p.classes.Load()>>(w.qos+1) != 0 ||
+		p.workers.Load()-p.blocked.Load() > e.capLocked(p) {
+		return nil, item{}, false
+	}
+	if e.queued.Load() != 0 {
+		if w.direct >= maxDirect {
+			return nil, item{}, false
+		}
+		w.direct++
+	}
+	if !w.nextState.CompareAndSwap(nextFull, nextEmpty) {
 		return nil, item{}, false
 	}
 	root, it := w.nextRoot, w.next
@@ -370,6 +391,9 @@ func (e *executor) popLocked(p *pool) (*Queue, item, bool) {
 			p.n--
 			e.queued.Add(-1)
 			it := p.items[i].popFront()
+			if p.items[i].n == 0 {
+				p.classes.And(^uint32(1 << i))
+			}
 			if it.fn == nil && it.child == nil && it.x == nil {
 				continue // a drain moved to a higher QoS
 			}
@@ -422,13 +446,14 @@ func (e *executor) work(p *pool) {
 			continue
 		}
 		w.root = root // a handed item taken below is of the same class, so of the same root
+		w.direct = 0
 		w.now.Store(int32(root.QoS()))
 		if w.qos != root.QoS() {
 			e.setWorkerQoS(w, root.QoS())
 		}
 		e.mu.Unlock()
 		for ok { // the item, then what its blocks handed this worker, while nothing else waits
-			w.home = root
+			w.home, w.cur = root, it.child
 			if it.child != nil {
 				w.home = it.child.target.Load()
 			}
@@ -451,7 +476,7 @@ func (e *executor) work(p *pool) {
 			root, it, ok = e.takeHanded(w)
 		}
 		e.mu.Lock()
-		w.root, w.home = nil, nil
+		w.root, w.home, w.cur = nil, nil, nil
 		w.now.Store(-1)
 	}
 	e.reclaimLocked(w) // leaving for the CPU cap: the workers that stay take it

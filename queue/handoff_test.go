@@ -2,6 +2,7 @@ package queue
 
 import (
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,4 +97,43 @@ func TestAHandedDrainOutlivesAGoexit(t *testing.T) {
 	})
 	testutil.Recv(t, ran, "the drain handed before the Goexit")
 	syncDone(t, a)
+}
+
+// A chain of queues passing work on, each hop handed to the one worker, lets a block waiting
+// in the roots at the same class in after at most maxDirect hops (a lenient bound here: the
+// hop count is read around the submission, not at it); a block of a higher class goes first.
+func TestAHandedChainLetsWaitingWorkIn(t *testing.T) {
+	for _, qos := range []QoS{Default, UserInteractive} {
+		withProcs(t, 1)
+		scarceWorkers(t)
+		a, b := NewSerial("a"), NewSerial("b")
+		var hops atomic.Int64
+		stop := make(chan struct{})
+		at10 := make(chan struct{}, 1)
+		var hop func(next, other *Queue) func()
+		hop = func(next, other *Queue) func() {
+			return func() {
+				if n := hops.Add(1); n == 10 {
+					at10 <- struct{}{}
+				}
+				select {
+				case <-stop:
+				default:
+					if hops.Load() < 100_000 {
+						next.Async(hop(other, next))
+					}
+				}
+			}
+		}
+		a.Async(hop(b, a))
+		testutil.Recv(t, at10, "the chain's tenth hop")
+		ran := make(chan int64, 1)
+		before := hops.Load()
+		NewSerial("waiting", WithQoS(qos)).Async(func() { ran <- hops.Load() - before })
+		waited := testutil.Recv(t, ran, "the waiting block")
+		close(stop)
+		syncDone(t, a)
+		syncDone(t, b)
+		require.LessOrEqual(t, waited, int64(2*maxDirect+2), "hops run before the waiting block (%v)", qos)
+	}
 }

@@ -150,6 +150,7 @@ func (e *executor) moveLocked(top *Queue, qos QoS) {
 				if c.items[i].child == top {
 					c.items[i] = item{}
 					p.items[qos].pushBack(item{child: top})
+					p.classes.Or(1 << qos)
 					p.n++
 					e.queued.Add(1)
 					top.slot = int8(qos)
