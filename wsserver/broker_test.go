@@ -131,6 +131,10 @@ func TestBrokerFailureKeepsTheRoomLocalAndCountsDrops(t *testing.T) {
 	a1, b1 := fakeConn(nodeA, 1), fakeConn(nodeB, 1)
 	nodeA.Room("r").Join(a1)
 	nodeB.Room("r").Join(b1)
+	// Len waits for each room's queue: both subscriptions are made before the broker closes
+	// (a subscription still on its way when it closed failed, and the observer heard
+	// "subscribe r" where the test waits for "publish r").
+	nodeA.Room("r").Len()
 	nodeB.Room("r").Len()
 
 	require.NoError(t, brokerA.Close())
