@@ -36,7 +36,12 @@
 // socket empty it lets the connection go (after lingering briefly, for a busy peer, within
 // a small per-server budget). A partially received frame keeps its reader waiting, never a
 // handler worker nor another connection: a reader is handed only to a pool goroutine that
-// is free, or else to a goroutine of its own. The goroutine
+// is free, or else to a goroutine of its own. When no message of the connection's is
+// waiting or running and nothing more is buffered, the reader runs OnMessage itself,
+// through the connection's queue (Sync: same order, same exclusion, same HandlerWidth),
+// instead of waking a worker for it; it hands the connection back to its poller
+// meanwhile, so whatever arrives then (even the message a handler waits for, or the
+// close) is read by another reader. The goroutine
 // transport (TLS, other platforms, or asked for) keeps a reader goroutine blocked in Read
 // for the connection's whole life. Both keep every contract below; CI runs the tests under
 // both (WSSERVER_TRANSPORT=goroutine selects the second for TransportAuto).

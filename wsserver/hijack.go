@@ -93,6 +93,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		if pc := newPollConn(nc, early, bw, h.guard); pc != nil {
 			h.nc, h.bw, h.pc = nc, bw, pc
 			h.br, h.src = bufio.NewReaderSize(pc, minReadBuffer), pc
+			pc.br = h.br
 			return pc, bufio.NewReadWriter(h.br, bufio.NewWriterSize(bw, writeBufferSize(direct))), nil
 		}
 	}

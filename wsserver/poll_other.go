@@ -3,12 +3,16 @@
 package wsserver
 
 import (
+	"bufio"
 	"errors"
 	"net"
 )
 
 // pollConn exists only on Linux; elsewhere every connection has a reader goroutine.
-type pollConn struct{ net.Conn }
+type pollConn struct {
+	net.Conn
+	br *bufio.Reader
+}
 
 func newPollConn(net.Conn, []byte, *batchWriter, *frameGuard) *pollConn { return nil }
 

@@ -1,10 +1,12 @@
 package wsserver
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,13 +35,19 @@ type pollConn struct {
 	net.Conn // the socket
 	c        *Conn
 	bw       *batchWriter
-	guard    *frameGuard // what coder/websocket reads through; it reads from pc.read
+	guard    *frameGuard   // what coder/websocket reads through; it reads from pc.read
+	br       *bufio.Reader // coder/websocket's reader buffer, on the guard (set by the hijack)
 	raw      syscall.RawConn
 	fd       int
 	id       uint64 // what its epoll events carry: unique in the process (Conn.ID is per Server)
 
 	state    atomic.Uint32 // readerRunning, readerAgain, readerArmed, readerParked
 	blocking atomic.Bool   // every Read waits: a close handshake is under way (or no poller)
+
+	// outside is set while the reader touches the stream outside coder/websocket's read lock
+	// (prefill, letGo): coder's Close may read the peer's answer from another goroutine
+	// under that lock, once blocking is set (setBlocking waits for outside to clear).
+	outside atomic.Bool
 
 	// Owned by the reader (one at a time: see state).
 	ft         frameTracker
@@ -52,6 +60,7 @@ type pollConn struct {
 	rawP       []byte
 	rawN       int
 	rawErr     error
+	err        error // what the next read says: an error fill found before coder read
 
 	mu     sync.Mutex // guards the registration, so that the fd leaves epoll before it closes
 	p      *poller
@@ -173,6 +182,10 @@ func (pc *pollConn) read(p []byte) (int, error) {
 	if pc.off < pc.n {
 		return pc.serve(p), nil
 	}
+	if err := pc.err; err != nil {
+		pc.err = nil
+		return 0, err
+	}
 	if pc.blocking.Load() || !pc.ft.boundary() {
 		return pc.readWait(p)
 	}
@@ -229,6 +242,69 @@ func (pc *pollConn) readWait(p []byte) (int, error) {
 
 // readReady reads what the socket holds without waiting for it, at a message boundary.
 func (pc *pollConn) readReady(p []byte) (int, error) {
+	if err := pc.fill(); err != nil {
+		return 0, err
+	}
+	return pc.serve(p), nil
+}
+
+// quiet reports whether the stream stands at a message boundary with nothing read and not
+// handed on: the reader then fills the buffer before it calls coder/websocket's Reader,
+// and lets the connection go without calling it when the socket is empty (coder wraps the
+// "would block" twice on its way out, each a fmt.Errorf).
+func (pc *pollConn) quiet() bool {
+	return pc.off >= pc.n && pc.err == nil && pc.br != nil && pc.br.Buffered() == 0 &&
+		!pc.blocking.Load() && pc.ft.boundary()
+}
+
+// prefill fills the buffer before coder/websocket reads when the stream is quiet (see
+// quiet): errWouldBlock when the socket is empty; any other error is left for coder to
+// read, so that it ends the connection as it does.
+func (pc *pollConn) prefill() error {
+	if !pc.enter() {
+		return nil
+	}
+	defer pc.outside.Store(false)
+	if !pc.quiet() {
+		return nil
+	}
+	err := pc.fill()
+	if err != nil && !errors.Is(err, errWouldBlock) {
+		pc.err, err = err, nil
+	}
+	return err
+}
+
+// letGo hands the connection back to its poller while its reader runs a handler inline
+// (Conn.runInline): only when the stream is quiet (nothing buffered anywhere, so all that
+// comes next comes with an edge) and no edge was recorded since the last read. The reader
+// takes it back after the handler unless a reader started meanwhile.
+func (pc *pollConn) letGo() bool {
+	if !pc.enter() {
+		return false
+	}
+	quiet := pc.quiet()
+	if quiet {
+		pc.putBuf()
+	}
+	pc.outside.Store(false)
+	return quiet && pc.arm() && pc.state.CompareAndSwap(readerRunning, readerArmed)
+}
+
+// enter marks the reader outside coder/websocket's read lock, unless a close handshake
+// reads (blocking): then it reports false.
+func (pc *pollConn) enter() bool {
+	pc.outside.Store(true)
+	if pc.blocking.Load() {
+		pc.outside.Store(false)
+		return false
+	}
+	return true
+}
+
+// fill reads what the socket holds into the buffer without waiting for it (lingering
+// aside), at a message boundary: errWouldBlock when it is empty.
+func (pc *pollConn) fill() error {
 	if !pc.deadline.IsZero() {
 		pc.deadline = time.Time{}
 		_ = pc.Conn.SetReadDeadline(time.Time{})
@@ -243,17 +319,14 @@ func (pc *pollConn) readReady(p []byte) (int, error) {
 	switch {
 	case n > 0:
 		pc.n = n
-		return pc.serve(p), nil
+		return nil
 	case err == nil:
-		pc.putBuf()
-		return 0, io.EOF
+		err = io.EOF
 	case errors.Is(err, unix.EAGAIN):
-		pc.putBuf()
-		return 0, errWouldBlock
-	default:
-		pc.putBuf()
-		return 0, err
+		err = errWouldBlock
 	}
+	pc.putBuf()
+	return err
 }
 
 // tryRead is one read(2) that never waits.
@@ -347,12 +420,12 @@ func (pc *pollConn) run() {
 			}
 			c.paused.Store(false)
 		}
-		typ, data, err := c.readMessage()
+		err := pc.step()
 		if err == nil {
-			pc.msgs++
-			if err = c.received(typ, data); err == nil {
-				continue
-			}
+			continue
+		}
+		if errors.Is(err, errHandedOff) {
+			return
 		}
 		if !errors.Is(err, errWouldBlock) {
 			c.readFailed(err)
@@ -372,6 +445,39 @@ func (pc *pollConn) run() {
 		pollHook(pc, stepArmed)
 		return
 	}
+}
+
+// errHandedOff says that another reader has the connection now (step).
+var errHandedOff = errors.New("wsserver: another reader has the connection")
+
+// step reads one message and hands it to the handler: queued, or run inline when nothing
+// of the connection's waits (Conn.runInline), the connection let go meanwhile (letGo). It
+// returns errWouldBlock when the socket is empty at a message boundary, and errHandedOff
+// when a reader started while the handler ran inline.
+func (pc *pollConn) step() error {
+	c := pc.c
+	if err := pc.prefill(); err != nil {
+		return err
+	}
+	typ, data, err := c.readMessage()
+	if err != nil {
+		return err
+	}
+	pc.msgs++
+	m, ok, err := c.admit(typ, data)
+	if err != nil || !ok {
+		return err
+	}
+	if c.backlog.Add(1) > 1 || !pc.letGo() {
+		c.queueMessage(m)
+		return nil
+	}
+	c.runInline(m)
+	// Take the connection back, unless another reader has it now.
+	if !pc.state.CompareAndSwap(readerArmed, readerRunning) {
+		return errHandedOff
+	}
+	return nil
 }
 
 // wake starts the reader if the socket was armed, or records the edge for the running
@@ -439,8 +545,15 @@ func (pc *pollConn) resume(limit int32) {
 	}
 }
 
-// setBlocking makes every later Read wait: a close handshake reads the peer's answer.
-func (pc *pollConn) setBlocking() { pc.blocking.Store(true) }
+// setBlocking makes every later Read wait: a close handshake reads the peer's answer. It
+// returns once the reader is not touching the stream outside coder/websocket's lock (at
+// most a linger's time): the handshake's reads may start.
+func (pc *pollConn) setBlocking() {
+	pc.blocking.Store(true)
+	for pc.outside.Load() {
+		runtime.Gosched()
+	}
+}
 
 // arm registers the socket, edge-triggered, the first time; later it is registered
 // already. It reports false when the connection is closed, or epoll refused (the

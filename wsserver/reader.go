@@ -86,20 +86,28 @@ func (c *Conn) readMessage() (websocket.MessageType, []byte, error) {
 // the violation when the message breaks a rule checked only here (the UTF-8 of a compressed
 // text message, once inflated): the reader stops.
 func (c *Conn) received(typ websocket.MessageType, data []byte) error {
+	m, ok, err := c.admit(typ, data)
+	if ok {
+		c.dispatch(m)
+	}
+	return err
+}
+
+// admit is received without the dispatch: whether the message goes to the handler.
+func (c *Conn) admit(typ websocket.MessageType, data []byte) (Message, bool, error) {
 	c.heard.Store(c.s.ka.epoch.Load())
 	if c.state.Load() != stateOpen {
-		return nil // closing: the handshake is under way, late messages are dropped
+		return Message{}, false, nil // closing: the handshake is under way, late messages are dropped
 	}
 	if typ == websocket.MessageText && c.bw.guard.compressed && !utf8.Valid(data) {
 		// The guard checks uncompressed text as it arrives; this one only once inflated.
 		v := &violation{code: websocket.StatusInvalidFramePayloadData, reason: "invalid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
 		c.bw.guard.failNow(v)
-		return v
+		return Message{}, false, v
 	}
 	c.s.stats.msgsIn.Add(1)
 	c.s.stats.bytesIn.Add(uint64(len(data)))
-	c.dispatch(Message{Type: typ, Data: data})
-	return nil
+	return Message{Type: typ, Data: data}, true, nil
 }
 
 // readFailed closes the connection in order when reading stopped at a frame the peer must
@@ -151,6 +159,11 @@ func (c *Conn) handled() {
 // dispatch queues OnMessage on the connection's queue.
 func (c *Conn) dispatch(m Message) {
 	c.backlog.Add(1)
+	c.queueMessage(m)
+}
+
+// queueMessage is dispatch once the message is counted in backlog.
+func (c *Conn) queueMessage(m Message) {
 	obs := c.s.obs
 	if obs == nil {
 		c.q.Async(func() { c.onMessage(m) })
@@ -159,13 +172,43 @@ func (c *Conn) dispatch(m Message) {
 	ctx := obs.Received(c.root(), c, m)
 	// AsyncContext runs the block under ctx: queue.CurrentContext() inside OnMessage is the
 	// receive span, and a Send there carries it.
-	c.q.AsyncContext(ctx, func(context.Context) {
+	c.q.AsyncContext(ctx, c.messageBlock(ctx, obs, m))
+}
+
+// messageBlock is the queue block that handles m under an Observer.
+func (c *Conn) messageBlock(ctx context.Context, obs Observer, m Message) func(context.Context) {
+	return func(context.Context) {
 		// Handled gets Received's context, not the block's (a queue observer may have
 		// wrapped it in a span of its own).
 		var recovered any
 		defer func() { obs.Handled(ctx, c, m, recovered) }()
 		recovered = c.onMessage(m)
-	})
+	}
+}
+
+// runInline runs OnMessage (m counted in backlog) through the connection's queue with
+// SyncContext, so on the calling reader's goroutine: no hand-off to a worker and no worker
+// wake-up. The queue's order and exclusion hold: Sync waits for a block of the
+// connection's that runs, and for a slot of the handler queue. The readiness transport's
+// reader calls it after letting the connection go (pollConn.letGo), so that another reader
+// reads what comes meanwhile (a handler may wait for the peer's next message, or for the
+// connection's end); readers run on the pollers' pool or goroutines of their own, so no
+// other connection waits for it either.
+func (c *Conn) runInline(m Message) {
+	obs := c.s.obs
+	var err error
+	if obs == nil {
+		err = c.q.SyncContext(context.Background(), func(context.Context) { c.onMessage(m) })
+		if err != nil {
+			c.q.Async(func() { c.onMessage(m) }) // the queue refused; Async says what it does then
+		}
+		return
+	}
+	ctx := obs.Received(c.root(), c, m)
+	block := c.messageBlock(ctx, obs, m)
+	if err = c.q.SyncContext(ctx, block); err != nil {
+		c.q.AsyncContext(ctx, block)
+	}
 }
 
 // onMessage runs OnMessage, turning a panic into a 1011 close; it returns the panic value.

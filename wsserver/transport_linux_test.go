@@ -419,3 +419,30 @@ func TestReadinessStalledReadersBeyondThePoolBlockNobody(t *testing.T) {
 		require.Equal(t, "slow", p)
 	}
 }
+
+// A handler may wait for what only the reader can bring: here the connection's end, which
+// the reader learns from the peer's close frame. Run inline on the reader's goroutine, it
+// would wait for itself; the reader lets the connection go to its poller first, so another
+// reader reads the close. (It hung with the handler run inline without letting go.) The
+// message comes alone, so that the stream is quiet when it is handled.
+func TestReadinessHandlerWaitingForTheEndHoldsNoReader(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	cl := newCloses()
+	ts := start(t, HandlerFuncs{
+		Message: func(c *Conn, m Message) {
+			entered <- struct{}{}
+			select {
+			case <-c.Context().Done():
+			case <-time.After(wait):
+				t.Error("the connection's end never came to the waiting handler")
+			}
+		},
+		Close: cl.record,
+	}, readiness(Options{PingInterval: -1}))
+	c := dial(t, ts.url)
+	defer c.CloseNow()
+	write(t, c, "wait for the end")
+	testutil.Recv(t, entered, "the handler")
+	go func() { _ = c.Close(websocket.StatusNormalClosure, "") }()
+	require.NoError(t, testutil.Recv(t, cl.errs, "OnClose"))
+}
