@@ -117,9 +117,15 @@ func (s *source) Cancel() {
 	s.mu.Unlock()
 	s.stopWait()
 	if resolved != nil {
+		if testHookCancelWaits != nil {
+			testHookCancelWaits()
+		}
 		<-resolved // soon: its wait for room, if any, ended with stop
 		s.mu.Lock()
-		submit = s.abandoned
+		// The submission Cancel waited for may have run already, before Cancel looked
+		// (scheduled was clear: submit is set), or have given up (abandoned): either way
+		// nothing queued will run the cancel handler, so Cancel queues it.
+		submit = submit || s.abandoned
 		s.mu.Unlock()
 	}
 	s.ev.cancel()
@@ -169,6 +175,9 @@ func (s *source) wantRunLocked() bool {
 // in Stats.Rejected).
 func (s *source) submit() {
 	err := s.q.Submit(s.stop, s.run)
+	if testHookSubmitted != nil {
+		testHookSubmitted()
+	}
 	s.mu.Lock()
 	s.submitting = false
 	if s.resolved != nil {
@@ -199,6 +208,10 @@ func (s *source) submit() {
 func (s *source) submitCancel() {
 	_ = s.q.Submit(context.Background(), s.run)
 }
+
+// Test hooks, nil outside tests: testHookSubmitted runs in submit once the queue took (or
+// refused) the run block, testHookCancelWaits as Cancel starts waiting for that submission.
+var testHookSubmitted, testHookCancelWaits func()
 
 // run is the delivery block, on the source's queue.
 func (s *source) run() {

@@ -305,3 +305,48 @@ func TestHandlerMergingIntoItsSourceOnAFullQueueDoesNotHang(t *testing.T) {
 	d.Cancel()
 	require.NoError(t, q.Close(context.Background()))
 }
+
+// A Cancel that finds a submission still on its way (the submitter has not yet come back
+// from the queue) while that submission's run block has already delivered and finished: the
+// run block saw no Cancel, so Cancel must queue the cancel handler itself. It used to take
+// the submission's outcome (not abandoned) as the answer and queue nothing: the cancel
+// handler never ran (TestSignalSourceDeliversAndStopsOnCancel timed out 1 in ~300 runs).
+func TestCancelAfterTheRunOfASubmissionStillOnItsWayQueuesTheCancelHandler(t *testing.T) {
+	q := queue.NewSerial("source")
+	got := make(chan uint64, 1)
+	src := NewDataAdd(q, func(n uint64) { got <- n })
+	src.Resume()
+
+	submitted, release := make(chan struct{}), make(chan struct{})
+	cancelWaits := make(chan struct{})
+	testHookSubmitted = func() {
+		close(submitted)
+		<-release
+	}
+	testHookCancelWaits = func() { close(cancelWaits) }
+	t.Cleanup(func() { testHookSubmitted, testHookCancelWaits = nil, nil })
+
+	merged := make(chan struct{})
+	go func() {
+		defer close(merged)
+		src.Merge(3) // submits the run block, then stalls in the hook
+	}()
+	testutil.Recv(t, submitted, "the submission")
+	require.Equal(t, uint64(3), testutil.Recv(t, got, "the delivery"))
+	q.Sync(func() {}) // the run block has finished: nothing on its way will see the Cancel
+
+	cancelled := make(chan struct{})
+	src.SetCancelHandler(func() { close(cancelled) })
+	cancelDone := make(chan struct{})
+	go func() {
+		defer close(cancelDone)
+		src.Cancel()
+	}()
+	testutil.Recv(t, cancelWaits, "Cancel waiting for the submission on its way")
+	testHookSubmitted = nil
+	close(release)
+	testutil.Recv(t, merged, "Merge's return")
+	testutil.Recv(t, cancelDone, "Cancel's return")
+	testutil.Recv(t, cancelled, "the cancel handler")
+	require.NoError(t, q.Close(t.Context()))
+}
