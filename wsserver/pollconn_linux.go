@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -50,17 +49,15 @@ type pollConn struct {
 	outside atomic.Bool
 
 	// Owned by the reader (one at a time: see state).
-	ft         frameTracker
-	buf        *[]byte // pooled; nil while parked
-	off, n     int     // the unread bytes of buf
-	deadline   time.Time
-	msgs       int   // messages this run has read
-	skip, miss uint8 // adaptive lingering: runs to skip, and the current backoff
-	rawFn      func(fd uintptr) bool
-	rawP       []byte
-	rawN       int
-	rawErr     error
-	err        error // what the next read says: an error fill found before coder read
+	ft       frameTracker
+	buf      *[]byte // pooled; nil while parked
+	off, n   int     // the unread bytes of buf
+	deadline time.Time
+	rawFn    func(fd uintptr) bool
+	rawP     []byte
+	rawN     int
+	rawErr   error
+	err      error // what the next read says: an error fill found before coder read
 
 	mu     sync.Mutex // guards the registration, so that the fd leaves epoll before it closes
 	p      *poller
@@ -302,8 +299,8 @@ func (pc *pollConn) enter() bool {
 	return true
 }
 
-// fill reads what the socket holds into the buffer without waiting for it (lingering
-// aside), at a message boundary: errWouldBlock when it is empty.
+// fill reads what the socket holds into the buffer without waiting for it, at a message
+// boundary: errWouldBlock when it is empty.
 func (pc *pollConn) fill() error {
 	if !pc.deadline.IsZero() {
 		pc.deadline = time.Time{}
@@ -313,9 +310,6 @@ func (pc *pollConn) fill() error {
 	// The edges recorded so far are for bytes this read gets.
 	pc.state.CompareAndSwap(readerAgain, readerRunning)
 	n, err := pc.tryRead(*pc.buf)
-	if errors.Is(err, unix.EAGAIN) && pc.mayLinger() {
-		n, err = pc.linger()
-	}
 	switch {
 	case n > 0:
 		pc.n = n
@@ -352,53 +346,11 @@ func (pc *pollConn) rawRead(fd uintptr) bool {
 	}
 }
 
-// Lingering: a reader that has just read a message waits a little in Go's poller before
-// it parks in epoll, because a busy peer's next message often follows within a round trip,
-// and catching it there costs less than a poller wake-up and a hand-off. It is
-// adaptive and bounded: a connection whose linger ran out without a message skips the next
-// 1, 3, 7, ... runs' lingering, and at most lingerMax readers linger at once per server,
-// so thousands of quiet connections never each hold a goroutine.
-const (
-	lingerFor = 500 * time.Microsecond
-	lingerMax = 128
-	missMax   = 31
-)
-
-func (pc *pollConn) mayLinger() bool {
-	if pc.msgs == 0 || pc.blocking.Load() {
-		return false
-	}
-	if pc.skip > 0 {
-		pc.skip--
-		return false
-	}
-	return true
-}
-
-// linger waits up to lingerFor for bytes; EAGAIN when none came.
-func (pc *pollConn) linger() (int, error) {
-	s := pc.c.s
-	if s.lingering.Add(1) > lingerMax {
-		s.lingering.Add(-1)
-		return 0, unix.EAGAIN
-	}
-	_ = pc.Conn.SetReadDeadline(time.Now().Add(lingerFor))
-	n, err := pc.Conn.Read(*pc.buf)
-	_ = pc.Conn.SetReadDeadline(time.Time{})
-	s.lingering.Add(-1)
-	switch {
-	case n > 0:
-		pc.miss = 0
-		return n, nil
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		pc.miss = min(2*pc.miss+1, missMax)
-		pc.skip = pc.miss
-		return 0, unix.EAGAIN
-	case err == io.EOF:
-		return 0, nil
-	}
-	return 0, err
-}
+// A reader does not linger (wait in Go's poller a while for a busy peer's next message
+// before it lets the connection go): measured with the reader pool, the edge-triggered
+// registration and the inline handler, lingering readers cost more CPU per echoed message
+// than the wake-ups they saved, and held the pool's goroutines, pushing other connections'
+// wake-ups onto new goroutines.
 
 // run is the connection's reader: it reads and dispatches messages until the socket is
 // empty at a message boundary, then hands the socket to its poller and returns. It finishes the connection when
@@ -406,7 +358,6 @@ func (pc *pollConn) linger() (int, error) {
 func (pc *pollConn) run() {
 	c := pc.c
 	limit := int32(c.s.opts.MaxPending)
-	pc.msgs = 0
 	for {
 		if c.backlog.Load() >= limit {
 			// Park until the handler catches up; handled restarts the reader. Check again
@@ -463,7 +414,6 @@ func (pc *pollConn) step() error {
 	if err != nil {
 		return err
 	}
-	pc.msgs++
 	m, ok, err := c.admit(typ, data)
 	if err != nil || !ok {
 		return err

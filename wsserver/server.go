@@ -40,8 +40,6 @@ type Server struct {
 	start     time.Time // Conn.opened counts from it (monotonic)
 	// The outbound levels at which a connection turns slow (Options.SlowMark).
 	slowMsgs, slowBytes int
-	// lingering counts the readiness transport's readers waiting for a next message.
-	lingering atomic.Int32
 
 	// The registry of open connections, for Shutdown, Stats and keepalive. A plain mutex:
 	// each connection takes it twice in its life, and Shutdown needs a consistent view.
