@@ -60,6 +60,7 @@ type Conn struct {
 	writing   bool       // a writer goroutine is running
 	slow      bool       // the buffer reached SlowMark and the writer has not caught up since
 	closeDone bool       // the close handshake is over (or was given up): see fail
+	slot      int32      // 1 + its index in Server.conns, 0 when not in it; under Server.mu
 	out       []outMsg   // outbound buffer; nil while empty
 	outBytes  int
 	closeReq  *closeReq   // a close frame to send once out is written
@@ -71,8 +72,9 @@ type Conn struct {
 // an Authenticate value, otherwise on first use (Context, joining a room, a close).
 type connMore struct {
 	// Set at the upgrade, before the connection is seen by anything else.
-	root context.Context // the Observer's per-connection context; nil without an Observer
-	auth any             // what Authenticate returned
+	root   context.Context // the Observer's per-connection context; nil without an Observer
+	auth   any             // what Authenticate returned
+	remote string          // http.Request.RemoteAddr when it is not the socket's address
 
 	tokens float64   // rate limit bucket, reader only
 	refill time.Time // when tokens was last topped up, reader only
@@ -115,10 +117,10 @@ func (c *Conn) end() context.Context {
 }
 
 // requestInfo is what a Conn keeps of its upgrade request.
+// The client's address is not kept: the socket has it (see Conn.RemoteAddr).
 type requestInfo struct {
-	remoteAddr string
-	header     string // the kept header fields, as keptHeader wrote them
-	uri        string // the request's URI, as net/http parsed URL from
+	header string // the kept header fields, as keptHeader wrote them
+	uri    string // the request's URI, as net/http parsed URL from
 }
 
 type closeReq struct {
@@ -143,8 +145,21 @@ func (c *Conn) Value() any { return c.val }
 // type (and several values per connection).
 func (c *Conn) SetValue(v any) { c.val = v }
 
-// RemoteAddr returns the client's address as the request had it.
-func (c *Conn) RemoteAddr() string { return c.req.remoteAddr }
+// RemoteAddr returns the client's address as the request had it. It is formatted anew
+// from the socket's address on each call (a connection does not keep the string), unless
+// a middleware had rewritten the request's (http.Request.RemoteAddr).
+func (c *Conn) RemoteAddr() string {
+	if m := c.more.Load(); m != nil && m.remote != "" {
+		return m.remote
+	}
+	if c.nc == nil {
+		return ""
+	}
+	if a := c.nc.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
 
 // Header returns the upgrade request's header, the fields Options.RequestHeaders keeps (nil
 // when none is). The connection keeps them in their wire form and parses them anew on
@@ -193,7 +208,7 @@ func (c *Conn) Context() context.Context {
 }
 
 // String identifies the connection in logs.
-func (c *Conn) String() string { return fmt.Sprintf("ws conn %d (%s)", c.id, c.req.remoteAddr) }
+func (c *Conn) String() string { return fmt.Sprintf("ws conn %d (%s)", c.id, c.RemoteAddr()) }
 
 // Send queues m for the connection and returns at once. When nothing is queued and the
 // socket takes the whole frame at once, it is written from the caller's goroutine with one

@@ -3,6 +3,7 @@ package wsserver
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -59,10 +60,7 @@ func (s *Server) sweep() {
 		s.mu.Unlock()
 		return
 	}
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := slices.Clone(s.conns)
 	s.ka.timer.Reset(s.tick())
 	s.mu.Unlock()
 

@@ -72,7 +72,7 @@ func TestSweepWithANewerEpochClosesNothing(t *testing.T) {
 	s := New(HandlerFuncs{}, Options{IdleTimeout: time.Minute, PingInterval: time.Minute, PongTimeout: time.Minute})
 	c := fakeConn(s, 1)
 	s.mu.Lock()
-	s.conns[c] = struct{}{}
+	s.addLocked(c)
 	s.startKeepaliveLocked()
 	s.mu.Unlock()
 	defer func() {
@@ -114,7 +114,7 @@ func TestKeepalivePingsAreSpreadOverSweeps(t *testing.T) {
 	}
 	s.mu.Lock()
 	for _, c := range conns {
-		s.conns[c] = struct{}{}
+		s.addLocked(c)
 	}
 	s.startKeepaliveLocked()
 	s.mu.Unlock()

@@ -133,7 +133,7 @@ func (s *Server) logClose(c *Conn, err error, why string) {
 	}
 	s.log(level, "wsserver: connection closed abnormally",
 		slog.Uint64("conn", c.id),
-		slog.String("remote", c.req.remoteAddr),
+		slog.String("remote", c.RemoteAddr()),
 		slog.Int("code", int(code)),
 		slog.String("reason", reason),
 		slog.String("by", by),

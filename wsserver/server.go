@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,8 +44,11 @@ type Server struct {
 
 	// The registry of open connections, for Shutdown, Stats and keepalive. A plain mutex:
 	// each connection takes it twice in its life, and Shutdown needs a consistent view.
+	// A dense slice rather than a map: each Conn keeps its index (Conn.slot), and leaving
+	// moves the last one into its place, so that the registry costs a pointer per
+	// connection instead of a map entry's ~37 B.
 	mu    sync.Mutex
-	conns map[*Conn]struct{}
+	conns []*Conn
 	idle  chan struct{} // made by Shutdown, closed when conns is empty
 }
 
@@ -64,7 +68,6 @@ func New(h Handler, opts Options) *Server {
 		obs:      activeObserver(o.Observer),
 		broker:   o.Broker,
 		handlers: queue.NewConcurrent("ws.handlers", queue.WithWidth(o.HandlerWidth), queue.WithObserver(o.QueueObserver)),
-		conns:    make(map[*Conn]struct{}),
 		logLimit: newLogLimiter(o.LogRate),
 		start:    time.Now(),
 	}
@@ -221,7 +224,16 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	}
 	// net/http's RequestURI is a slice of the request line: a copy lets the line go.
 	uri = strings.Clone(uri)
-	c.req = &requestInfo{remoteAddr: r.RemoteAddr, header: s.opts.keptHeader(r.Header), uri: uri}
+	c.req = &requestInfo{header: s.opts.keptHeader(r.Header), uri: uri}
+	if a := c.nc.RemoteAddr(); r.RemoteAddr != "" && (a == nil || a.String() != r.RemoteAddr) {
+		// A middleware rewrote it (a proxy's client address, say): keep it. Set before
+		// anything else sees the connection: read without a lock.
+		if m := c.more.Load(); m != nil {
+			m.remote = r.RemoteAddr
+		} else {
+			c.more.Store(&connMore{remote: r.RemoteAddr})
+		}
+	}
 	c.opened = int64(time.Since(s.start))
 	epoch := s.ka.epoch.Load()
 	c.seen.Store(epoch)
@@ -264,10 +276,35 @@ func (s *Server) register(c *Conn) bool {
 	if s.closing.Load() {
 		return false
 	}
-	s.conns[c] = struct{}{}
+	s.addLocked(c)
 	s.stats.accepted.Add(1)
 	s.startKeepaliveLocked()
 	return true
+}
+
+// addLocked puts c in the registry. s.mu is held.
+func (s *Server) addLocked(c *Conn) {
+	s.conns = append(s.conns, c)
+	c.slot = int32(len(s.conns))
+}
+
+// removeLocked takes c out of the registry (if it is in it): the last connection moves
+// into its place. s.mu is held.
+func (s *Server) removeLocked(c *Conn) {
+	i := int(c.slot) - 1
+	if i < 0 || i >= len(s.conns) || s.conns[i] != c {
+		return
+	}
+	last := len(s.conns) - 1
+	s.conns[i] = s.conns[last]
+	s.conns[i].slot = int32(i + 1)
+	s.conns[last] = nil
+	s.conns = s.conns[:last]
+	c.slot = 0
+	// After a crowd has left, let go of the array it needed.
+	if cap(s.conns) > 1024 && len(s.conns) < cap(s.conns)/4 {
+		s.conns = slices.Clone(s.conns)
+	}
 }
 
 // retire runs after OnClose: the connection is gone for good. It is the one place every
@@ -277,7 +314,7 @@ func (s *Server) retire(c *Conn, err error, why string) {
 	s.logClose(c, err, why)
 	var idle chan struct{}
 	s.mu.Lock()
-	delete(s.conns, c)
+	s.removeLocked(c)
 	if len(s.conns) == 0 {
 		s.stopKeepaliveLocked()
 		idle, s.idle = s.idle, nil
@@ -304,7 +341,7 @@ func (s *Server) panicHandler(c *Conn, r any, stack []byte) {
 		return
 	}
 	s.logger().Error("wsserver: panic in a connection callback; the connection was closed with 1011",
-		"conn", c.id, "remote", c.req.remoteAddr, "panic", fmt.Sprint(r), "stack", string(stack))
+		"conn", c.id, "remote", c.RemoteAddr(), "panic", fmt.Sprint(r), "stack", string(stack))
 }
 
 // Shutdown stops the server: new upgrades get 503; every connection gets what it has queued,
@@ -319,10 +356,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.closing.Swap(true) {
 		return s.awaitShutdown(ctx) // unlocks s.mu
 	}
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := slices.Clone(s.conns)
 	var idle chan struct{}
 	if len(s.conns) > 0 {
 		if s.idle == nil {

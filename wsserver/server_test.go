@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -286,4 +287,27 @@ func TestRequestHeadersKept(t *testing.T) {
 		require.Nil(t, sc.Header())
 		require.Empty(t, sc.req.header)
 	})
+}
+
+// A connection does not keep the client's address (the socket has it): RemoteAddr formats
+// the socket's, and keeps the request's only when a middleware rewrote it.
+func TestRemoteAddrIsTheRequests(t *testing.T) {
+	got := make(chan *Conn, 1)
+	ts := start(t, HandlerFuncs{Open: func(c *Conn) { got <- c }}, Options{})
+	c, tcp := dialTCP(t, ts.url)
+	defer c.CloseNow()
+	sc := testutil.Recv(t, got, "OnOpen")
+	require.Equal(t, tcp.LocalAddr().String(), sc.RemoteAddr())
+	require.Nil(t, sc.more.Load(), "the socket's address needs nothing kept")
+
+	proxied := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.RemoteAddr = "203.0.113.7:4242" // what a proxy-aware middleware would set
+		ts.Server.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxied.Close)
+	pc := dial(t, "ws"+strings.TrimPrefix(proxied.URL, "http"))
+	defer pc.CloseNow()
+	sc = testutil.Recv(t, got, "OnOpen")
+	require.Equal(t, "203.0.113.7:4242", sc.RemoteAddr())
+	require.Contains(t, sc.String(), "203.0.113.7:4242")
 }

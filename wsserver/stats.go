@@ -1,6 +1,7 @@
 package wsserver
 
 import (
+	"slices"
 	"sync/atomic"
 
 	"github.com/dispatchkit/dispatchkit/queue"
@@ -73,10 +74,7 @@ func (s *Server) Stats() ServerStats {
 		st.BrokerErr = s.broker.Err()
 	}
 	s.mu.Lock()
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := slices.Clone(s.conns)
 	s.mu.Unlock()
 	st.Connections = len(conns)
 	for _, c := range conns {
