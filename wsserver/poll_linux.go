@@ -56,8 +56,13 @@ type poller struct {
 	evs  []unix.EpollEvent
 	n    int // events in evs
 
+	// The registered connections: a dense table rather than a map (a pointer per connection,
+	// not a map entry's ~37 B). add numbers a pollConn's id after its slot (low 32 bits) and
+	// its process-wide number (high 32 bits), so that a late event for a connection gone
+	// from a slot does not wake the one that took the slot next.
 	mu    sync.Mutex
-	conns map[uint64]*pollConn
+	conns []*pollConn
+	free  []uint32 // empty slots of conns
 }
 
 // pollers is the process's poller set and the number of connections registered with it.
@@ -132,7 +137,7 @@ func newPoller() (*poller, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("wsserver: epoll fd: %w", err)
 	}
-	p := &poller{epfd: epfd, f: os.NewFile(uintptr(epfd), "wsserver-epoll"), conns: make(map[uint64]*pollConn)}
+	p := &poller{epfd: epfd, f: os.NewFile(uintptr(epfd), "wsserver-epoll")}
 	if p.rc, err = p.f.SyscallConn(); err != nil {
 		p.close()
 		return nil, fmt.Errorf("wsserver: epoll fd: %w", err)
@@ -189,7 +194,7 @@ func (p *poller) loop() {
 		}
 		p.mu.Lock()
 		for i := range p.evs[:p.n] {
-			if pc := p.conns[eventID(&p.evs[i])]; pc != nil {
+			if pc := p.lookup(eventID(&p.evs[i])); pc != nil {
 				ready = append(ready, pc)
 			}
 		}
@@ -229,16 +234,44 @@ func eventID(ev *unix.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
 
+// lookup returns the connection an event's id names, or nil if it is gone. p.mu is held.
+func (p *poller) lookup(id uint64) *pollConn {
+	if i := uint32(id); int(i) < len(p.conns) {
+		if pc := p.conns[i]; pc != nil && pc.id == id {
+			return pc
+		}
+	}
+	return nil
+}
+
+// add gives pc a slot, and renumbers pc.id after it (see poller); it runs before the
+// socket joins epoll, whose events carry pc.id.
 func (p *poller) add(pc *pollConn) {
 	p.mu.Lock()
-	p.conns[pc.id] = pc
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	var i uint32
+	if n := len(p.free); n > 0 {
+		i = p.free[n-1]
+		p.free = p.free[:n-1]
+	} else {
+		i = uint32(len(p.conns))
+		p.conns = append(p.conns, nil)
+	}
+	pc.id = uint64(i) | uint64(uint32(pc.id))<<32
+	p.conns[i] = pc
 }
 
 func (p *poller) remove(pc *pollConn) {
 	p.mu.Lock()
-	delete(p.conns, pc.id)
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	if i := uint32(pc.id); int(i) < len(p.conns) && p.conns[i] == pc {
+		p.conns[i] = nil
+		p.free = append(p.free, i)
+	}
+	// Once every connection has gone, let go of what a crowd needed.
+	if len(p.free) == len(p.conns) && cap(p.conns) > 1024 {
+		p.conns, p.free = nil, nil
+	}
 }
 
 // registered counts the connections registered with the pollers now (for tests).
