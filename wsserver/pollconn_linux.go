@@ -52,11 +52,11 @@ type pollConn struct {
 	ft       frameTracker
 	buf      *[]byte // pooled; nil while parked
 	off, n   int     // the unread bytes of buf
-	deadline time.Time
+	deadline int64   // the read deadline set mid-frame: nanoseconds since pollEpoch (monotonic); 0: none
+	rawN     int32   // with rawErr, an int32 and an Errno rather than an int and an error: a smaller pollConn
 	rawFn    func(fd uintptr) bool
 	rawP     []byte
-	rawN     int
-	rawErr   error
+	rawErr   syscall.Errno
 	err      error // what the next read says: an error fill found before coder read
 
 	mu     sync.Mutex // guards the registration, so that the fd leaves epoll before it closes
@@ -108,6 +108,9 @@ var pollBufPool = sync.Pool{New: func() any { b := make([]byte, pollBufSize); re
 
 // pollIDs numbers the pollConns of the process.
 var pollIDs atomic.Uint64
+
+// pollEpoch is what pollConn.deadline counts from.
+var pollEpoch = time.Now()
 
 // errWouldBlock is what Read says at a message boundary with an empty socket.
 var errWouldBlock = errors.New("wsserver: no message to read (would block)")
@@ -218,9 +221,9 @@ func (pc *pollConn) readWait(p []byte) (int, error) {
 		pollHook(pc, stepMidFrame)
 		// Between bytes of a frame, a sender may pause PongTimeout at most.
 		timeout := pc.c.s.opts.PongTimeout
-		if now := time.Now(); pc.deadline.Sub(now) < timeout/2 {
-			pc.deadline = now.Add(timeout)
-			_ = pc.Conn.SetReadDeadline(pc.deadline)
+		if now := time.Since(pollEpoch); time.Duration(pc.deadline)-now < timeout/2 {
+			pc.deadline = int64(now + timeout)
+			_ = pc.Conn.SetReadDeadline(time.Now().Add(timeout))
 		}
 	}
 	if len(p) >= pollBufSize {
@@ -302,8 +305,8 @@ func (pc *pollConn) enter() bool {
 // fill reads what the socket holds into the buffer without waiting for it, at a message
 // boundary: errWouldBlock when it is empty.
 func (pc *pollConn) fill() error {
-	if !pc.deadline.IsZero() {
-		pc.deadline = time.Time{}
+	if pc.deadline != 0 {
+		pc.deadline = 0
 		_ = pc.Conn.SetReadDeadline(time.Time{})
 	}
 	pc.getBuf()
@@ -325,14 +328,17 @@ func (pc *pollConn) fill() error {
 
 // tryRead is one read(2) that never waits.
 func (pc *pollConn) tryRead(b []byte) (int, error) {
-	pc.rawP, pc.rawN, pc.rawErr = b, 0, nil
+	pc.rawP, pc.rawN, pc.rawErr = b, 0, 0
 	err := pc.raw.Read(pc.rawFn)
-	n, rerr := pc.rawN, pc.rawErr
-	pc.rawP, pc.rawErr = nil, nil
+	n, errno := int(pc.rawN), pc.rawErr
+	pc.rawP, pc.rawErr = nil, 0
 	if err != nil {
 		return 0, err
 	}
-	return n, rerr
+	if errno != 0 {
+		return n, errno
+	}
+	return n, nil
 }
 
 func (pc *pollConn) rawRead(fd uintptr) bool {
@@ -341,7 +347,13 @@ func (pc *pollConn) rawRead(fd uintptr) bool {
 		if err == unix.EINTR {
 			continue
 		}
-		pc.rawN, pc.rawErr = max(n, 0), err
+		pc.rawN = int32(max(n, 0)) // n <= len(rawP), the pooled buffer or a Read's p (< 2 GiB)
+		if err != nil {
+			pc.rawErr = syscall.EIO // unix.Read returns Errno errors only
+			if e, ok := err.(syscall.Errno); ok {
+				pc.rawErr = e
+			}
+		}
 		return true
 	}
 }
