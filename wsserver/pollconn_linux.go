@@ -512,7 +512,7 @@ func (pc *pollConn) resume(limit int32) {
 
 // setBlocking makes every later Read wait: a close handshake reads the peer's answer. It
 // returns once the reader is not touching the stream outside coder/websocket's lock (at
-// most a linger's time): the handshake's reads may start.
+// most one non-blocking read(2)): the handshake's reads may start.
 func (pc *pollConn) setBlocking() {
 	pc.blocking.Store(true)
 	for pc.outside.Load() {
