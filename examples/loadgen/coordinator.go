@@ -277,7 +277,8 @@ func (c *coord) broadcasts(ctx context.Context, end time.Time, rep *report) {
 			break
 		}
 	}
-	for seq := 0; seq < c.cfg.Broadcasts && sender >= 0 && time.Now().Before(end) && ctx.Err() == nil; seq++ {
+	seq := c.warmUp(ctx, end, sender)
+	for n := 0; n < c.cfg.Broadcasts && sender >= 0 && time.Now().Before(end) && ctx.Err() == nil; n, seq = n+1, seq+1 {
 		b := &bagg{reported: make(map[int]bool)}
 		c.cur, c.curSeq = b, seq
 		c.members[sender].send(command{Cmd: cmdSend, Seq: seq})
@@ -292,6 +293,36 @@ func (c *coord) broadcasts(ctx context.Context, end time.Time, rep *report) {
 		c.cur = nil
 	}
 }
+
+// warmUp sends unmeasured broadcasts, one at a time, until one reaches every connection
+// (bounded by bcastWait), and returns the next sequence number. A server learns of a
+// connection's room when its open handler has run, after the handshake that loadgen counts
+// as connected (examples/echo joins the room in OnOpen, on the connection's queue): a
+// broadcast sent at once could miss the last connections, and the run would count a
+// server's join delay as a lost broadcast.
+func (c *coord) warmUp(ctx context.Context, end time.Time, sender int) int {
+	seq := 0
+	if sender < 0 {
+		return seq
+	}
+	stop := minTime(end, time.Now().Add(bcastWait))
+	for time.Now().Before(stop) && ctx.Err() == nil {
+		b := &bagg{reported: make(map[int]bool)}
+		c.cur, c.curSeq = b, seq
+		c.members[sender].send(command{Cmd: cmdSend, Seq: seq})
+		seq++
+		done := c.each(func(i int) bool { return c.connected[i].Connected == 0 || b.reported[i] })
+		ok := c.until(ctx, minTime(stop, time.Now().Add(warmTry)), done)
+		c.cur = nil
+		if ok {
+			break
+		}
+	}
+	return seq
+}
+
+// warmTry is how long a warm-up broadcast is waited for before the next one is sent.
+const warmTry = time.Second
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {

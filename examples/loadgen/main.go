@@ -11,6 +11,8 @@
 //     echo; messages per second and round-trip percentiles;
 //   - broadcast: one connection sends -broadcasts messages starting with "B", one at a time,
 //     and each is timed until the last connection received it; p50 and p99 of that time.
+//     Unmeasured broadcasts go first until one reaches every connection (a server may join
+//     a connection to its room after the handshake, as examples/echo does in OnOpen).
 //
 // With -server-pid it also reads the server's CPU time (utime + stime in /proc/PID/stat)
 // and divides it by the connections made, the messages echoed or the broadcast deliveries:
