@@ -66,7 +66,9 @@ func TestChurnLeavesNoTrace(t *testing.T) {
 	require.Zero(t, failures.Load())
 	require.Eventually(t, func() bool { return closed.Load() == total }, wait, time.Millisecond)
 	require.Equal(t, int64(total), opened.Load())
-	require.Zero(t, ts.Stats().Connections)
+	// A connection leaves the count just after its OnClose returns: the last one may still be
+	// on its way out when closed reaches total.
+	require.Eventually(t, func() bool { return ts.Stats().Connections == 0 }, wait, time.Millisecond)
 	goleak.VerifyNone(t, ignore)
 	after := heapAfterGC()
 	t.Logf("heap before %d KiB, after %d connections %d KiB", before>>10, total, after>>10)

@@ -21,7 +21,7 @@ type counters struct {
 
 // ServerStats is a snapshot of a server's state and totals.
 type ServerStats struct {
-	Connections        int    // open now (OnClose not yet run)
+	Connections        int    // open now: a connection leaves the count just after its OnClose returns
 	Rooms              int    // rooms alive: with members, or used since they last had none
 	Accepted           uint64 // upgrades completed
 	Rejected           uint64 // requests refused before or during the upgrade
