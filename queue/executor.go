@@ -481,6 +481,18 @@ func (e *executor) work(p *pool) {
 	}
 	e.reclaimLocked(w) // leaving for the CPU cap: the workers that stay take it
 	e.removeWorkerLocked(w)
+	// A block handing a drain (hand) reads the worker count without the lock: it may have
+	// counted this worker, found no room for another and relied on the workers it counted,
+	// after this one had looked at the slots for the last time. Now that the count is down,
+	// look again (the two sides' store-then-load meet, as a spinner's do): a drain handed
+	// meanwhile goes to its root, with a worker started for it.
+	if !p.spinner.Load() {
+		e.reclaimPoolLocked(p)
+		if p.n > 0 && e.roomFor(p) {
+			p.workers.Add(1)
+			go e.work(p) // this goroutine is of p's bubble, so the new worker is too
+		}
+	}
 	if p.workers.Load() == 0 && p.n == 0 {
 		e.idleLocked(p)
 	}
