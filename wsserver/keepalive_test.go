@@ -71,15 +71,7 @@ func TestHTTPServerDefaults(t *testing.T) {
 func TestSweepWithANewerEpochClosesNothing(t *testing.T) {
 	s := New(HandlerFuncs{}, Options{IdleTimeout: time.Minute, PingInterval: time.Minute, PongTimeout: time.Minute})
 	c := fakeConn(s, 1)
-	s.mu.Lock()
-	s.addLocked(c)
-	s.startKeepaliveLocked()
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.stopKeepaliveLocked()
-		s.mu.Unlock()
-	}()
+	defer keepaliveOver(s, c)()
 	next := s.ka.epoch.Load() + 2 // the epoch of a sweep that is still to come
 	c.heard.Store(next)
 	c.seen.Store(next - 1) // no pong yet for the ping sent at next
@@ -112,17 +104,7 @@ func TestKeepalivePingsAreSpreadOverSweeps(t *testing.T) {
 		c.bw = newBatchWriter(server, true) // the sweep's ping is a non-blocking write
 		conns[i] = c
 	}
-	s.mu.Lock()
-	for _, c := range conns {
-		s.addLocked(c)
-	}
-	s.startKeepaliveLocked()
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.stopKeepaliveLocked()
-		s.mu.Unlock()
-	}()
+	defer keepaliveOver(s, conns...)()
 	pinged := 0
 	for sweep := 1; sweep <= 8; sweep++ {
 		s.sweep()
@@ -136,4 +118,19 @@ func TestKeepalivePingsAreSpreadOverSweeps(t *testing.T) {
 		pinged += now
 	}
 	require.Equal(t, n, pinged, "every silent connection is pinged within the spread")
+}
+
+// keepaliveOver registers conns with s and starts its keepalive; the func it returns stops it.
+func keepaliveOver(s *Server, conns ...*Conn) (stop func()) {
+	s.mu.Lock()
+	for _, c := range conns {
+		s.addLocked(c)
+	}
+	s.startKeepaliveLocked()
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.stopKeepaliveLocked()
+		s.mu.Unlock()
+	}
 }
