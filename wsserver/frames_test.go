@@ -2,33 +2,17 @@ package wsserver
 
 import (
 	"bytes"
-	"encoding/binary"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 )
 
-// clientFrame is one masked frame as a client sends it.
+// clientFrame is one masked frame as a client sends it (frameBytes, with FIN as a flag).
 func clientFrame(fin bool, op byte, payload []byte) []byte {
-	b0 := op
 	if fin {
-		b0 |= 0x80
+		op |= 0x80
 	}
-	b := []byte{b0}
-	switch n := len(payload); {
-	case n <= 125:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xffff:
-		b = append(b, 0x80|126, byte(n>>8), byte(n))
-	default:
-		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
-	}
-	key := [4]byte{1, 2, 3, 4}
-	b = append(b, key[:]...)
-	for i, c := range payload {
-		b = append(b, c^key[i%4])
-	}
-	return b
+	return frameBytes(op, payload)
 }
 
 // The tracker stands at a boundary only between whole messages, whatever the chunking: a
