@@ -50,6 +50,8 @@ func TestSuspendStopsAConcurrentQueueAndSyncWaitsForResume(t *testing.T) {
 	require.Zero(t, n.Load())
 	q.Resume()
 	testutil.Recv(t, done, "Sync after Resume")
+	// The Sync started once the blocks before it had started; the last two may still run.
+	syncDone(t, q)
 	require.EqualValues(t, 10, n.Load())
 }
 
