@@ -1,8 +1,11 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"runtime"
+	"runtime/pprof"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -233,4 +236,46 @@ func TestSuspendBeforeTheDrainerStartsHoldsBackAFirstBlock(t *testing.T) {
 	notYet(t, ran, "the block of a suspended queue")
 	q.Resume()
 	testutil.Recv(t, ran, "the block after Resume")
+}
+
+// A plain Sync (no observer, no specifics) whose block panics or calls Goexit still gives
+// back all it took: the queue, the caller's mark for IsCurrent on the root, and the caller's
+// profiler labels.
+func TestAPlainSyncThatPanicsOrExitsGivesBackWhatItTook(t *testing.T) {
+	q := NewSerial("plain-sync-exit")
+	root := q.Target()
+	labelled := func() bool {
+		var buf bytes.Buffer
+		require.NoError(t, pprof.Lookup("goroutine").WriteTo(&buf, 1))
+		return strings.Contains(buf.String(), `"queue":"plain-sync-exit"`)
+	}
+	var inside bool
+	require.PanicsWithValue(t, "boom", func() {
+		q.Sync(func() {
+			inside = root.IsCurrent() && labelled() && q.hold.Load()&holdFast != 0
+			panic("boom")
+		})
+	})
+	require.True(t, inside, "the block ran on the plain path, on the root, under the label")
+	require.False(t, root.IsCurrent(), "the caller still counts as running on the root")
+	require.False(t, labelled(), "the caller kept the queue's label")
+	require.Zero(t, q.hold.Load(), "the queue was not given back")
+
+	var g uintptr
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		q.Sync(func() {
+			g = goid.G()
+			runtime.Goexit()
+		})
+	}()
+	testutil.Recv(t, exited, "the goroutine whose Sync block called Goexit")
+	require.Zero(t, q.hold.Load(), "the queue was not given back")
+	for i := range syncTable {
+		require.NotEqual(t, g, syncTable[i].g.Load(), "the exited goroutine kept its IsCurrent mark")
+	}
+	ran := false
+	q.Sync(func() { ran = true })
+	require.True(t, ran)
 }

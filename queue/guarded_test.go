@@ -77,3 +77,14 @@ func TestGuardedAsyncRunsOnTheValueWhateverTheQueuesOptions(t *testing.T) {
 		})
 	}
 }
+
+// Guarded.Sync makes no closure that escapes: a Sync onto an idle value allocates nothing.
+func TestGuardedSyncAllocatesNothing(t *testing.T) {
+	defer specificsUsed.Store(specificsUsed.Swap(false)) // specifics cost a Sync allocations; no test runs beside this one
+	g := NewGuarded(0)
+	inc := func(v *int) { *v++ }
+	g.Sync(inc) // the label cache's first use
+	allocs := testing.AllocsPerRun(200, func() { g.Sync(inc) })
+	require.Zero(t, allocs, "allocations per Guarded.Sync")
+	g.Sync(func(v *int) { require.Equal(t, 202, *v) })
+}

@@ -82,15 +82,12 @@ func (q *Queue) IsCurrent() bool {
 }
 
 // syncRun acquires every queue from q up to (not including) its root, runs fn or cfn on the
-// calling goroutine, and releases them.
+// calling goroutine, and releases them. It has no defer (the paths that need some are
+// functions of their own): a function with defers and several returns pays for a deferred
+// call chain walked at run time on every return, and this is every Sync's way in.
 func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(context.Context)) error {
 	if q.kind == rootKind {
-		defer leaveSync(enterSync(goid.G(), q))
-		if q.debug&noProfileLabels == 0 {
-			q.setLabels()
-			defer restoreLabels(nil, ctx)
-		}
-		return q.syncCall(ctx, fn, cfn)
+		return q.syncRoot(ctx, fn, cfn)
 	}
 	if q.Closed() {
 		return fmt.Errorf("queue: Sync on %q: %w", q.label, ErrClosed)
@@ -99,14 +96,12 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 		return err
 	}
 	me := goid.G()
-	var planned, held [8]*Queue
 	if q.kind == serialKind && !barrier {
 		// An idle queue: taken with one CAS, given back with another if nothing was queued
 		// meanwhile. It stays idle while inactive (stopped), so its target is settled.
 		if mine := holdBusy | holdFast | uint64(me)<<holdShift; uint64(me) < 1<<(64-holdShift) && q.hold.CompareAndSwap(0, mine) {
 			if t := q.target.Load(); t.kind == rootKind {
-				held[0] = q
-				return q.syncHeld(ctx, me, t, held[:1], fn, cfn)
+				return q.syncSerial(ctx, me, t, fn, cfn)
 			}
 			q.releaseSerialSync(me) // a chain to acquire: the general path below
 		}
@@ -119,11 +114,64 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 		}
 		if t := q.target.Load(); t.kind == rootKind && q.takeLocked(me, false) {
 			q.mu.Unlock()
-			held[0] = q
-			return q.syncHeld(ctx, me, t, held[:1], fn, cfn)
+			return q.syncSerial(ctx, me, t, fn, cfn)
 		}
 		q.mu.Unlock()
 	}
+	return q.syncChain(ctx, me, barrier, fn, cfn)
+}
+
+// syncRoot is a Sync onto a Global root: fn runs at once on the caller's goroutine.
+func (q *Queue) syncRoot(ctx context.Context, fn func(), cfn func(context.Context)) error {
+	defer leaveSync(enterSync(goid.G(), q))
+	if q.debug&noProfileLabels == 0 {
+		q.setLabels()
+		defer restoreLabels(nil, ctx)
+	}
+	return q.syncCall(ctx, fn, cfn)
+}
+
+// syncSerial runs a Sync block for a caller that holds q, a serial queue whose target is
+// root, and gives q back.
+func (q *Queue) syncSerial(ctx context.Context, me uintptr, root *Queue, fn func(), cfn func(context.Context)) error {
+	if err := ctx.Err(); err != nil { // ctx ended before fn started: fn never runs
+		q.releaseSerialSync(me)
+		return err
+	}
+	if cfn == nil && (!observing || q.cfg == nil || q.cfg.obs == nil) && !specificsUsed.Load() {
+		q.syncPlain(me, fn)
+		return nil
+	}
+	defer q.releaseSerialSync(me)
+	return q.syncRunHeld(ctx, me, root, fn, cfn)
+}
+
+// syncPlain is syncRunHeld for the common Sync: a plain func, no observer, no specifics,
+// the target a root. Its one defer does what syncRunHeld's three and syncSerial's do, in
+// the same order: a Sync used as a lock pays for each deferred call.
+func (q *Queue) syncPlain(me uintptr, fn func()) {
+	m := enterSync(me, q)
+	labels := q.debug&noProfileLabels == 0
+	if labels {
+		q.setLabels()
+	}
+	defer q.syncPlainDone(me, m, labels)
+	fn()
+}
+
+func (q *Queue) syncPlainDone(me uintptr, m syncMark, labels bool) {
+	if labels {
+		restoreLabels(nil, context.Background()) // as Sync's ctx: no labels
+	}
+	leaveSync(m)
+	q.releaseSerialSync(me)
+}
+
+// syncChain is the general Sync: it plans the chain of queues from q to the first one it need
+// not hold (a root, or a concurrent queue whose slot the caller holds), acquires them in
+// order, runs the block and releases them.
+func (q *Queue) syncChain(ctx context.Context, me uintptr, barrier bool, fn func(), cfn func(context.Context)) error {
+	var planned, held [8]*Queue
 	stop, path, err := q.syncPlan(q, me, barrier, planned[:0])
 	if err != nil {
 		return err

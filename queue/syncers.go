@@ -13,7 +13,9 @@ const syncSlots = 1024
 
 type syncSlot struct {
 	g atomic.Uintptr
-	q atomic.Pointer[Queue]
+	// q is written and read only by the goroutine g names, while it does: the CAS that
+	// takes the slot and the store that frees it order it for the next one.
+	q *Queue
 	_ [48]byte // a cache line per slot: Syncs on different cores do not share one
 }
 
@@ -41,7 +43,7 @@ func enterSync(g uintptr, q *Queue) syncMark {
 	for i := range syncSlots {
 		s := &syncTable[(start+i)%syncSlots]
 		if s.g.Load() == 0 && s.g.CompareAndSwap(0, g) {
-			s.q.Store(q)
+			s.q = q
 			return syncMark{slot: s}
 		}
 	}
@@ -57,7 +59,7 @@ func enterSync(g uintptr, q *Queue) syncMark {
 
 func leaveSync(m syncMark) {
 	if m.slot != nil {
-		m.slot.q.Store(nil)
+		m.slot.q = nil
 		m.slot.g.Store(0)
 		return
 	}
@@ -66,7 +68,8 @@ func leaveSync(m syncMark) {
 	syncOverflowMu.Unlock()
 }
 
-// syncingOn reports whether goroutine g runs a Sync block of a queue whose chain ends at root.
+// syncingOn reports whether goroutine g, the caller, runs a Sync block of a queue whose chain
+// ends at root. (Only g itself may ask: it reads the queue of the slots g holds.)
 func syncingOn(g uintptr, root *Queue) bool {
 	on := func(q *Queue) bool {
 		for q != nil && q.kind != rootKind {
@@ -76,7 +79,7 @@ func syncingOn(g uintptr, root *Queue) bool {
 	}
 	for i := range syncTable {
 		s := &syncTable[i]
-		if s.g.Load() == g && on(s.q.Load()) {
+		if s.g.Load() == g && on(s.q) { // g is the caller: the slot is its own
 			return true
 		}
 	}
