@@ -216,9 +216,9 @@ func TestMemoryPerIdleConnection(t *testing.T) {
 	t.Logf("  goroutine transport, ServeHTTP's:     heap %.0f B + stacks %.0f B = %.0f B", inServe.heap, inServe.stack, inServe.total)
 	t.Logf("  bare TCP pair (client + server socket structs): %.0f B; the server's share is about %.0f B (readiness), %.0f B (goroutine)",
 		pairs, ready.total-pairs/2, gor.total-pairs/2)
-	t.Logf("  our structs: Conn %d B, queue.Queue %d B, batchWriter %d B, pollConn %d B, requestInfo %d B, websocket.Conn %d B",
+	t.Logf("  our structs: Conn %d B, queue.Queue %d B, batchWriter %d B, pollConn %d B, frameGuard %d B, requestInfo %d B, websocket.Conn %d B",
 		unsafe.Sizeof(Conn{}), unsafe.Sizeof(queue.Queue{}), unsafe.Sizeof(batchWriter{}), unsafe.Sizeof(pollConn{}),
-		unsafe.Sizeof(requestInfo{}), unsafe.Sizeof(websocket.Conn{}))
+		unsafe.Sizeof(frameGuard{}), unsafe.Sizeof(requestInfo{}), unsafe.Sizeof(websocket.Conn{}))
 	require.Less(t, gor.total, 24_000.0, "an idle connection costs far more than designed")
 	if runtime.GOOS == "linux" {
 		require.Less(t, ready.total, gor.total-3000, "the readiness transport saves the reader's stack and buffer")

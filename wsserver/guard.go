@@ -31,26 +31,45 @@ type frameGuard struct {
 	fail       *violation  // the first violation; reads drain once it was reported
 	ctl        *[125]byte  // a close frame's payload, unmasked; made for the first one
 	left       int64       // payload bytes left in the current frame
-	hdr        [14]byte
-	hlen, need uint8 // header bytes collected, and the header's length (2 until known)
+	hdr        [14]byte    // the current frame's header; its last 4 bytes are the mask key
+	hlen, need uint8       // header bytes collected, and the header's length (2 until known)
 	op         byte
-	fin        bool
-	key        [4]byte
 	kpos       uint8 // mask offset in the current frame's payload, mod 4
 	clen       uint8
-	compressed bool // permessage-deflate: RSV1 may mark a message's first frame
-
-	inMsg bool // a fragmented data message is under way
-	text  bool // the message is uncompressed text: its UTF-8 is checked here
-	utf   utf8State
-
-	closed    bool // the peer's close frame went by: what follows is not checked
-	reported  bool // fail was returned once: reads drain from then on
-	drained   bool // the drain is done
-	peerClose bool // the bad frame was the peer's close frame: nothing to drain
+	compressed bool       // permessage-deflate: RSV1 may mark a message's first frame
+	flags      guardFlags // the guard's state bits, in one byte: every idle connection has a guard
+	utf        utf8State  // the UTF-8 check of a text message (flag gText)
 
 	closeWait chan struct{} // Conn.fail waits on it for the close handshake; under Conn.mu
 }
+
+// guardFlags are a frameGuard's state bits.
+type guardFlags uint8
+
+const (
+	gInMsg     guardFlags = 1 << iota // a fragmented data message is under way
+	gText                             // the message is uncompressed text: its UTF-8 is checked here
+	gClosed                           // the peer's close frame went by: what follows is not checked
+	gReported                         // fail was returned once: reads drain from then on
+	gDrained                          // the drain is done
+	gPeerClose                        // the bad frame was the peer's close frame: nothing to drain
+)
+
+func (g *frameGuard) is(f guardFlags) bool { return g.flags&f != 0 }
+
+func (g *frameGuard) set(f guardFlags, on bool) {
+	if on {
+		g.flags |= f
+	} else {
+		g.flags &^= f
+	}
+}
+
+// fin reports whether the current frame ends its message (its header's FIN bit).
+func (g *frameGuard) fin() bool { return g.hdr[0]&0x80 != 0 }
+
+// mask returns the current frame's mask key, the last 4 bytes of its complete header.
+func (g *frameGuard) mask() [4]byte { return [4]byte(g.hdr[g.need-4 : g.need]) }
 
 // A violation is the read error the guard reports for a frame the peer must not send, with
 // the close code and the cause the connection ends with.
@@ -80,8 +99,8 @@ const (
 
 func (g *frameGuard) Read(p []byte) (int, error) {
 	if g.fail != nil {
-		if !g.reported {
-			g.reported = true
+		if !g.is(gReported) {
+			g.set(gReported, true)
 			return 0, g.fail
 		}
 		return 0, g.drain()
@@ -95,7 +114,7 @@ func (g *frameGuard) Read(p []byte) (int, error) {
 	if k > 0 {
 		return k, nil // what came before the bad byte; the error comes next
 	}
-	g.reported = true
+	g.set(gReported, true)
 	return 0, g.fail
 }
 
@@ -103,7 +122,8 @@ func (g *frameGuard) Read(p []byte) (int, error) {
 // is checked once inflated): later reads drain.
 func (g *frameGuard) failNow(v *violation) {
 	if g.fail == nil {
-		g.fail, g.reported = v, true
+		g.fail = v
+		g.set(gReported, true)
 	}
 }
 
@@ -112,7 +132,7 @@ func (g *frameGuard) failNow(v *violation) {
 func (g *frameGuard) scan(b []byte) int {
 	i := 0
 	for i < len(b) && g.fail == nil {
-		if g.closed {
+		if g.is(gClosed) {
 			return len(b)
 		}
 		if g.need == 0 || g.hlen < g.need {
@@ -171,7 +191,7 @@ func (g *frameGuard) header(b []byte) int {
 // checkStart checks the first two header bytes.
 func (g *frameGuard) checkStart() *violation {
 	b0, b1 := g.hdr[0], g.hdr[1]
-	g.fin, g.op = b0&0x80 != 0, b0&0x0f
+	g.op = b0 & 0x0f
 	rsv1 := b0&0x40 != 0
 	if b0&0x30 != 0 {
 		return protocolError("reserved bits set")
@@ -182,7 +202,7 @@ func (g *frameGuard) checkStart() *violation {
 	switch g.op {
 	case opcodeClose, opcodePing, opcodePong:
 		switch {
-		case !g.fin:
+		case !g.fin():
 			return protocolError("fragmented control frame")
 		case b1&0x7f > 125:
 			return protocolError("control frame over 125 bytes")
@@ -190,20 +210,20 @@ func (g *frameGuard) checkStart() *violation {
 			return protocolError("RSV1 on a control frame")
 		}
 	case opcodeCont:
-		if !g.inMsg {
+		if !g.is(gInMsg) {
 			return protocolError("continuation frame with no message to continue")
 		}
 		if rsv1 {
 			return protocolError("RSV1 on a continuation frame")
 		}
 	case opcodeText, opcodeBin:
-		if g.inMsg {
+		if g.is(gInMsg) {
 			return protocolError("new message inside a fragmented message")
 		}
 		if rsv1 && !g.compressed {
 			return protocolError("RSV1 without permessage-deflate")
 		}
-		g.text = g.op == opcodeText && !rsv1
+		g.set(gText, g.op == opcodeText && !rsv1)
 		g.utf = utf8State{}
 	default:
 		return protocolError("reserved opcode %d", g.op)
@@ -230,10 +250,9 @@ func (g *frameGuard) headerEnd() {
 	default:
 		g.left = int64(h[1] & 0x7f)
 	}
-	copy(g.key[:], h[g.need-4:])
 	g.kpos, g.clen = 0, 0
 	if g.op < opcodeClose {
-		g.inMsg = !g.fin
+		g.set(gInMsg, !g.fin())
 	}
 	if g.left == 0 {
 		g.frameEnd()
@@ -243,22 +262,23 @@ func (g *frameGuard) headerEnd() {
 // payload looks at part of a frame's payload; it returns the offset of a byte that makes the
 // message invalid, or -1.
 func (g *frameGuard) payload(b []byte) int {
+	key := g.mask()
 	switch {
 	case g.op == opcodeClose:
 		if g.ctl == nil {
 			g.ctl = new([125]byte)
 		}
 		for _, x := range b {
-			g.ctl[g.clen] = x ^ g.key[g.kpos&3]
+			g.ctl[g.clen] = x ^ key[g.kpos&3]
 			g.clen++
 			g.kpos++
 		}
-	case g.text && g.op < opcodeClose:
+	case g.is(gText) && g.op < opcodeClose:
 		var buf [256]byte
 		for off := 0; off < len(b); {
 			n := copy(buf[:], b[off:])
 			for j := range n {
-				buf[j] ^= g.key[(int(g.kpos)+j)&3]
+				buf[j] ^= key[(int(g.kpos)+j)&3]
 			}
 			g.kpos = uint8((int(g.kpos) + n) & 3)
 			if bad := g.utf.feed(buf[:n]); bad >= 0 {
@@ -281,8 +301,9 @@ func (g *frameGuard) frameEnd() {
 			p = g.ctl[:g.clen]
 		}
 		g.fail = checkClosePayload(p)
-		g.closed, g.peerClose = g.fail == nil, g.fail != nil
-	case g.op < opcodeClose && g.fin && g.text && g.utf.need != 0:
+		g.set(gClosed, g.fail == nil)
+		g.set(gPeerClose, g.fail != nil)
+	case g.op < opcodeClose && g.fin() && g.is(gText) && g.utf.need != 0:
 		g.fail = &violation{code: websocket.StatusInvalidFramePayloadData, reason: "invalid UTF-8", cause: ErrInvalidUTF8, why: ReasonInvalidUTF8}
 	}
 }
@@ -321,10 +342,10 @@ func peerCloseCode(code websocket.StatusCode) bool {
 // drain discards the input up to the peer's close frame (or the end of the stream, or the
 // deadline the close handshake set), then reports the violation again.
 func (g *frameGuard) drain() error {
-	if g.drained || g.peerClose {
+	if g.is(gDrained) || g.is(gPeerClose) {
 		return g.fail
 	}
-	g.drained = true
+	g.set(gDrained, true)
 	pending := g.fail.pending
 	g.fail.pending = nil
 	if g.skip(pending) {
