@@ -116,11 +116,33 @@ func (c *Conn) end() context.Context {
 	return nil
 }
 
-// requestInfo is what a Conn keeps of its upgrade request.
-// The client's address is not kept: the socket has it (see Conn.RemoteAddr).
-type requestInfo struct {
-	header string // the kept header fields, as keptHeader wrote them
-	uri    string // the request's URI, as net/http parsed URL from
+// requestInfo is what a Conn keeps of its upgrade request: the request's URI (as net/http
+// parsed URL from), a newline, then the kept header fields as keptHeader wrote them. One
+// string, so one allocation of its own size: a short URI on its own ("/") would go to the
+// allocator's 16-byte blocks for tiny objects and keep a whole block alive, with whatever
+// else of the request had been put in it. The client's address is not kept: the socket has
+// it (see Conn.RemoteAddr).
+type requestInfo struct{ s string }
+
+// newRequestInfo copies uri and the kept header into a string of their own (a URI from
+// net/http is a slice of the request line, which can then go).
+func newRequestInfo(uri, header string) *requestInfo {
+	if uri == "/" && header == "" {
+		return &requestInfo{"/\n"} // the most common one: no allocation for the string
+	}
+	return &requestInfo{uri + "\n" + header}
+}
+
+// uri returns the request's URI ("" for a requestInfo{} made in a test).
+func (r *requestInfo) uri() string {
+	u, _, _ := strings.Cut(r.s, "\n")
+	return u
+}
+
+// header returns the kept header fields.
+func (r *requestInfo) header() string {
+	_, h, _ := strings.Cut(r.s, "\n")
+	return h
 }
 
 type closeReq struct {
@@ -164,13 +186,13 @@ func (c *Conn) RemoteAddr() string {
 // Header returns the upgrade request's header, the fields Options.RequestHeaders keeps (nil
 // when none is). The connection keeps them in their wire form and parses them anew on
 // every call (an idle connection spares a map): keep the result if you need it often.
-func (c *Conn) Header() http.Header { return parseHeader(c.req.header) }
+func (c *Conn) Header() http.Header { return parseHeader(c.req.header()) }
 
 // URL returns the upgrade request's URL (path and query). The connection keeps only the
 // request's URI and parses it anew on every call (an idle connection spares the parsed
 // form): keep the result if you need it often.
 func (c *Conn) URL() *url.URL {
-	u, err := url.ParseRequestURI(c.req.uri)
+	u, err := url.ParseRequestURI(c.req.uri())
 	if err != nil {
 		return &url.URL{} // no request (a connection made in a test)
 	}

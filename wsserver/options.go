@@ -264,7 +264,7 @@ func (o *Options) keptHeader(h http.Header) string {
 				keep(k, v)
 			}
 		}
-		return exact(b.String())
+		return b.String()
 	}
 	for i, k := range o.RequestHeaders {
 		k = http.CanonicalHeaderKey(k)
@@ -272,14 +272,7 @@ func (o *Options) keptHeader(h http.Header) string {
 			keep(k, h.Values(k))
 		}
 	}
-	return exact(b.String())
-}
-
-// exact returns s in an allocation of its own size: a Builder's doubling leaves up to half
-// of its buffer unused, which a kept string would hold for the connection's life (a
-// "User-Agent: ...\r\n" line of 24 bytes sat in 32).
-func exact(s string) string {
-	return strings.Clone(s) // "" stays "": no allocation
+	return b.String() // newRequestInfo copies it into a string of its own size
 }
 
 // parseHeader turns what keptHeader kept back into an http.Header (nil for none).

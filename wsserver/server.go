@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -222,9 +221,7 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	if uri == "" { // a request made by hand rather than read by net/http
 		uri = r.URL.RequestURI()
 	}
-	// net/http's RequestURI is a slice of the request line: a copy lets the line go.
-	uri = strings.Clone(uri)
-	c.req = &requestInfo{header: s.opts.keptHeader(r.Header), uri: uri}
+	c.req = newRequestInfo(uri, s.opts.keptHeader(r.Header))
 	if a := c.nc.RemoteAddr(); r.RemoteAddr != "" && (a == nil || a.String() != r.RemoteAddr) {
 		// A middleware rewrote it (a proxy's client address, say): keep it. Set before
 		// anything else sees the connection: read without a lock.

@@ -285,7 +285,8 @@ func TestRequestHeadersKept(t *testing.T) {
 		defer c.CloseNow()
 		sc := testutil.Recv(t, got, "OnOpen")
 		require.Nil(t, sc.Header())
-		require.Empty(t, sc.req.header)
+		require.Empty(t, sc.req.header())
+		require.Equal(t, "/", sc.URL().String()) // kept without an allocation of its own
 	})
 }
 
