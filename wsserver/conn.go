@@ -32,9 +32,8 @@ type Conn struct {
 	id   uint64
 	s    *Server
 	ws   *websocket.Conn
-	nc   net.Conn
-	bw   *batchWriter
-	pc   *pollConn // the readiness transport's socket wrapper; nil under the goroutine one
+	bw   *batchWriter // it holds the socket (sock): not kept twice
+	pc   *pollConn    // the readiness transport's socket wrapper; nil under the goroutine one
 	q    *queue.Queue
 	req  *requestInfo
 	more atomic.Pointer[connMore] // what only some connections need; made on first use
@@ -174,13 +173,21 @@ func (c *Conn) RemoteAddr() string {
 	if m := c.more.Load(); m != nil && m.remote != "" {
 		return m.remote
 	}
-	if c.nc == nil {
-		return ""
-	}
-	if a := c.nc.RemoteAddr(); a != nil {
-		return a.String()
+	if nc := c.sock(); nc != nil {
+		if a := nc.RemoteAddr(); a != nil {
+			return a.String()
+		}
 	}
 	return ""
+}
+
+// sock returns the connection's socket, as net/http's Hijack returned it (nil for a
+// connection made in a test without a batch writer).
+func (c *Conn) sock() net.Conn {
+	if c.bw == nil {
+		return nil
+	}
+	return c.bw.nc
 }
 
 // Header returns the upgrade request's header, the fields Options.RequestHeaders keeps (nil
@@ -349,7 +356,7 @@ func (c *Conn) abort(code websocket.StatusCode, cause error, why string) {
 	if c.pc != nil {
 		_ = c.pc.Close() // out of epoll, then closed; an armed reader is woken
 	} else {
-		_ = c.nc.Close()
+		_ = c.sock().Close()
 	}
 }
 

@@ -212,7 +212,7 @@ func TestSendAfterTheSocketFills(t *testing.T) {
 	const msgs, size = 200, 4000
 	opened := make(chan *Conn, 1)
 	ts := start(t, HandlerFuncs{Open: func(c *Conn) {
-		_ = c.nc.(*net.TCPConn).SetWriteBuffer(4096)
+		_ = c.sock().(*net.TCPConn).SetWriteBuffer(4096)
 		opened <- c
 	}}, Options{SendBuffer: msgs, SendBufferBytes: msgs * size})
 	c := dial(t, ts.url)

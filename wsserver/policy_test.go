@@ -113,7 +113,7 @@ func TestOnSlowRecovers(t *testing.T) {
 	const burst, size = 160, 8 << 10
 	slow := make(chan bool, 4)
 	ts := start(t, HandlerFuncs{
-		Open: func(c *Conn) { _ = c.nc.(*net.TCPConn).SetWriteBuffer(4096) },
+		Open: func(c *Conn) { _ = c.sock().(*net.TCPConn).SetWriteBuffer(4096) },
 		Message: func(c *Conn, m Message) {
 			for i := range burst {
 				_ = c.Send(Binary([]byte(strconv.Itoa(i) + ":" + strings.Repeat("x", size))))
@@ -205,7 +205,6 @@ func TestFailedBatchCountsAsDropped(t *testing.T) {
 	client, server := net.Pipe()
 	require.NoError(t, client.Close()) // the peer is gone: the write fails
 	c := fakeConn(s, 1)
-	c.nc = server
 	c.bw = newBatchWriter(server, true)
 	c.bw.begin(time.Now().Add(wait))
 	err := c.writeBatch([]outMsg{{m: Text("a")}, {m: Text("b")}, {m: Text("c")}})

@@ -274,7 +274,7 @@ func (c *Conn) closeHandshake(code websocket.StatusCode, reason string, grace ti
 	if c.pc != nil {
 		c.pc.setBlocking()
 	}
-	_ = c.nc.SetDeadline(time.Now().Add(grace))
+	_ = c.sock().SetDeadline(time.Now().Add(grace))
 	_ = c.ws.Close(code, reason)
 }
 

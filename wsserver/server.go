@@ -204,7 +204,7 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 		limit = -1
 	}
 	ws.SetReadLimit(limit)
-	c.ws, c.nc, c.bw, c.pc = ws, hw.nc, hw.bw, hw.pc
+	c.ws, c.bw, c.pc = ws, hw.bw, hw.pc
 	if s.opts.RateLimit > 0 {
 		c.bw.guard.allow = c.allow
 	}
@@ -222,7 +222,7 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 		uri = r.URL.RequestURI()
 	}
 	c.req = newRequestInfo(uri, s.opts.keptHeader(r.Header))
-	if a := c.nc.RemoteAddr(); r.RemoteAddr != "" && (a == nil || a.String() != r.RemoteAddr) {
+	if a := hw.nc.RemoteAddr(); r.RemoteAddr != "" && (a == nil || a.String() != r.RemoteAddr) {
 		// A middleware rewrote it (a proxy's client address, say): keep it. Set before
 		// anything else sees the connection: read without a lock.
 		if m := c.more.Load(); m != nil {

@@ -28,7 +28,7 @@ func TestSlowConsumerDoesNotSlowBroadcast(t *testing.T) {
 		Open: func(c *Conn) {
 			if c.Header().Get("X-Slow") != "" {
 				// Small kernel buffers, so that the outbound buffer fills after a few messages.
-				_ = c.nc.(*net.TCPConn).SetWriteBuffer(4096)
+				_ = c.sock().(*net.TCPConn).SetWriteBuffer(4096)
 			}
 			ts.Room("all").Join(c)
 			opened <- c

@@ -95,7 +95,7 @@ func (c *Conn) enqueueKey(ctx context.Context, key string, m Message) error {
 		c.dropped(ctx, m, ReasonSlowConsumer)
 		if start {
 			go c.writeLoop()
-		} else if c.nc != nil {
+		} else if c.sock() != nil {
 			// The writer may be stuck on a peer that does not read: give its write only the
 			// close grace, not the whole WriteTimeout.
 			c.bw.hurry(time.Now().Add(min(closeGrace, opts.WriteTimeout)))
