@@ -3,6 +3,7 @@ package queue
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -278,4 +279,85 @@ func TestAPlainSyncThatPanicsOrExitsGivesBackWhatItTook(t *testing.T) {
 	ran := false
 	q.Sync(func() { ran = true })
 	require.True(t, ran)
+}
+
+// spinHook sets syncSpinHook for the test: each turn of a Sync caller's spin calls turn.
+func spinHook(t *testing.T, turn func()) {
+	t.Helper()
+	syncSpinHook.Store(&turn)
+	t.Cleanup(func() { syncSpinHook.Store(nil) })
+}
+
+// A Sync caller that finds the queue held by another Sync caller spins on the hold word and
+// takes the queue with its CAS once the holder gives it back: no lock, no yield, no park.
+// Here the lock is held throughout: a caller that took the locked path would hang.
+func TestASyncSpinsForASyncCallerAndTakesTheQueueWithoutTheLock(t *testing.T) {
+	withProcs(t, 2) // with one P the holder could not finish while the caller spins
+	q := NewSerial("spin")
+	first := newGate()
+	go q.Sync(first.block)
+	testutil.Recv(t, first.started, "the first Sync")
+	spinning, proceed := make(chan struct{}), make(chan struct{})
+	var turns atomic.Int32
+	spinHook(t, func() {
+		if turns.Add(1) == 1 {
+			close(spinning)
+			select { // until the first Sync has given the queue back
+			case <-proceed:
+			case <-time.After(testutil.Wait):
+			}
+		}
+	})
+	second := make(chan uint64, 1)
+	go q.Sync(func() { second <- q.hold.Load() })
+	testutil.Recv(t, spinning, "the second Sync's spin")
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	first.open()
+	waitFor(t, "the first Sync to give the queue back", func() bool { return q.hold.Load() == 0 })
+	close(proceed)
+	h := testutil.Recv(t, second, "the second Sync, taken by its spin while the lock is held")
+	require.NotZero(t, h&holdFast, "held without the lock")
+	waitFor(t, "the second Sync to give the queue back", func() bool { return q.hold.Load() == 0 })
+}
+
+// A Sync caller never spins past what waits in line (a block queued behind a Sync holder),
+// nor with one P: it waits in line, after the block.
+func TestASyncDoesNotSpinPastAQueuedBlockNorOnOneP(t *testing.T) {
+	for _, procs := range []int{2, 1} {
+		t.Run(fmt.Sprint(procs, "P"), func(t *testing.T) {
+			withProcs(t, procs)
+			q := NewSerial("no-spin")
+			var turns atomic.Int32
+			spinHook(t, func() { turns.Add(1) })
+			first := newGate()
+			go q.Sync(first.block)
+			testutil.Recv(t, first.started, "the first Sync")
+			order := make(chan string, 2)
+			if procs == 2 {
+				q.Async(func() { order <- "async" })
+			}
+			synced := make(chan struct{})
+			go func() {
+				q.Sync(func() { order <- "sync" })
+				close(synced)
+			}()
+			waiting := 1
+			if procs == 2 {
+				waiting = 2
+			}
+			require.Eventually(t, func() bool {
+				q.mu.Lock()
+				defer q.mu.Unlock()
+				return int(q.items.n) == waiting
+			}, waitTimeout, 100_000, "the Sync waits in line")
+			require.Zero(t, turns.Load(), "the Sync caller spun")
+			first.open()
+			testutil.Recv(t, synced, "the Sync")
+			if procs == 2 {
+				require.Equal(t, "async", <-order)
+			}
+			require.Equal(t, "sync", <-order)
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 
 	"github.com/dispatchkit/dispatchkit/internal/goid"
 )
@@ -99,7 +100,9 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 	if q.kind == serialKind && !barrier {
 		// An idle queue: taken with one CAS, given back with another if nothing was queued
 		// meanwhile. It stays idle while inactive (stopped), so its target is settled.
-		if mine := holdBusy | holdFast | uint64(me)<<holdShift; uint64(me) < 1<<(64-holdShift) && q.hold.CompareAndSwap(0, mine) {
+		// Held by another Sync caller that took it so: spin briefly, it is about to finish.
+		if mine := holdBusy | holdFast | uint64(me)<<holdShift; uint64(me) < 1<<(64-holdShift) &&
+			(q.hold.CompareAndSwap(0, mine) || q.spinForSync(mine)) {
 			if t := q.target.Load(); t.kind == rootKind {
 				return q.syncSerial(ctx, me, t, fn, cfn)
 			}
@@ -360,6 +363,39 @@ func (q *Queue) handToWaiterLocked() bool {
 	}
 	return false
 }
+
+// spinForSync is a Sync caller's short active spin for a serial queue that another Sync
+// caller holds without the lock, with nothing queued: such a holder runs a Sync block now,
+// often a short one (a Sync used as a lock), and gives the queue back with one CAS. The
+// caller looks at the hold word up to syncActiveSpins times and takes the queue with its own
+// CAS once it reads 0; it reports whether it did. It never passes a queued block or Sync
+// caller: those mark the word (holdQueued, or a drainer's busy), which ends the spin, as does
+// a Suspend or Close. With one P the holder could not run meanwhile: no spin at all.
+func (q *Queue) spinForSync(mine uint64) bool {
+	if exec.procs() < 2 {
+		return false
+	}
+	for range syncActiveSpins {
+		switch h := q.hold.Load(); {
+		case h == 0:
+			if q.hold.CompareAndSwap(0, mine) {
+				return true
+			}
+		case h&(holdFast|holdQueued|holdStopped|holdClosed) != holdFast || h>>holdShift == mine>>holdShift:
+			return false // not a Sync caller's (nor the caller's own: a deadlock), or something waits
+		}
+		if f := syncSpinHook.Load(); f != nil {
+			(*f)()
+		}
+	}
+	return false
+}
+
+// syncActiveSpins bounds spinForSync: about as long as a short Sync block holds the queue.
+const syncActiveSpins = 100
+
+// syncSpinHook, when set (by tests), is called at each turn of spinForSync.
+var syncSpinHook atomic.Pointer[func()]
 
 // syncSpins is how many times a Sync caller that finds its queue busy, with nothing queued,
 // yields and looks again before it waits in line (parks).
