@@ -78,6 +78,7 @@ type worker struct {
 	slotted bool         // registered in workerTable
 	cur     *Queue       // the queue whose drain the worker runs as its root item (its own yields are no hand-off)
 	direct  int          // handed items taken in a row while others waited in the roots
+	running *Queue       // the innermost queue whose blocks the worker runs, while specifics are used (specific.go)
 
 	// next is the drain of a queue that the worker's own block made runnable (Go's runnext):
 	// the worker runs it as soon as that block returns, with no lock, no goroutine woken and

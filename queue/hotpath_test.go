@@ -136,11 +136,8 @@ func TestRunningAboveFollowsTheWorkersClasses(t *testing.T) {
 // A queue idle after every block (a connection answering one message at a time) takes each
 // block, runs it and goes idle again without allocating: the block waits in the deque's
 // inline slot, and neither the drain nor the hand-off to a worker allocates. An uncontended
-// Sync allocates nothing either. (In a program without queue-specific values: once
-// SetSpecific was called, as an earlier test of this package does, every drain records its
-// goroutine in a sync.Map, which allocates.)
+// Sync allocates nothing either (with queue-specific values in use too: the next test).
 func TestAnIdleQueuesFirstBlockAllocatesNothing(t *testing.T) {
-	defer specificsUsed.Store(specificsUsed.Swap(false)) // no test runs beside this one
 	q := NewSerial("idle-allocs")
 	ran := make(chan struct{}, 1)
 	f := func() { ran <- struct{}{} }
@@ -161,4 +158,44 @@ func TestAnIdleQueuesFirstBlockAllocatesNothing(t *testing.T) {
 	allocs = testing.AllocsPerRun(200, func() { q.Sync(func() { n++ }) })
 	require.Zero(t, allocs, "allocations per Sync onto an idle queue")
 	require.Equal(t, 201, n)
+}
+
+// Once a program uses queue-specific values, each drain and each Sync records the queue its
+// goroutine runs (for CurrentSpecific) without allocating: in the worker for a drain, in a
+// map shard for a Sync caller (a sync.Map keyed by the boxed goroutine allocated twice).
+func TestDrainsAndSyncsRecordTheirQueueWithoutAllocatingOnceSpecificsAreUsed(t *testing.T) {
+	defer specificsUsed.Store(specificsUsed.Load())
+	k := NewKey[int]("depth")
+	q := NewSerial("specific-allocs")
+	SetSpecific(q, k, 7)
+	got := make(chan int, 1)
+	f := func() {
+		v, _ := CurrentSpecific(k)
+		got <- v
+	}
+	q.Async(f) // the first drain sets up the label cache and a worker
+	require.Equal(t, 7, testutil.Recv(t, got, "the first block"))
+	timeout := time.NewTimer(testutil.Wait)
+	defer timeout.Stop()
+	allocs := testing.AllocsPerRun(200, func() {
+		q.Async(f)
+		select {
+		case v := <-got:
+			if v != 7 {
+				panic("CurrentSpecific inside a drain did not find the queue's value")
+			}
+		case <-timeout.C:
+			panic("a block onto an idle queue did not run")
+		}
+	})
+	require.Zero(t, allocs, "allocations per Async and drain with specifics in use")
+	allocs = testing.AllocsPerRun(200, func() {
+		q.Sync(f)
+		if <-got != 7 {
+			panic("CurrentSpecific inside a Sync did not find the queue's value")
+		}
+	})
+	require.Zero(t, allocs, "allocations per Sync with specifics in use")
+	_, ok := CurrentSpecific(k)
+	require.False(t, ok, "the Sync caller still runs the queue once Sync returned")
 }

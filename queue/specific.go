@@ -21,8 +21,55 @@ func (k *Key[T]) String() string { return k.name }
 // running a block pays one atomic load for it.
 var specificsUsed atomic.Bool
 
-// running maps a goroutine to the innermost queue whose drain it runs, while specifics are used.
-var running sync.Map // goroutine -> *Queue
+// While specifics are used, every goroutine running a queue's blocks records the innermost
+// such queue: a worker in its own worker.running (no lock: only its goroutine reads or writes
+// it), any other goroutine (a Sync caller) in a map shard keyed by the goroutine. Neither
+// allocates per drain or per Sync, as a sync.Map keyed by a boxed goroutine did.
+type runningShard struct {
+	mu sync.Mutex
+	m  map[uintptr]*Queue
+	_  [48]byte // a cache line each: Sync callers of different shards do not share one
+}
+
+var runningShards [64]runningShard
+
+func runningShardOf(g uintptr) *runningShard {
+	return &runningShards[(uint64(g)*0x9E3779B97F4A7C15)>>58]
+}
+
+// runningOf returns the innermost queue goroutine g runs the blocks of, or nil.
+func runningOf(g uintptr) *Queue {
+	if w := workerOf(g); w != nil {
+		return w.running
+	}
+	s := runningShardOf(g)
+	s.mu.Lock()
+	q := s.m[g]
+	s.mu.Unlock()
+	return q
+}
+
+// setRunning records q (nil: none) as the innermost queue goroutine g runs and returns the
+// one it replaces.
+func setRunning(g uintptr, q *Queue) (prev *Queue) {
+	if w := workerOf(g); w != nil {
+		prev, w.running = w.running, q
+		return prev
+	}
+	s := runningShardOf(g)
+	s.mu.Lock()
+	prev = s.m[g]
+	switch {
+	case q == nil:
+		delete(s.m, g)
+	case s.m == nil:
+		s.m = map[uintptr]*Queue{g: q}
+	default:
+		s.m[g] = q
+	}
+	s.mu.Unlock()
+	return prev
+}
 
 // SetSpecific sets the value of k on q (dispatch_queue_set_specific).
 // The value lives in the queue itself, so it goes away with the queue.
@@ -58,11 +105,7 @@ func GetSpecific[T any](q *Queue, k *Key[T]) (T, bool) {
 // when no queue of the chain has it, it reports false.
 func CurrentSpecific[T any](k *Key[T]) (T, bool) {
 	var zero T
-	cur, ok := running.Load(goid.G())
-	if !ok {
-		return zero, false
-	}
-	for q := cur.(*Queue); q != nil; q = q.target.Load() {
+	for q := runningOf(goid.G()); q != nil; q = q.target.Load() {
 		if v, ok := GetSpecific(q, k); ok {
 			return v, true
 		}
@@ -79,17 +122,19 @@ func enterRunning(q *Queue, g uintptr) (prev any, had, on bool) {
 	if !specificsUsed.Load() {
 		return nil, false, false
 	}
-	prev, had = running.Swap(g, q)
-	return prev, had, true
+	if p := setRunning(g, q); p != nil {
+		return p, true, true
+	}
+	return nil, false, true
 }
 
 func leaveRunning(g uintptr, prev any, had, on bool) {
 	if !on {
 		return
 	}
+	var p *Queue
 	if had {
-		running.Store(g, prev)
-	} else {
-		running.Delete(g)
+		p = prev.(*Queue)
 	}
+	setRunning(g, p)
 }
