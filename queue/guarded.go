@@ -40,16 +40,19 @@ func (g *Guarded[T]) Async(fn func(*T)) {
 	if fn == nil {
 		nilFunc("Async", q.label)
 	}
+	// fn travels in the item's func() field; only g.x.call turns it back into a func(*T).
+	// (A copy: taking fn's own address would move it to the heap, as the closure below
+	// captures it.)
+	f := fn
+	it := item{fn: *(*func())(unsafe.Pointer(&f)), x: &g.x}
+	if q.plain && q.submitPlain(it) { // most values: straight to the short path, as Queue.Async
+		return
+	}
 	if q.debug&recordCallSites != 0 || observing && q.cfg != nil && q.cfg.obs != nil {
 		// The item's ext is its own there (a call site, the observer's context): wrap.
 		q.Async(func() { fn(&g.v) })
 		return
 	}
-	// fn travels in the item's func() field; only g.x.call turns it back into a func(*T).
-	// (A copy: taking fn's own address would move it to the heap, as the closure above
-	// captures it.)
-	f := fn
-	it := item{fn: *(*func())(unsafe.Pointer(&f)), x: &g.x}
 	if err := q.submit(context.Background(), it, BlockAsync, waitForRoom); err != nil {
 		panic(fmt.Sprintf("queue: Async on %q: %v (submit before Close, or use TryAsync)", q.label, err))
 	}

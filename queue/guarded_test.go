@@ -88,3 +88,13 @@ func TestGuardedSyncAllocatesNothing(t *testing.T) {
 	require.Zero(t, allocs, "allocations per Guarded.Sync")
 	g.Sync(func(v *int) { require.Equal(t, 202, *v) })
 }
+
+// Guarded.Async takes Queue.Async's short path for a plain value: once the value's queue is
+// closed, it still panics as Queue.Async does, and the block never runs.
+func TestGuardedAsyncOnAClosedValuePanics(t *testing.T) {
+	g := NewGuarded(0)
+	require.NoError(t, g.Queue().Close(context.Background()))
+	require.PanicsWithValue(t, `queue: Async on "guarded": queue: closed (submit before Close, or use TryAsync)`,
+		func() { g.Async(func(v *int) { *v++ }) })
+	require.Zero(t, g.Queue().Stats().Executed)
+}
