@@ -131,6 +131,18 @@ func BenchmarkLockQueueSync(b *testing.B) {
 	})
 }
 
+// The same with the queue's profiler labels off: what a Sync costs without the pair of
+// pprof.SetGoroutineLabels calls around its block.
+func BenchmarkLockQueueSyncNoProfileLabels(b *testing.B) {
+	q := queue.NewSerial("lock", queue.WithProfileLabels(false))
+	n := 0
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			q.Sync(func() { n++ })
+		}
+	})
+}
+
 func BenchmarkLockPeerMutex(b *testing.B) {
 	var mu sync.Mutex
 	n := 0

@@ -50,7 +50,7 @@ fi
 rows=(
 	"SerialAsync:" "SerialAsyncNoProfileLabels:" "SerialPeerChannel:" "SerialPeerMutexDrainer:"
 	"SerialPeerMutexAppend:" "SerialIdleRoundTrip:" "SerialIdleRoundTripPeerChannel:"
-	"LockGuardedAsync:2" "LockQueueSync:2" "LockPeerMutex:2" "LockPeerChannelOwner:2"
+	"LockGuardedAsync:2" "LockQueueSync:2" "LockQueueSyncNoProfileLabels:2" "LockPeerMutex:2" "LockPeerChannelOwner:2"
 	"ConcurrentAsync:" "ConcurrentPeerGoWaitGroup:" "ConcurrentPeerPond:" "ConcurrentPeerAnts:"
 	"ConcurrentPeerErrgroup:"
 	"PingPong:" "PingPongPeerChannels:"

@@ -33,6 +33,7 @@ var comparisons = []comparison{
 	{"serial as a lock: Guarded.Async vs sync.Mutex", "LockGuardedAsync", "LockPeerMutex", "ns/op", 3},
 	{"serial as a lock: Guarded.Async vs channel owner", "LockGuardedAsync", "LockPeerChannelOwner", "ns/op", 0},
 	{"serial as a lock: Queue.Sync vs sync.Mutex", "LockQueueSync", "LockPeerMutex", "ns/op", 5},
+	{"serial as a lock: Queue.Sync, pprof labels off, vs sync.Mutex", "LockQueueSyncNoProfileLabels", "LockPeerMutex", "ns/op", 0},
 	{"concurrent submit+wait vs go f() + WaitGroup", "ConcurrentAsync", "ConcurrentPeerGoWaitGroup", "ns/op", 0.6},
 	{"concurrent submit+wait vs ants", "ConcurrentAsync", "ConcurrentPeerAnts", "ns/op", 1},
 	{"concurrent submit+wait vs pond", "ConcurrentAsync", "ConcurrentPeerPond", "ns/op", 1},
