@@ -26,8 +26,10 @@
 // meanwhile, without the queue's lock. An Async onto an idle serial queue (one without a limit,
 // an observer, a panic handler or call sites) hands it its block with one compare-and-swap,
 // without the lock and without allocating; onto a busy one it takes the lock once, and the
-// drainer takes everything pending under one lock. A Sync that finds its queue held, with
-// nothing queued, yields and looks again a few times before it parks; a Sync caller hands a
+// drainer takes everything pending under one lock. A Sync that finds its queue held by
+// another Sync caller that took it so, with nothing queued, spins briefly on that word (not
+// with one P) and takes the queue as soon as it is given back; failing that, with nothing
+// queued, it yields and looks again a few times before it parks; a Sync caller hands a
 // serial queue straight to the Sync caller waiting next. A Sync never hangs waiting for its own
 // caller. A Sync from a block that holds a slot of a concurrent queue, onto that queue or onto
 // a queue under it, runs at once in the caller's slot, as GCD runs a nested dispatch_sync onto
