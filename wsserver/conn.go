@@ -40,8 +40,7 @@ type Conn struct {
 	val  any                      // the handler's per-connection state; touched only on q
 	vals *[]keyVal                // the values of Keys (a pointer: most connections have none); q only
 
-	opened int64                         // when it opened: nanoseconds since the server's start (monotonic)
-	resume atomic.Pointer[chan struct{}] // made the first time the reader has to wait
+	opened int64 // when it opened: nanoseconds since the server's start (monotonic)
 
 	// The fields are ordered so that the struct has no padding (an idle connection holds it).
 	backlog atomic.Int32  // messages read and not yet handled
@@ -62,13 +61,13 @@ type Conn struct {
 	slot      int32      // 1 + its index in Server.conns, 0 when not in it; under Server.mu
 	out       []outMsg   // outbound buffer; nil while empty
 	outBytes  int
-	closeReq  *closeReq   // a close frame to send once out is written
-	cause     *CloseError // why the server ended the connection; nil if it did not
+	closeReq  *closeReq // a close frame to send once out is written
 }
 
 // connMore holds what an idle connection seldom needs, so that the many that never need it
 // do not carry it: made at the upgrade when the connection has an Observer, a rate limit or
-// an Authenticate value, otherwise on first use (Context, joining a room, a close).
+// an Authenticate value, otherwise on first use (Context, joining a room, a close, a reader
+// waiting for its handler under the goroutine transport).
 type connMore struct {
 	// Set at the upgrade, before the connection is seen by anything else.
 	root   context.Context // the Observer's per-connection context; nil without an Observer
@@ -78,8 +77,11 @@ type connMore struct {
 	tokens float64   // rate limit bucket, reader only
 	refill time.Time // when tokens was last topped up, reader only
 
+	resume atomic.Pointer[chan struct{}] // made the first time the reader has to wait (goroutine transport)
+
 	// Under Conn.mu.
-	why    string // the Observer's reason for Conn.cause
+	cause  *CloseError // why the server ended the connection; nil if it did not
+	why    string      // the Observer's reason for cause
 	rooms  []*Room
 	ctx    context.Context // made by Context on first use
 	cancel context.CancelFunc
@@ -426,12 +428,19 @@ func (c *Conn) onPing(_ context.Context, p []byte) bool {
 }
 
 func (c *Conn) setCauseLocked(code websocket.StatusCode, reason string, cause error, why string) {
-	if c.cause == nil {
-		c.cause = &CloseError{Code: code, Reason: reason, Cause: cause}
-		c.extra().why = why
+	if m := c.extra(); m.cause == nil {
+		m.cause, m.why = &CloseError{Code: code, Reason: reason, Cause: cause}, why
 	}
 	c.halted.Store(true)
 	c.state.Store(stateClosing)
+}
+
+// causeLocked returns why the server ended the connection (nil if it did not). c.mu is held.
+func (c *Conn) causeLocked() *CloseError {
+	if m := c.more.Load(); m != nil {
+		return m.cause
+	}
+	return nil
 }
 
 // discardLocked drops the outbound buffer (counted as dropped).

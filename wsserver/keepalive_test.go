@@ -78,7 +78,7 @@ func TestSweepWithANewerEpochClosesNothing(t *testing.T) {
 	c.pinging.Store(true)
 	c.pingAt.Store(next)
 	s.sweep()
-	require.Equal(t, stateOpen, c.state.Load(), "closed: %v", c.cause)
+	require.Equal(t, stateOpen, c.state.Load(), "closed: %v", c.causeLocked())
 	require.True(t, c.pinging.Load())
 }
 

@@ -125,11 +125,12 @@ func (c *Conn) waitBacklog(limit int32) {
 	c.pauses.Add(1)
 	c.paused.Store(true)
 	defer c.paused.Store(false)
+	m := c.extra()
 	for c.backlog.Load() >= limit {
-		ch := c.resume.Load()
+		ch := m.resume.Load()
 		if ch == nil {
 			made := make(chan struct{}, 1)
-			c.resume.Store(&made)
+			m.resume.Store(&made)
 			ch = &made
 		}
 		// Check again after publishing the channel: a handler that finished before it was
@@ -148,10 +149,12 @@ func (c *Conn) handled() {
 		c.pc.resume(int32(c.s.opts.MaxPending))
 		return
 	}
-	if ch := c.resume.Load(); ch != nil {
-		select {
-		case *ch <- struct{}{}:
-		default:
+	if m := c.more.Load(); m != nil {
+		if ch := m.resume.Load(); ch != nil {
+			select {
+			case *ch <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -309,14 +312,14 @@ func (c *Conn) finish(readErr error) {
 	}
 	_ = c.ws.CloseNow() // waits for a close handshake under way on the writer
 	c.mu.Lock()
-	if c.cause == nil && errors.Is(readErr, websocket.ErrMessageTooBig) {
+	if c.causeLocked() == nil && errors.Is(readErr, websocket.ErrMessageTooBig) {
 		c.setCauseLocked(websocket.StatusMessageTooBig, "message too big", ErrMessageTooBig, ReasonTooBig)
 	}
 	c.state.Store(stateEnded)
 	c.discardLocked()
 	c.closeReq = nil
 	var rooms []*Room
-	cause, why := c.cause, ""
+	cause, why := c.causeLocked(), ""
 	if m := c.more.Load(); m != nil {
 		rooms, m.rooms = m.rooms, nil
 		why = m.why
