@@ -119,11 +119,23 @@ func rawUpgrade(addr string) (net.Conn, error) {
 	return nc, nil
 }
 
-type memFigures struct{ heap, stack, total float64 }
+// memFigures is what n connections cost, per connection: heap and goroutine stacks after
+// GC, and how many goroutines they added in all.
+type memFigures struct {
+	heap, stack, total float64
+	goroutines         int
+}
+
+// fixedGoroutines bounds the goroutines that serve all connections, however many: the
+// pollers, the reader pool, the handler queue's workers, keepalive, the listener.
+func fixedGoroutines() int { return 8*runtime.GOMAXPROCS(0) + 8 }
 
 // measureIdle opens n idle connections and returns the memory they take per connection:
-// heap and goroutine stacks, server and raw client together.
-func measureIdle(t *testing.T, n int, opts Options) memFigures {
+// heap and goroutine stacks, server and raw client together. perConn is the goroutines a
+// connection holds (1 under the goroutine transport, 0 under the readiness one): the
+// measure waits for the goroutines that ran the upgrades to be gone, so that their stacks
+// are not counted.
+func measureIdle(t *testing.T, n int, opts Options, perConn int) memFigures {
 	var opened atomic.Int64
 	s := New(HandlerFuncs{Open: func(*Conn) { opened.Add(1) }}, opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -132,11 +144,12 @@ func measureIdle(t *testing.T, n int, opts Options) memFigures {
 	go hs.Serve(ln)
 	defer hs.Close()
 
+	clients := make([]net.Conn, 0, n) // made before the baseline: the test's, not theirs
 	var ms0, ms1 runtime.MemStats
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
-	clients := make([]net.Conn, 0, n)
+	g0 := runtime.NumGoroutine()
 	defer func() {
 		for _, c := range clients {
 			c.Close()
@@ -151,12 +164,16 @@ func measureIdle(t *testing.T, n int, opts Options) memFigures {
 		clients = append(clients, c)
 	}
 	require.Eventually(t, func() bool { return opened.Load() == int64(n) }, wait, time.Millisecond)
+	// net/http's connection goroutines end once ServeHTTP has returned.
+	require.Eventually(t, func() bool { return runtime.NumGoroutine()-g0 <= perConn*n+fixedGoroutines() }, wait, time.Millisecond,
+		"goroutines: %d before, %d with %d idle connections", g0, runtime.NumGoroutine(), n)
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&ms1)
 	f := memFigures{
-		heap:  float64(int64(ms1.HeapAlloc)-int64(ms0.HeapAlloc)) / float64(n),
-		stack: float64(int64(ms1.StackInuse)-int64(ms0.StackInuse)) / float64(n),
+		heap:       float64(int64(ms1.HeapAlloc)-int64(ms0.HeapAlloc)) / float64(n),
+		stack:      float64(int64(ms1.StackInuse)-int64(ms0.StackInuse)) / float64(n),
+		goroutines: runtime.NumGoroutine() - g0,
 	}
 	f.total = f.heap + f.stack
 	return f
@@ -164,14 +181,15 @@ func measureIdle(t *testing.T, n int, opts Options) memFigures {
 
 // measureTCPPairs is the same for bare TCP connections accepted and held without a
 // goroutine: the share of the figure above that is not the server's doing.
-func measureTCPPairs(t *testing.T, n int) float64 {
+func measureTCPPairs(t *testing.T, n int) memFigures {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
+	conns := make([]net.Conn, 0, 2*n) // made before the baseline: the test's, not theirs
 	var ms0, ms1 runtime.MemStats
 	runtime.GC()
+	runtime.GC()
 	runtime.ReadMemStats(&ms0)
-	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
 			c.Close()
@@ -185,17 +203,26 @@ func measureTCPPairs(t *testing.T, n int) float64 {
 		conns = append(conns, c, sc)
 	}
 	runtime.GC()
+	runtime.GC()
 	runtime.ReadMemStats(&ms1)
-	return float64(int64(ms1.HeapAlloc)+int64(ms1.StackInuse)-int64(ms0.HeapAlloc)-int64(ms0.StackInuse)) / float64(n)
+	f := memFigures{
+		heap:  float64(int64(ms1.HeapAlloc)-int64(ms0.HeapAlloc)) / float64(n),
+		stack: float64(int64(ms1.StackInuse)-int64(ms0.StackInuse)) / float64(n),
+	}
+	f.total = f.heap + f.stack
+	return f
 }
 
 // maxIdleServerShare bounds the server's share of an idle connection under the readiness
-// transport (heap and stacks per connection, less the client's half of a bare TCP pair):
-// just above what it measures (BENCHMARKS.md lists it byte by byte), so that a field, a
-// closure or a buffer more per connection fails here. Allocation sizes are deterministic
-// enough at 2,000 connections: the heap varies by ~10 B between runs, goroutine stacks
-// (the pollers', the reader pool's) by up to ~80 B; it measures 3,020-3,100 B.
-const maxIdleServerShare = 3150
+// transport: issue 18's aim of 3 KB. The share is the heap per connection less the
+// client's half of a bare TCP pair's (BENCHMARKS.md lists it byte by byte); it measures
+// ~2,900 B, varying by ~10 B between runs, so a field, a closure or a buffer more per
+// connection that crosses a size class fails here. An idle connection holds no goroutine
+// (checked: the goroutines do not grow with the connections), so no stack of its own;
+// the stacks of the goroutines that serve every connection (pollers, reader pool,
+// handler workers: ~15-50 B per connection at 2,000, fewer at more) are logged apart, as
+// their number depends on how many readers the connect burst happened to need.
+const maxIdleServerShare = 3000
 
 // TestMemoryPerIdleConnection measures what an idle connection costs (logged; run with -v)
 // under each transport, and holds each under a ceiling: the readiness transport's idle
@@ -205,24 +232,27 @@ const maxIdleServerShare = 3150
 func TestMemoryPerIdleConnection(t *testing.T) {
 	const n = 2000
 	pairs := measureTCPPairs(t, n)
-	ready := measureIdle(t, n, Options{Transport: TransportReadiness})
-	gor := measureIdle(t, n, Options{Transport: TransportGoroutine})
+	ready := measureIdle(t, n, Options{Transport: TransportReadiness}, 0)
+	gor := measureIdle(t, n, Options{Transport: TransportGoroutine}, 1)
 	readInServeHTTP = true
-	inServe := measureIdle(t, n, Options{Transport: TransportGoroutine})
+	inServe := measureIdle(t, n, Options{Transport: TransportGoroutine}, 1)
 	readInServeHTTP = false
+	share := ready.heap - pairs.heap/2
 	t.Logf("per idle connection, %d connections (server + a raw client without goroutine):", n)
-	t.Logf("  readiness transport:                  heap %.0f B + stacks %.0f B = %.0f B", ready.heap, ready.stack, ready.total)
+	t.Logf("  readiness transport:                  heap %.0f B + stacks %.0f B = %.0f B (%d goroutines in all)", ready.heap, ready.stack, ready.total, ready.goroutines)
 	t.Logf("  goroutine transport, fresh goroutine: heap %.0f B + stacks %.0f B = %.0f B", gor.heap, gor.stack, gor.total)
 	t.Logf("  goroutine transport, ServeHTTP's:     heap %.0f B + stacks %.0f B = %.0f B", inServe.heap, inServe.stack, inServe.total)
-	t.Logf("  bare TCP pair (client + server socket structs): %.0f B; the server's share is about %.0f B (readiness), %.0f B (goroutine)",
-		pairs, ready.total-pairs/2, gor.total-pairs/2)
+	t.Logf("  bare TCP pair (client + server socket structs): heap %.0f B + stacks %.0f B", pairs.heap, pairs.stack)
+	t.Logf("  the server's share: readiness %.0f B of heap, no stack of its own (+ %.0f B of the shared goroutines' stacks); goroutine %.0f B",
+		share, ready.stack, gor.total-pairs.total/2)
 	t.Logf("  our structs: Conn %d B, queue.Queue %d B, batchWriter %d B, pollConn %d B, frameGuard %d B, requestInfo %d B, websocket.Conn %d B",
 		unsafe.Sizeof(Conn{}), unsafe.Sizeof(queue.Queue{}), unsafe.Sizeof(batchWriter{}), unsafe.Sizeof(pollConn{}),
 		unsafe.Sizeof(frameGuard{}), unsafe.Sizeof(requestInfo{}), unsafe.Sizeof(websocket.Conn{}))
 	require.Less(t, gor.total, 24_000.0, "an idle connection costs far more than designed")
 	if runtime.GOOS == "linux" {
 		require.Less(t, ready.total, gor.total-3000, "the readiness transport saves the reader's stack and buffer")
-		require.Less(t, ready.total-pairs/2, float64(maxIdleServerShare), "an idle connection grew")
+		require.LessOrEqual(t, ready.goroutines, fixedGoroutines(), "an idle connection holds a goroutine")
+		require.Less(t, share, float64(maxIdleServerShare), "an idle connection grew")
 	}
 	_ = bufio.NewReader
 }
