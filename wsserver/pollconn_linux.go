@@ -31,13 +31,12 @@ import (
 // The bytes come through a read buffer taken from a pool when the reader starts and given
 // back when it parks: an idle connection holds none.
 type pollConn struct {
-	net.Conn // the socket
-	c        *Conn
-	bw       *batchWriter
-	guard    *frameGuard   // what coder/websocket reads through; it reads from pc.read
-	br       *bufio.Reader // coder/websocket's reader buffer, on the guard (set by the hijack)
-	raw      syscall.RawConn
-	id       uint64 // what its epoll events carry: unique in the process (Conn.ID is per Server)
+	c     *Conn
+	bw    *batchWriter  // it holds the socket (sock): not kept twice
+	guard *frameGuard   // what coder/websocket reads through; it reads from pc.read
+	br    *bufio.Reader // coder/websocket's reader buffer, on the guard (set by the hijack)
+	raw   syscall.RawConn
+	id    uint64 // what its epoll events carry: unique in the process (Conn.ID is per Server)
 
 	state    atomic.Uint32 // readerRunning, readerAgain, readerArmed, readerParked
 	blocking atomic.Bool   // every Read waits: a close handshake is under way (or no poller)
@@ -135,7 +134,7 @@ func newPollConn(nc net.Conn, early []byte, bw *batchWriter, guard *frameGuard) 
 			return nil
 		}
 	}
-	pc := &pollConn{Conn: nc, bw: bw, guard: guard, raw: raw, fd: -1, id: pollIDs.Add(1)}
+	pc := &pollConn{bw: bw, guard: guard, raw: raw, fd: -1, id: pollIDs.Add(1)}
 	guard.src = (*pollSource)(pc)
 	_ = raw.Control(func(fd uintptr) { pc.fd = int32(fd) })
 	if pc.fd < 0 {
@@ -174,6 +173,17 @@ func (pc *pollConn) register(c *Conn) error {
 
 // Read is what coder/websocket reads: the guard's checked frames.
 func (pc *pollConn) Read(p []byte) (int, error) { return pc.guard.Read(p) }
+
+// sock is the socket, which the batch writer holds. pollConn is the net.Conn that
+// coder/websocket gets: the rest of its methods are the socket's.
+func (pc *pollConn) sock() net.Conn { return pc.bw.nc }
+
+func (pc *pollConn) Write(p []byte) (int, error)        { return pc.sock().Write(p) }
+func (pc *pollConn) LocalAddr() net.Addr                { return pc.sock().LocalAddr() }
+func (pc *pollConn) RemoteAddr() net.Addr               { return pc.sock().RemoteAddr() }
+func (pc *pollConn) SetDeadline(t time.Time) error      { return pc.sock().SetDeadline(t) }
+func (pc *pollConn) SetReadDeadline(t time.Time) error  { return pc.sock().SetReadDeadline(t) }
+func (pc *pollConn) SetWriteDeadline(t time.Time) error { return pc.sock().SetWriteDeadline(t) }
 
 // pollSource is the guard's source: the socket's bytes, tracked (pollConn.read).
 type pollSource pollConn
@@ -226,16 +236,16 @@ func (pc *pollConn) readWait(p []byte) (int, error) {
 		timeout := pc.c.s.opts.PongTimeout
 		if now := time.Since(pollEpoch); time.Duration(pc.deadline)-now < timeout/2 {
 			pc.deadline = int64(now + timeout)
-			_ = pc.Conn.SetReadDeadline(time.Now().Add(timeout))
+			_ = pc.sock().SetReadDeadline(time.Now().Add(timeout))
 		}
 	}
 	if len(p) >= pollBufSize {
-		n, err := pc.Conn.Read(p)
+		n, err := pc.sock().Read(p)
 		pc.ft.feed(p[:n])
 		return n, err
 	}
 	pc.getBuf()
-	n, err := pc.Conn.Read(*pc.buf)
+	n, err := pc.sock().Read(*pc.buf)
 	if n > 0 {
 		pc.n = n
 		return pc.serve(p), nil
@@ -310,7 +320,7 @@ func (pc *pollConn) enter() bool {
 func (pc *pollConn) fill() error {
 	if pc.deadline != 0 {
 		pc.deadline = 0
-		_ = pc.Conn.SetReadDeadline(time.Time{})
+		_ = pc.sock().SetReadDeadline(time.Time{})
 	}
 	pc.getBuf()
 	// The edges recorded so far are for bytes this read gets.
@@ -550,7 +560,7 @@ func (pc *pollConn) arm() bool {
 // reader so that it finishes the connection.
 func (pc *pollConn) Close() error {
 	pc.bw.flushBeforeClose()
-	drainReceived(pc.Conn)
+	drainReceived(pc.sock())
 	pc.mu.Lock()
 	first := !pc.closed
 	pc.closed = true
@@ -563,7 +573,7 @@ func (pc *pollConn) Close() error {
 		p.remove(pc)
 	}
 	pc.mu.Unlock()
-	err := pc.Conn.Close()
+	err := pc.sock().Close()
 	if first && p != nil {
 		releasePollers()
 	}
