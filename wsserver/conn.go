@@ -40,18 +40,14 @@ type Conn struct {
 	val  any                      // the handler's per-connection state; touched only on q
 	vals *[]keyVal                // the values of Keys (a pointer: most connections have none); q only
 
-	opened int64 // when it opened: nanoseconds since the server's start (monotonic)
-
 	// The fields are ordered so that the struct has no padding (an idle connection holds it).
 	backlog atomic.Int32  // messages read and not yet handled
 	seen    atomic.Uint32 // keepalive epoch of the last message or pong
 	heard   atomic.Uint32 // keepalive epoch of the last message
-	pinging atomic.Bool   // a ping is in flight
-	paused  atomic.Bool   // the reader waits for the handler (MaxPending)
+	flags   atomic.Uint32 // flagPinging, flagPaused, flagHalted: one word, not three
 	pauses  atomic.Uint32 // how many times it has waited
 	pingAt  atomic.Uint32 // keepalive epoch the sweep sent it at; 0: a goroutine waits for it
 	state   atomic.Uint32 // stateOpen, stateClosing, stateEnded
-	halted  atomic.Bool   // the server closed it: queued messages are dropped
 
 	mu        sync.Mutex // guards what follows, but over
 	over      bool       // OnClose has run: no callback after it; q only
@@ -64,6 +60,26 @@ type Conn struct {
 	closeReq  *closeReq // a close frame to send once out is written
 }
 
+// A Conn's flags (Conn.flags), read and written without its lock.
+const (
+	flagPinging uint32 = 1 << iota // a ping is in flight
+	flagPaused                     // the reader waits for the handler (MaxPending)
+	flagHalted                     // the server closed it: queued messages are dropped
+)
+
+func (c *Conn) flag(f uint32) bool { return c.flags.Load()&f != 0 }
+
+func (c *Conn) setFlag(f uint32, on bool) {
+	if on {
+		c.flags.Or(f)
+	} else {
+		c.flags.And(^f)
+	}
+}
+
+// raiseFlag sets f and reports whether it was clear (a CompareAndSwap from false to true).
+func (c *Conn) raiseFlag(f uint32) bool { return c.flags.Or(f)&f == 0 }
+
 // connMore holds what an idle connection seldom needs, so that the many that never need it
 // do not carry it: made at the upgrade when the connection has an Observer, a rate limit or
 // an Authenticate value, otherwise on first use (Context, joining a room, a close, a reader
@@ -73,6 +89,7 @@ type connMore struct {
 	root   context.Context // the Observer's per-connection context; nil without an Observer
 	auth   any             // what Authenticate returned
 	remote string          // http.Request.RemoteAddr when it is not the socket's address
+	opened int64           // with an Observer: when it opened, nanoseconds since the server's start (monotonic)
 
 	tokens float64   // rate limit bucket, reader only
 	refill time.Time // when tokens was last topped up, reader only
@@ -107,6 +124,15 @@ func (c *Conn) root() context.Context {
 		return m.root
 	}
 	return nil
+}
+
+// openedAt is when the connection opened, in nanoseconds since the server's start: kept
+// only with an Observer (0 without).
+func (c *Conn) openedAt() int64 {
+	if m := c.more.Load(); m != nil {
+		return m.opened
+	}
+	return 0
 }
 
 // end is the Observer's context of the close (nil without a CloseObserver).
@@ -431,7 +457,7 @@ func (c *Conn) setCauseLocked(code websocket.StatusCode, reason string, cause er
 	if m := c.extra(); m.cause == nil {
 		m.cause, m.why = &CloseError{Code: code, Reason: reason, Cause: cause}, why
 	}
-	c.halted.Store(true)
+	c.setFlag(flagHalted, true)
 	c.state.Store(stateClosing)
 }
 

@@ -81,7 +81,7 @@ func (s *Server) sweep() {
 			c.closeWith(websocket.StatusGoingAway, "idle timeout", ErrIdleTimeout, ReasonIdleTimeout, true)
 			continue
 		}
-		if c.paused.Load() {
+		if c.flag(flagPaused) {
 			// Our reader waits for the handler (backpressure): the peer is alive (it sent
 			// more than we take), and its pong could not be read anyway.
 			c.seen.Store(now)
@@ -91,14 +91,14 @@ func (s *Server) sweep() {
 			continue
 		}
 		seen := c.seen.Load()
-		if c.pinging.Load() {
+		if c.flag(flagPinging) {
 			// A ping this sweep sent (pingAt set; a ping goroutine handles the others): its
 			// pong moves seen to or past pingAt.
 			if at := c.pingAt.Load(); at != 0 {
 				switch {
 				case seen >= at:
 					c.pingAt.Store(0)
-					c.pinging.Store(false)
+					c.setFlag(flagPinging, false)
 				case since(now, at) >= pongAfter:
 					c.abort(websocket.StatusAbnormalClosure, ErrPingTimeout, ReasonPingTimeout)
 				}
@@ -107,7 +107,7 @@ func (s *Server) sweep() {
 		}
 		// Due, and in this tick's share: connections opened together are pinged over
 		// pingSpread ticks, not all at once.
-		if since(now, max(heard, seen)) >= pingAfter && (now+uint32(c.id))%pingSpread == 0 && c.pinging.CompareAndSwap(false, true) {
+		if since(now, max(heard, seen)) >= pingAfter && (now+uint32(c.id))%pingSpread == 0 && c.raiseFlag(flagPinging) {
 			c.sendPing(now)
 		}
 	}
@@ -139,7 +139,7 @@ func (c *Conn) sendPing(now uint32) {
 	case ctlSent:
 	case ctlBusy: // a write is under way: the connection is not silent for long; next tick
 		c.pingAt.Store(0)
-		c.pinging.Store(false)
+		c.setFlag(flagPinging, false)
 	default:
 		c.pingAt.Store(0)
 		go c.ping()
@@ -151,13 +151,13 @@ func (c *Conn) sendPing(now uint32) {
 // pong that could not be read because the reader was paused by backpressure meanwhile
 // does not count as missing.
 func (c *Conn) ping() {
-	defer c.pinging.Store(false)
+	defer c.setFlag(flagPinging, false)
 	pauses := c.pauses.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.PongTimeout)
 	err := c.ws.Ping(ctx)
 	cancel()
 	switch {
-	case err == nil, c.paused.Load() || c.pauses.Load() != pauses:
+	case err == nil, c.flag(flagPaused) || c.pauses.Load() != pauses:
 		c.seen.Store(c.s.ka.epoch.Load())
 	case errors.Is(err, context.DeadlineExceeded):
 		c.abort(websocket.StatusAbnormalClosure, ErrPingTimeout, ReasonPingTimeout)

@@ -75,11 +75,11 @@ func TestSweepWithANewerEpochClosesNothing(t *testing.T) {
 	next := s.ka.epoch.Load() + 2 // the epoch of a sweep that is still to come
 	c.heard.Store(next)
 	c.seen.Store(next - 1) // no pong yet for the ping sent at next
-	c.pinging.Store(true)
+	c.setFlag(flagPinging, true)
 	c.pingAt.Store(next)
 	s.sweep()
 	require.Equal(t, stateOpen, c.state.Load(), "closed: %v", c.causeLocked())
-	require.True(t, c.pinging.Load())
+	require.True(t, c.flag(flagPinging))
 }
 
 // Connections that fell silent together (opened in one burst, say) are pinged over
@@ -110,7 +110,7 @@ func TestKeepalivePingsAreSpreadOverSweeps(t *testing.T) {
 		s.sweep()
 		now := 0
 		for _, c := range conns {
-			if c.pinging.Load() && c.pingAt.Load() == s.ka.epoch.Load() {
+			if c.flag(flagPinging) && c.pingAt.Load() == s.ka.epoch.Load() {
 				now++
 			}
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,4 +170,32 @@ func TestInertObserverIsSkipped(t *testing.T) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	require.Empty(t, rec.events)
+}
+
+// livedRecorder records the lifetime the Observer hears of at the close.
+type livedRecorder struct {
+	*recorder
+	lived chan time.Duration
+}
+
+func (r livedRecorder) Closed(ctx context.Context, c *Conn, lived time.Duration, reason string, err error) {
+	r.lived <- lived
+}
+
+// The Observer hears how long a connection lived, from its opening (which a connection
+// keeps only when there is an Observer), not from the server's start.
+func TestObserverHearsHowLongAConnectionLived(t *testing.T) {
+	rec := livedRecorder{&recorder{}, make(chan time.Duration, 1)}
+	s := New(HandlerFuncs{}, Options{Observer: rec})
+	s.start = s.start.Add(-time.Hour) // as if the server had run for an hour before the connection
+	hs := httptest.NewServer(s)
+	defer hs.Close()
+	c := dial(t, "ws"+strings.TrimPrefix(hs.URL, "http"))
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	lived := testutil.Recv(t, rec.lived, "Closed")
+	require.Positive(t, lived)
+	require.Less(t, lived, time.Hour, "counted from the server's start")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx))
 }

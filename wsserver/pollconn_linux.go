@@ -389,12 +389,12 @@ func (pc *pollConn) run() {
 			// after publishing the state: a handler that finished before saw no parked
 			// reader. Meanwhile nothing reads the peer's pongs: keepalive spares it (paused).
 			c.pauses.Add(1)
-			c.paused.Store(true)
+			c.setFlag(flagPaused, true)
 			pc.state.Store(readerParked)
 			if c.backlog.Load() >= limit || !pc.state.CompareAndSwap(readerParked, readerRunning) {
 				return
 			}
-			c.paused.Store(false)
+			c.setFlag(flagPaused, false)
 		}
 		err := pc.step()
 		if err == nil {
@@ -515,7 +515,7 @@ func keep([]byte) {}
 func (pc *pollConn) resume(limit int32) {
 	if pc.state.Load() == readerParked && pc.c.backlog.Load() < limit &&
 		pc.state.CompareAndSwap(readerParked, readerRunning) {
-		pc.c.paused.Store(false)
+		pc.c.setFlag(flagPaused, false)
 		pc.start()
 	}
 }

@@ -123,8 +123,8 @@ func (c *Conn) readFailed(err error) {
 // Meanwhile nothing reads the peer's pongs: keepalive neither pings nor times it out.
 func (c *Conn) waitBacklog(limit int32) {
 	c.pauses.Add(1)
-	c.paused.Store(true)
-	defer c.paused.Store(false)
+	c.setFlag(flagPaused, true)
+	defer c.setFlag(flagPaused, false)
 	m := c.extra()
 	for c.backlog.Load() >= limit {
 		ch := m.resume.Load()
@@ -223,7 +223,7 @@ func (c *Conn) onMessage(m Message) (recovered any) {
 		}
 		c.handled()
 	}()
-	if c.halted.Load() {
+	if c.flag(flagHalted) {
 		// The server closed the connection after this message was read (Close, a panic, a
 		// violation): it is dropped. Messages that came before a close by the peer are not.
 		return nil
@@ -265,9 +265,9 @@ func (c *Conn) fail(v *violation) {
 	if wait != nil {
 		// Paused by us, as in waitBacklog: keepalive must not take the wait for a dead peer.
 		c.pauses.Add(1)
-		c.paused.Store(true)
+		c.setFlag(flagPaused, true)
 		<-wait // the writer's close handshake, or an abort, ends it
-		c.paused.Store(false)
+		c.setFlag(flagPaused, false)
 	}
 }
 

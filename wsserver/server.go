@@ -179,7 +179,7 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	// Bound the 101 response: a client that does not read it is not worth a goroutine.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.opts.HandshakeTimeout))
 	c := &Conn{id: s.nextID.Add(1), s: s}
-	if root != nil || auth != nil || s.opts.RateLimit > 0 {
+	if s.obs != nil || auth != nil || s.opts.RateLimit > 0 {
 		// Set before anything else sees the connection: read without a lock.
 		c.more.Store(&connMore{root: root, auth: auth})
 	}
@@ -231,7 +231,9 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 			c.more.Store(&connMore{remote: r.RemoteAddr})
 		}
 	}
-	c.opened = int64(time.Since(s.start))
+	if s.obs != nil { // only the Observer is told how long a connection lasted
+		c.more.Load().opened = int64(time.Since(s.start))
+	}
 	epoch := s.ka.epoch.Load()
 	c.seen.Store(epoch)
 	c.heard.Store(epoch)
@@ -323,7 +325,7 @@ func (s *Server) retire(c *Conn, err error, why string) {
 		if ctx == nil {
 			ctx = c.root()
 		}
-		s.obs.Closed(ctx, c, time.Since(s.start)-time.Duration(c.opened), why, err)
+		s.obs.Closed(ctx, c, time.Since(s.start)-time.Duration(c.openedAt()), why, err)
 	}
 	// Shutdown returns only after the Observer heard of the last close: a program that flushes
 	// its telemetry after Shutdown has the close's span and metrics.
