@@ -208,8 +208,8 @@ type batchWriter struct {
 	// The one-shot, non-blocking write of tryFrame; raw is nil when nc is no socket (TLS).
 	raw    syscall.RawConn
 	rawFn  func(fd uintptr) bool // w.rawWrite, made once: no allocation per write
-	rawBuf []byte
-	rawErr syscall.Errno // 0: none (an Errno, not an error: 8 bytes less per connection)
+	rawBuf *[]byte               // what rawWrite writes (a pointer: 16 bytes less per connection)
+	rawErr syscall.Errno         // 0: none (an Errno, not an error: 8 bytes less per connection)
 }
 
 func newBatchWriter(nc net.Conn, direct bool) *batchWriter {
@@ -490,7 +490,8 @@ func (w *batchWriter) tryFrame(typ websocket.MessageType, data []byte) (int, err
 	}
 	bp := batchPool.Get().(*[]byte)
 	b := append(appendFrameHeader((*bp)[:0], typ, len(data)), data...)
-	w.rawBuf, w.rawN, w.rawErr = b, 0, 0
+	*bp = b
+	w.rawBuf, w.rawN, w.rawErr = bp, 0, 0
 	err := w.raw.Write(w.rawFn)
 	n := int(w.rawN)
 	if err == nil && w.rawErr != 0 && w.rawErr != syscall.EAGAIN {
@@ -524,8 +525,10 @@ const (
 
 // tryControl writes a small control frame without waiting: straight to the socket, or into
 // the batch a writer is filling. It never interleaves with another frame: in direct mode
-// every frame is written whole under mu.
-func (w *batchWriter) tryControl(frame []byte) int {
+// every frame is written whole under mu. frame is a pointer (the sweep's ping, a package
+// variable) so that handing it to rawWrite allocates nothing.
+func (w *batchWriter) tryControl(fp *[]byte) int {
+	frame := *fp
 	if w.raw == nil || !w.direct {
 		return ctlUnsupported
 	}
@@ -540,7 +543,7 @@ func (w *batchWriter) tryControl(frame []byte) int {
 		*w.buf = append(*w.buf, frame...)
 		return ctlSent
 	}
-	w.rawBuf, w.rawN, w.rawErr = frame, 0, 0
+	w.rawBuf, w.rawN, w.rawErr = fp, 0, 0
 	err := w.raw.Write(w.rawFn)
 	n := int(w.rawN)
 	w.rawBuf = nil
@@ -559,7 +562,7 @@ func (w *batchWriter) tryControl(frame []byte) int {
 // rawWrite is one write(2) of rawBuf on the socket; it never waits for the socket.
 func (w *batchWriter) rawWrite(fd uintptr) bool {
 	for {
-		n, err := sysWrite(syscall.Write, fd, w.rawBuf)
+		n, err := sysWrite(syscall.Write, fd, *w.rawBuf)
 		if err == syscall.EINTR {
 			continue
 		}

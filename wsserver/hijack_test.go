@@ -22,11 +22,11 @@ func TestControlFrameInPiecesIsNotSplit(t *testing.T) {
 	bw := bufio.NewWriterSize(w, writeBufferSize(true))
 	_, err := bw.Write(closeFrame[:40]) // bufio passes on its first 16 bytes
 	require.NoError(t, err)
-	require.Equal(t, ctlSent, w.tryControl(pingFrame), "the sweep's ping")
+	require.Equal(t, ctlSent, w.tryControl(&pingFrame), "the sweep's ping")
 	_, err = bw.Write(closeFrame[40:])
 	require.NoError(t, err)
 	require.NoError(t, bw.Flush())
-	require.Equal(t, ctlBusy, w.tryControl(pingFrame), "nothing after the close frame")
+	require.Equal(t, ctlBusy, w.tryControl(&pingFrame), "nothing after the close frame")
 	require.Nil(t, w.part, "no buffer kept once the frame went out")
 
 	got := make([]byte, len(pingFrame)+len(closeFrame))

@@ -135,7 +135,7 @@ var pingFrame = []byte{0x89, 0}
 // (compression, TLS), a goroutine sends it and waits for the pong.
 func (c *Conn) sendPing(now uint32) {
 	c.pingAt.Store(now)
-	switch c.bw.tryControl(pingFrame) {
+	switch c.bw.tryControl(&pingFrame) {
 	case ctlSent:
 	case ctlBusy: // a write is under way: the connection is not silent for long; next tick
 		c.pingAt.Store(0)
