@@ -30,7 +30,7 @@
 // Two transports carry the reading (Options.Transport). The readiness transport, the
 // default on Linux for plain sockets, registers each socket once, edge-triggered, with an
 // epoll poller: an idle connection holds no goroutine and no read buffer, only its structs
-// (about 3.0 KB, 1.4 KB of it coder/websocket's Conn; listed in BENCHMARKS.md). When bytes
+// (about 2.9 KB, 1.4 KB of it coder/websocket's Conn; listed in BENCHMARKS.md). When bytes
 // arrive, a reader (a goroutine of a small pool kept by the pollers) reads the messages
 // with coder/websocket, which still parses the frames and answers pings and close frames;
 // at a message boundary with the socket empty it lets the connection go at once (no
