@@ -159,8 +159,8 @@ func (q *Queue) syncRoot(ctx context.Context, fn func(), cfn func(context.Contex
 }
 
 // syncSerial runs a Sync block for a caller that holds q, a serial queue whose target is
-// root, and gives q back. The caller took q at once (it did not wait), just after it looked
-// at ctx: fn starts without looking again.
+// root, and gives q back. The caller took q without waiting in line (at most a short spin),
+// just after it looked at ctx: fn starts without looking again.
 func (q *Queue) syncSerial(ctx context.Context, me uintptr, root *Queue, fn func(), cfn func(context.Context)) error {
 	if cfn == nil && (!observing || q.cfg == nil || q.cfg.obs == nil) && !specificsUsed.Load() {
 		q.syncPlain(me, fn)
