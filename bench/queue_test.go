@@ -2,9 +2,11 @@ package bench
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/alitto/pond/v2"
 	"github.com/dispatchkit/dispatchkit/queue"
@@ -376,6 +378,73 @@ func BenchmarkSerialIdleRoundTripPeerChannel(b *testing.B) {
 		c <- f
 		<-reply
 	}
+	close(c)
+	wg.Wait()
+}
+
+// Sparse: the same round trip with a pause after each reply that outlasts an idle worker's
+// watch for work, as a mostly idle server's connection sees its messages: each block finds the
+// pool without a worker. Read cpu-ns/op, the process's CPU per op (every thread's, user and
+// system) less the pause's own: what such a message costs. The pause is a fixed computation by
+// the submitter (~20 µs), not a sleep: a sleep's own CPU (timers, idle Ps, the OS) varies more
+// from run to run than the differences looked for here. Wall time is mostly the pause.
+
+// sparse runs a sparse benchmark's loop; send hands the block over and waits for its reply.
+// The pause's CPU is read on its thread (a goroutine that does not block almost never moves in
+// 20 µs), and the median pause is subtracted, so a rare move does not count.
+func sparse(b *testing.B, send func()) {
+	var pauses []time.Duration
+	start := processCPU()
+	for b.Loop() {
+		send()
+		t := threadCPU()
+		sparsePause()
+		pauses = append(pauses, threadCPU()-t)
+	}
+	end := processCPU()
+	if n := len(pauses); start >= 0 && end >= 0 && n > 0 {
+		slices.Sort(pauses)
+		pause := pauses[n/2]
+		b.ReportMetric(float64(end-start-pause*time.Duration(n))/float64(n), "cpu-ns/op")
+		b.ReportMetric(float64(pause), "pause-ns")
+	}
+}
+
+var sparseSink uint64
+
+// sparsePause computes for ~20 µs; the result goes to sparseSink, so it cannot be skipped.
+func sparsePause() {
+	x := sparseSink
+	for i := range uint64(20000) {
+		x = x*6364136223846793005 + i
+	}
+	sparseSink = x
+}
+
+func BenchmarkSerialSparseRoundTrip(b *testing.B) {
+	q := queue.NewSerial("conn")
+	reply := make(chan struct{})
+	f := func() { reply <- struct{}{} }
+	sparse(b, func() {
+		q.Async(f)
+		<-reply
+	})
+}
+
+func BenchmarkSerialSparseRoundTripPeerChannel(b *testing.B) {
+	c := make(chan func(), 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for f := range c {
+			f()
+		}
+	})
+	reply := make(chan struct{})
+	f := func() { reply <- struct{}{} }
+	sparse(b, func() {
+		c <- f
+		<-reply
+	})
 	close(c)
 	wg.Wait()
 }
