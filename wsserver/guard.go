@@ -137,10 +137,21 @@ func (g *frameGuard) scan(b []byte) int {
 		}
 		if g.need == 0 || g.hlen < g.need {
 			i += g.header(b[i:])
+			if g.fail != nil {
+				// The header's last byte taken revealed it: the drain parses on from that
+				// byte, which goes back into the pending input.
+				g.hlen--
+				g.need = 2
+				if g.hlen >= 2 {
+					g.need = headerLen(g.hdr[1])
+				}
+				return i - 1
+			}
 			continue
 		}
 		n := int(min(g.left, int64(len(b)-i)))
 		if bad := g.payload(b[i : i+n]); bad >= 0 {
+			g.left -= int64(bad) // the drain parses on from the bad byte
 			return i + bad
 		}
 		i += n
@@ -148,14 +159,31 @@ func (g *frameGuard) scan(b []byte) int {
 		if g.left == 0 {
 			g.frameEnd()
 			if g.fail != nil {
-				return i - 1 // hold the frame's last byte back: the library never completes it
+				// Hold the frame's last byte back (the library never completes the frame);
+				// the drain parses on from it.
+				g.need = headerLen(g.hdr[1])
+				g.hlen, g.left = g.need, 1
+				return i - 1
 			}
 		}
 	}
-	if g.fail != nil {
-		return max(i-1, 0)
-	}
 	return len(b)
+}
+
+// headerLen returns the length of a frame header whose second byte is b1: the mask key and
+// the extended length included.
+func headerLen(b1 byte) uint8 {
+	n := uint8(2)
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	switch b1 & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	return n
 }
 
 // header takes header bytes from b and returns how many it took; at the second byte and at

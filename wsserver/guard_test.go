@@ -79,3 +79,60 @@ func TestGuardChunking(t *testing.T) {
 		}
 	}
 }
+
+// After a bad frame, the drain reads exactly up to the end of the peer's close frame,
+// whatever the bad frame and the chunking: reading on would wait for the close handshake's
+// deadline (the peer sends nothing more), and stopping short would close the socket with
+// input unread, which resets the connection (the peer may lose our close frame).
+func TestGuardDrainStopsAtThePeersClose(t *testing.T) {
+	ok := frameBytes(finBit|opText, []byte("fine"))
+	after := bytes.Join([][]byte{
+		frameBytes(finBit|opPing, []byte("after")), frameBytes(finBit|opBinary, pattern(300)),
+		frameBytes(finBit|opCloseF, closePayload(1000, "")),
+	}, nil)
+	for name, bad := range map[string][]byte{
+		"reserved bit":         frameBytes(finBit|0x20|opText, []byte("x")),
+		"reserved opcode":      frameBytes(finBit|0x3, []byte("xyz")),
+		"unmasked":             unmasked(finBit|opText, []byte("x")),
+		"fragmented ping":      frameBytes(opPing, []byte("x")),
+		"ping over 125 bytes":  frameBytes(finBit|opPing, make([]byte, 126)),
+		"new message inside":   append(frameBytes(opText, []byte("a")), frameBytes(finBit|opText, []byte("b"))...),
+		"orphan continuation":  frameBytes(finBit|opCont, []byte("x")),
+		"bad UTF-8":            frameBytes(finBit|opText, []byte("ab\xffcd")),
+		"bad UTF-8 at the end": frameBytes(finBit|opText, []byte("ab\xe2")),
+		"unfinished UTF-8":     append(frameBytes(opText, []byte("ab\xe2")), frameBytes(finBit|opCont, nil)...),
+		"64-bit length":        append([]byte{finBit | opBinary, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0}, 1, 2, 3, 4),
+	} {
+		stream := bytes.Join([][]byte{ok, bad, after}, nil)
+		for _, chunk := range []int{1, 2, 3, 7, 64, 1 << 20} {
+			src := &peerReader{chunkReader: chunkReader{b: stream, n: chunk}}
+			g := &frameGuard{src: src}
+			buf := make([]byte, 7)
+			var err error
+			for err == nil {
+				_, err = g.Read(buf)
+			}
+			var v *violation
+			require.ErrorAs(t, err, &v, "%s, chunk %d", name, chunk)
+			_, err = g.Read(buf) // the close handshake's read: the drain
+			require.ErrorAs(t, err, &v, "%s, chunk %d", name, chunk)
+			require.False(t, src.waited, "%s, chunk %d: the drain read past the close frame", name, chunk)
+			require.Empty(t, src.b, "%s, chunk %d: the drain stopped before the close frame's end", name, chunk)
+		}
+	}
+}
+
+// peerReader is a peer that sent its close frame last: a read past it would wait for the
+// deadline, so it notes it and fails.
+type peerReader struct {
+	chunkReader
+	waited bool
+}
+
+func (r *peerReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		r.waited = true
+		return 0, errors.New("read past the end: would wait for the deadline")
+	}
+	return r.chunkReader.Read(p)
+}
