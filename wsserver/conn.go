@@ -447,6 +447,9 @@ func pongHook(ctx context.Context, _ []byte) {
 // unless a close is under way.
 func (c *Conn) onPing(_ context.Context, p []byte) bool {
 	if c.bw.direct {
+		if c.pc != nil && c.pc.blockBegin() {
+			defer c.pc.blockEnd() // the pong may wait for the socket: see pollSet
+		}
 		c.bw.writePong(p, min(closeGrace, c.s.opts.WriteTimeout))
 		return false
 	}

@@ -31,13 +31,15 @@
 // default on Linux for plain sockets, registers each socket once, edge-triggered, with an
 // epoll poller: an idle connection holds no goroutine and no read buffer, only its structs
 // (about 2.9 KB, 1.4 KB of it coder/websocket's Conn; listed in BENCHMARKS.md). When bytes
-// arrive, a reader (a goroutine of a small pool kept by the pollers) reads the messages
-// with coder/websocket, which still parses the frames and answers pings and close frames;
-// at a message boundary with the socket empty it lets the connection go at once (no
-// lingering for a busy peer's next message: measured, it cost more than the wake-ups it
-// saved). A partially received frame keeps its reader waiting, never a
-// handler worker nor another connection: a reader is handed only to a pool goroutine that
-// is free, or else to a goroutine of its own. When no message of the connection's is
+// arrive, the poller puts the connection on a run list, and one of a few runner goroutines
+// runs its reader (a batch of wake-ups costs one runner woken, not a goroutine each), which
+// reads the messages with coder/websocket, which still parses the frames and answers pings
+// and close frames; at a message boundary with the socket empty it lets the connection go
+// at once (no lingering for a busy peer's next message: measured, it cost more than the
+// wake-ups it saved). A partially received frame keeps its reader waiting, never a
+// handler worker nor another connection: a runner about to wait (for the rest of a frame,
+// or in a handler) stops counting as busy first, and when connections wait with no runner
+// busy, another runner is woken or started. When no message of the connection's is
 // waiting or running and nothing more is buffered, the reader runs OnMessage itself,
 // through the connection's queue (Sync: same order, same exclusion, same HandlerWidth),
 // instead of waking a worker for it; it hands the connection back to its poller

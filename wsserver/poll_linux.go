@@ -17,10 +17,11 @@ import (
 // fd is itself registered with Go's own poller (an epoll fd is readable while it has events
 // ready), so the poller goroutine parks in the scheduler like any reader of a socket and
 // wakes without a thread hand-off. A connection's socket is registered once, edge-triggered,
-// with the poller its id picks; when bytes arrive, that poller has a goroutine of the reader
-// pool run the connection's reader (never a handler worker: a partial frame must not block
-// the shared queue), which reads until the socket is empty at a message boundary and then
-// lets the connection go (pollConn.wake and the reader states say how no edge is lost).
+// with the poller its id picks; when bytes arrive, that poller puts the connection's reader
+// on the run list, where a runner goroutine runs it (never a handler worker: a partial frame
+// must not block the shared queue); the reader reads until the socket is empty at a message
+// boundary and then lets the connection go (pollConn.edge and the reader states say how no
+// edge is lost).
 //
 // The pollers serve every Server of the process. They start with the first registered
 // connection and stop with the last, so a process without connections holds none of them.
@@ -28,21 +29,38 @@ type pollSet struct {
 	pollers []*poller
 	done    sync.WaitGroup
 
-	// The reader pool: long-lived goroutines that run ready connections' readers, so that a
-	// wake-up costs a hand-off, not a goroutine start and its stack's growth. A reader is
-	// handed over only to a pool goroutine waiting for one (an unbuffered channel), so no
-	// connection ever waits behind another's reader (one blocked mid-frame by a slow sender,
-	// or running its handler): when none waits, the pool grows up to readersMax goroutines,
-	// and past that a fresh goroutine runs the reader and ends with it.
-	handoff chan *pollConn
-	stop    chan struct{} // closed when the set stops: the pool goroutines end
-	readers atomic.Int32  // pool goroutines alive
-	max     int32
+	// The run list: connections whose reader is due, taken in order by the runners, a few
+	// long-lived goroutines that run reader after reader without parking in between. A
+	// batch of wake-ups costs a lock and at most one runner woken, not a goroutine per
+	// connection. No connection waits behind a reader that may block (one waiting for the
+	// rest of a frame from a slow sender, or running a handler, which may wait for anything):
+	// such a runner stops counting as busy first (blockBegin), and when work waits with no
+	// runner busy, an idle runner is woken or a new one started (wakeLocked). A reader that
+	// has read runTurn messages in a row goes to the back of the list when others wait.
+	mu      sync.Mutex
+	ready   []*pollConn // the run list, from head
+	head    int
+	idle    []*runner    // runners parked for work, at most maxIdle
+	stopped bool         // the set stopped: runners end instead of parking
+	pending atomic.Int32 // len(ready) - head
+	busy    atomic.Int32 // runners neither parked nor in a section that may block
+	maxBusy int32        // busy runners woken for pending work, at most (GOMAXPROCS)
+	maxIdle int
+	stop    chan struct{} // closed when the set stops: parked runners end
 }
 
-// readersPerCore bounds the reader pool: enough that a few slow senders or long handlers do
-// not push the wake-ups of busy connections onto fresh goroutines.
+// A runner is a goroutine of the run list; wake hands it work when it is parked.
+type runner struct{ wake chan struct{} }
+
+// readersPerCore bounds the parked runners: enough that a few slow senders or long
+// handlers do not push wake-ups onto new goroutines.
 const readersPerCore = 4
+
+// testPollMaxBusy, if positive, is the maxBusy of poller sets started from now on (tests).
+var testPollMaxBusy atomic.Int32
+
+// runTurn is how many messages a reader reads in a row while other connections wait.
+const runTurn = 16
 
 // A poller is one epoll instance. Its events carry the connection's poll id, not its fd: an fd
 // is reused as soon as it is closed, an id never is, so a late event for a closed
@@ -103,13 +121,23 @@ func releasePollers() {
 		_ = p.f.Close() // wakes the loop, which returns
 	}
 	set.done.Wait()
-	// The pool goroutines end as soon as they are idle. They are not waited for: this may
-	// run on one of them (the last connection's reader closing it).
+	// The runners end as soon as they are idle. They are not waited for: this may run on
+	// one of them (the last connection's reader closing it).
+	// A reader started after this (the last connection's, woken by its Close) gets a
+	// runner of its own, which ends after it.
+	set.mu.Lock()
+	set.stopped = true
+	clear(set.idle)
+	set.idle = set.idle[:0]
+	set.mu.Unlock()
 	close(set.stop)
 }
 
 func startPollers(n int) (*pollSet, error) {
-	set := &pollSet{handoff: make(chan *pollConn), stop: make(chan struct{}), max: int32(readersPerCore * n)}
+	set := &pollSet{stop: make(chan struct{}), maxBusy: int32(n), maxIdle: readersPerCore * n}
+	if b := testPollMaxBusy.Load(); b > 0 {
+		set.maxBusy = b
+	}
 	for range n {
 		p, err := newPoller()
 		if err != nil {
@@ -149,36 +177,112 @@ func newPoller() (*poller, error) {
 
 func (p *poller) close() { _ = p.f.Close() }
 
-// start runs pc's reader: on a pool goroutine waiting for one, or on a new pool goroutine
-// while the pool is below its bound, or else on a goroutine of its own.
-func (s *pollSet) start(pc *pollConn) {
-	select {
-	case s.handoff <- pc:
-		return
-	default:
-	}
-	if s.readers.Add(1) <= s.max {
-		go s.reader(pc)
-		return
-	}
-	s.readers.Add(-1)
-	go pc.runOnGrownStack()
+// start puts readers on the run list (their states taken to readerRunning) and gets a
+// runner going for them.
+func (s *pollSet) start(pcs ...*pollConn) {
+	s.mu.Lock()
+	s.ready = append(s.ready, pcs...)
+	s.pending.Add(int32(len(pcs)))
+	s.wakeLocked()
+	s.mu.Unlock()
 }
 
-// reader is a pool goroutine: it runs the readers handed to it until the set stops.
-func (s *pollSet) reader(pc *pollConn) {
-	defer s.readers.Add(-1)
+// wakeLocked gets one more runner going for pending work, unless maxBusy are busy: a
+// parked one, or when none is busy (so none would come for the work) and none is parked,
+// a new one. A runner that takes work and sees more wakes the next (chained, as Go's
+// scheduler wakes its spinning threads). s.mu is held.
+func (s *pollSet) wakeLocked() {
+	b := s.busy.Load()
+	if b >= s.maxBusy {
+		return
+	}
+	if n := len(s.idle); n > 0 {
+		r := s.idle[n-1]
+		s.idle[n-1] = nil
+		s.idle = s.idle[:n-1]
+		s.busy.Add(1)
+		r.wake <- struct{}{} // buffered, and it was parked: never waits
+		return
+	}
+	if b <= 0 {
+		s.busy.Add(1)
+		go s.runner(&runner{wake: make(chan struct{}, 1)})
+	}
+}
+
+// runner runs readers from the run list until the set stops or enough runners are parked.
+// It starts counted as busy.
+func (s *pollSet) runner(r *runner) {
+	// Grown when it starts and after each park: the collector shrinks an idle goroutine's
+	// stack.
+	growStack()
 	for {
-		// Grown at every hand-off: the collector shrinks an idle goroutine's stack.
-		growStack()
-		pc.run()
-		select {
-		case pc = <-s.handoff:
-		case <-s.stop:
+		pc, ok := s.next(r)
+		if !ok {
 			return
+		}
+		if pc == nil {
+			growStack() // woken from a park
+			continue
+		}
+		pc.runAs(true)
+	}
+}
+
+// next takes the first reader off the run list. With none, it parks the runner until it is
+// woken (nil, true) or ends it (nil, false): the set stopped, or enough runners are parked.
+func (s *pollSet) next(r *runner) (*pollConn, bool) {
+	s.mu.Lock()
+	if s.head < len(s.ready) {
+		pc := s.ready[s.head]
+		s.ready[s.head] = nil
+		s.head++
+		if s.head == len(s.ready) {
+			s.ready, s.head = s.ready[:0], 0
+		}
+		if s.pending.Add(-1) > 0 {
+			s.wakeLocked()
+		}
+		s.mu.Unlock()
+		return pc, true
+	}
+	s.busy.Add(-1)
+	if s.stopped || len(s.idle) >= s.maxIdle {
+		s.mu.Unlock()
+		return nil, false
+	}
+	s.idle = append(s.idle, r)
+	s.mu.Unlock()
+	select {
+	case <-r.wake: // counted busy again by the waker
+		return nil, true
+	case <-s.stop:
+		// End, unless a waker took this runner off the parked ones first.
+		select {
+		case <-r.wake:
+			return nil, true
+		default:
+			return nil, false
 		}
 	}
 }
+
+// blockBegin is called by a runner before what may block (a handler, a wait for the rest of
+// a frame): it stops counting as busy, and if work waits with no runner busy now, another
+// runner goes for it. The check after the count pairs with start's after its push: one of
+// the two sees the other.
+func (s *pollSet) blockBegin() {
+	if s.busy.Add(-1) <= 0 && s.pending.Load() > 0 {
+		s.mu.Lock()
+		if s.pending.Load() > 0 {
+			s.wakeLocked()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// blockEnd is blockBegin's end: the runner is busy again.
+func (s *pollSet) blockEnd() { s.busy.Add(1) }
 
 func (s *pollSet) pick(id uint64) *poller { return s.pollers[id%uint64(len(s.pollers))] }
 
@@ -199,10 +303,17 @@ func (p *poller) loop() {
 			}
 		}
 		p.mu.Unlock()
-		for i, pc := range ready {
-			pc.wake()
-			ready[i] = nil
+		k := 0
+		for _, pc := range ready {
+			if pc.edge() {
+				ready[k] = pc
+				k++
+			}
 		}
+		if k > 0 {
+			p.set.start(ready[:k]...)
+		}
+		clear(ready)
 		ready = ready[:0]
 	}
 }

@@ -20,5 +20,7 @@ func (pc *pollConn) register(*Conn) error { return errors.ErrUnsupported }
 func (pc *pollConn) run()                 {}
 func (pc *pollConn) resume(int32)         {}
 func (pc *pollConn) setBlocking()         {}
+func (pc *pollConn) blockBegin() bool     { return false }
+func (pc *pollConn) blockEnd()            {}
 
 func registered() int { return 0 }

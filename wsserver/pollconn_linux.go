@@ -41,11 +41,14 @@ type pollConn struct {
 	state    atomic.Uint32 // readerRunning, readerAgain, readerArmed, readerParked
 	blocking atomic.Bool   // every Read waits: a close handshake is under way (or no poller)
 
-	// outside is set while the reader touches the stream outside coder/websocket's read lock
-	// (prefill, letGo): coder's Close may read the peer's answer from another goroutine
-	// under that lock, once blocking is set (setBlocking waits for outside to clear).
-	outside atomic.Bool
-	fd      int32 // beside the atomics, in what would be padding: a pollConn of 240 B, not 256
+	// flags: flagOutside is set while the reader touches the stream outside
+	// coder/websocket's read lock (prefill, letGo): coder's Close may read the peer's answer
+	// from another goroutine under that lock, once blocking is set (setBlocking waits for
+	// it to clear). flagOnRunner says that the reader runs on a runner of the run list
+	// (pollSet), which must not block without saying so (blockBegin): set by each reader as
+	// it takes the connection. (One word for both: a pollConn of 240 B, not 256.)
+	flags atomic.Uint32
+	fd    int32 // beside the atomics, in what would be padding: a pollConn of 240 B, not 256
 
 	// Owned by the reader (one at a time: see state).
 	ft       frameTracker
@@ -239,6 +242,10 @@ func (pc *pollConn) readWait(p []byte) (int, error) {
 			_ = pc.sock().SetReadDeadline(time.Now().Add(timeout))
 		}
 	}
+	if pc.blockBegin() {
+		// The read may wait: other connections' readers must not wait for it.
+		defer pc.blockEnd()
+	}
 	if len(p) >= pollBufSize {
 		n, err := pc.sock().Read(p)
 		pc.ft.feed(p[:n])
@@ -277,7 +284,7 @@ func (pc *pollConn) prefill() error {
 	if !pc.enter() {
 		return nil
 	}
-	defer pc.outside.Store(false)
+	defer pc.flags.And(^flagOutside)
 	if !pc.quiet() {
 		return nil
 	}
@@ -300,16 +307,16 @@ func (pc *pollConn) letGo() bool {
 	if quiet {
 		pc.putBuf()
 	}
-	pc.outside.Store(false)
+	pc.flags.And(^flagOutside)
 	return quiet && pc.arm() && pc.state.CompareAndSwap(readerRunning, readerArmed)
 }
 
 // enter marks the reader outside coder/websocket's read lock, unless a close handshake
 // reads (blocking): then it reports false.
 func (pc *pollConn) enter() bool {
-	pc.outside.Store(true)
+	pc.flags.Or(flagOutside)
 	if pc.blocking.Load() {
-		pc.outside.Store(false)
+		pc.flags.And(^flagOutside)
 		return false
 	}
 	return true
@@ -377,13 +384,18 @@ func (pc *pollConn) rawRead(fd uintptr) bool {
 // than the wake-ups they saved, and held the pool's goroutines, pushing other connections'
 // wake-ups onto new goroutines.
 
-// run is the connection's reader: it reads and dispatches messages until the socket is
-// empty at a message boundary, then hands the socket to its poller and returns. It finishes the connection when
-// reading fails. Only the party that took the state to readerRunning calls it.
-func (pc *pollConn) run() {
+// run is the connection's first reader, on the goroutine that accepted it (runAs).
+func (pc *pollConn) run() { pc.runAs(false) }
+
+// runAs is the connection's reader: it reads and dispatches messages until the socket is
+// empty at a message boundary, then hands the socket to its poller and returns. It finishes
+// the connection when reading fails. Only the party that took the state to readerRunning
+// calls it; onRunner says whether that is a runner of the run list (see pollSet).
+func (pc *pollConn) runAs(onRunner bool) {
 	c := pc.c
+	pc.setOnRunner(onRunner)
 	limit := int32(c.s.opts.MaxPending)
-	for {
+	for turn := 0; ; turn++ {
 		if c.backlog.Load() >= limit {
 			// Park until the handler catches up; handled restarts the reader. Check again
 			// after publishing the state: a handler that finished before saw no parked
@@ -396,6 +408,11 @@ func (pc *pollConn) run() {
 			}
 			c.setFlag(flagPaused, false)
 		}
+		if onRunner && turn >= runTurn && pc.p.set.pending.Load() > 0 {
+			// Others wait for a runner: this reader goes on after them.
+			pc.p.set.start(pc)
+			return
+		}
 		err := pc.step()
 		if err == nil {
 			continue
@@ -404,6 +421,11 @@ func (pc *pollConn) run() {
 			return
 		}
 		if !errors.Is(err, errWouldBlock) {
+			if onRunner {
+				// The close handshake may wait for the peer.
+				pc.p.set.blockBegin()
+				defer pc.p.set.blockEnd()
+			}
 			c.readFailed(err)
 			c.finish(err)
 			return
@@ -423,6 +445,32 @@ func (pc *pollConn) run() {
 	}
 }
 
+// The bits of pollConn.flags.
+const (
+	flagOutside  uint32 = 1 << iota // the reader touches the stream outside coder's lock
+	flagOnRunner                    // the reader runs on a runner of the run list
+)
+
+func (pc *pollConn) setOnRunner(on bool) {
+	if on {
+		pc.flags.Or(flagOnRunner)
+	} else {
+		pc.flags.And(^flagOnRunner)
+	}
+}
+
+// blockBegin tells the run list that the reader may block (pollSet.blockBegin) when it runs
+// on a runner; it reports whether blockEnd must follow.
+func (pc *pollConn) blockBegin() bool {
+	if pc.flags.Load()&flagOnRunner == 0 {
+		return false
+	}
+	pc.p.set.blockBegin()
+	return true
+}
+
+func (pc *pollConn) blockEnd() { pc.p.set.blockEnd() }
+
 // errHandedOff says that another reader has the connection now (step).
 var errHandedOff = errors.New("wsserver: another reader has the connection")
 
@@ -431,7 +479,7 @@ var errHandedOff = errors.New("wsserver: another reader has the connection")
 // returns errWouldBlock when the socket is empty at a message boundary, and errHandedOff
 // when a reader started while the handler ran inline.
 func (pc *pollConn) step() error {
-	c := pc.c
+	c, onRunner := pc.c, pc.flags.Load()&flagOnRunner != 0
 	if err := pc.prefill(); err != nil {
 		return err
 	}
@@ -447,37 +495,53 @@ func (pc *pollConn) step() error {
 		c.queueMessage(m)
 		return nil
 	}
+	if onRunner {
+		// A handler may wait for anything: other connections' readers must not wait for it.
+		pc.p.set.blockBegin()
+	}
 	c.runInline(m)
+	if onRunner {
+		pc.p.set.blockEnd()
+	}
 	// Take the connection back, unless another reader has it now.
 	if !pc.state.CompareAndSwap(readerArmed, readerRunning) {
 		return errHandedOff
 	}
+	pc.setOnRunner(onRunner)
 	return nil
 }
 
 // wake starts the reader if the socket was armed, or records the edge for the running
-// reader: the poller saw bytes arrive, or the connection closed. A parked reader reads
-// until the socket is empty when it resumes: it needs no record.
+// reader: the connection closed (Close).
 func (pc *pollConn) wake() {
+	if pc.edge() {
+		pc.start()
+	}
+}
+
+// edge takes the state from readerArmed to readerRunning and reports true (the caller starts
+// the reader), or records the edge for a running reader: the poller saw bytes arrive, or the
+// connection closed. A parked reader reads until the socket is empty when it resumes: it
+// needs no record.
+func (pc *pollConn) edge() bool {
 	for {
 		switch pc.state.Load() {
 		case readerArmed:
 			if pc.state.CompareAndSwap(readerArmed, readerRunning) {
-				pc.start()
-				return
+				return true
 			}
 		case readerRunning:
 			if pc.state.CompareAndSwap(readerRunning, readerAgain) {
 				pollHook(pc, stepEdge)
-				return
+				return false
 			}
 		default:
-			return
+			return false
 		}
 	}
 }
 
-// start runs the reader, on the pollers' reader pool when the connection has a poller.
+// start runs the reader, on a runner of the run list when the connection has a poller.
 func (pc *pollConn) start() {
 	if p := pc.p; p != nil {
 		p.set.start(pc)
@@ -487,7 +551,7 @@ func (pc *pollConn) start() {
 }
 
 // runOnGrownStack is run on a new goroutine's stack grown once, while it is one frame deep
-// (the reader pool's goroutines grow theirs the same way).
+// (the runners grow theirs the same way).
 // A reader reads through coder/websocket, the frame guard, the handler hand-off and an
 // Observer: deep enough that a goroutine's first 2 KiB stack grew two or three times per
 // wake-up, each time copying and re-walking every frame (13% of the echo server's CPU at
@@ -525,7 +589,7 @@ func (pc *pollConn) resume(limit int32) {
 // most one non-blocking read(2)): the handshake's reads may start.
 func (pc *pollConn) setBlocking() {
 	pc.blocking.Store(true)
-	for pc.outside.Load() {
+	for pc.flags.Load()&flagOutside != 0 {
 		runtime.Gosched()
 	}
 }

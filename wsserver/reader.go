@@ -195,8 +195,8 @@ func (c *Conn) messageBlock(ctx context.Context, obs Observer, m Message) func(c
 // connection's that runs, and for a slot of the handler queue. The readiness transport's
 // reader calls it after letting the connection go (pollConn.letGo), so that another reader
 // reads what comes meanwhile (a handler may wait for the peer's next message, or for the
-// connection's end); readers run on the pollers' pool or goroutines of their own, so no
-// other connection waits for it either.
+// connection's end); its runner stops counting as busy meanwhile (pollSet.blockBegin), so
+// no other connection waits for it either.
 func (c *Conn) runInline(m Message) {
 	obs := c.s.obs
 	var err error

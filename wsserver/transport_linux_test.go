@@ -446,3 +446,42 @@ func TestReadinessHandlerWaitingForTheEndHoldsNoReader(t *testing.T) {
 	go func() { _ = c.Close(websocket.StatusNormalClosure, "") }()
 	require.NoError(t, testutil.Recv(t, cl.errs, "OnClose"))
 }
+
+// Readers run on a few runner goroutines that take connections from a run list, at most
+// maxBusy of them busy at once. A handler run inline may block for as long as it likes:
+// its runner stops counting as busy first, so the connections whose bytes come meanwhile
+// get another runner. Here the run list allows one busy runner, a handler blocks on it,
+// and another connection is still served. (It hung with the inline handler counted busy.)
+func TestReadinessBlockedHandlerHoldsNoRunner(t *testing.T) {
+	testPollMaxBusy.Store(1)
+	t.Cleanup(func() { testPollMaxBusy.Store(0) })
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) {
+		if string(m.Data) == "block" {
+			entered <- struct{}{}
+			select {
+			case <-release:
+			case <-time.After(wait):
+				t.Error("never released")
+			}
+		}
+		_ = c.Send(m)
+	}}, readiness(Options{PingInterval: -1}))
+	other := dial(t, ts.url)
+	defer other.CloseNow()
+	write(t, other, "warm")
+	_, got := read(t, other)
+	require.Equal(t, "warm", got)
+	blocked := dial(t, ts.url)
+	defer blocked.CloseNow()
+	write(t, blocked, "block")
+	testutil.Recv(t, entered, "the handler blocking")
+	for _, s := range []string{"a", "b"} {
+		write(t, other, s)
+		_, got := read(t, other)
+		require.Equal(t, s, got)
+	}
+	close(release)
+	_, got = read(t, blocked)
+	require.Equal(t, "block", got)
+}
