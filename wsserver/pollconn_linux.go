@@ -379,10 +379,10 @@ func (pc *pollConn) rawRead(fd uintptr) bool {
 }
 
 // A reader does not linger (wait in Go's poller a while for a busy peer's next message
-// before it lets the connection go): measured with the reader pool, the edge-triggered
-// registration and the inline handler, lingering readers cost more CPU per echoed message
-// than the wake-ups they saved, and held the pool's goroutines, pushing other connections'
-// wake-ups onto new goroutines.
+// before it lets the connection go): measured with session 4's reader pool, the
+// edge-triggered registration and the inline handler, lingering readers cost more CPU per
+// echoed message than the wake-ups they saved, and held the pool's goroutines, pushing other
+// connections' wake-ups onto new goroutines.
 
 // run is the connection's first reader, on the goroutine that accepted it (runAs).
 func (pc *pollConn) run() { pc.runAs(false) }

@@ -366,11 +366,11 @@ func TestReadinessEdgeWhileReadingIsNotLost(t *testing.T) {
 	require.Equal(t, "two", got)
 }
 
-// More connections stalled mid-frame than the reader pool holds goroutines (a slow sender
-// holds its reader) do not hold up a wake-up: a reader is handed only to a pool goroutine
-// that waits for one, and past the pool's bound it gets a goroutine of its own. Each stalled
+// More connections stalled mid-frame than the run list keeps runners parked (a slow sender
+// holds its reader's runner) do not hold up a wake-up: a runner waiting for the rest of a
+// frame stops counting as busy, and work with no busy runner gets another one. Each stalled
 // connection is idle and armed first, so that its frame's first byte comes through the
-// poller and the pool.
+// poller and the run list.
 func TestReadinessStalledReadersBeyondThePoolBlockNobody(t *testing.T) {
 	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) { _ = c.Send(m) }},
 		readiness(Options{PingInterval: -1}))
