@@ -44,7 +44,7 @@ type Conn struct {
 	backlog atomic.Int32  // messages read and not yet handled
 	seen    atomic.Uint32 // keepalive epoch of the last message or pong
 	heard   atomic.Uint32 // keepalive epoch of the last message
-	flags   atomic.Uint32 // flagPinging, flagPaused, flagHalted: one word, not three
+	flags   atomic.Uint32 // flagPinging, flagPaused, flagHalted, flagInline: one word, not four
 	pauses  atomic.Uint32 // how many times it has waited
 	pingAt  atomic.Uint32 // keepalive epoch the sweep sent it at; 0: a goroutine waits for it
 	state   atomic.Uint32 // stateOpen, stateClosing, stateEnded
@@ -65,6 +65,7 @@ const (
 	flagPinging uint32 = 1 << iota // a ping is in flight
 	flagPaused                     // the reader waits for the handler (MaxPending)
 	flagHalted                     // the server closed it: queued messages are dropped
+	flagInline                     // a reader let it go to run a message inline and has not entered the queue yet
 )
 
 func (c *Conn) flag(f uint32) bool { return c.flags.Load()&f != 0 }
@@ -100,6 +101,7 @@ type connMore struct {
 	cause  *CloseError // why the server ended the connection; nil if it did not
 	why    string      // the Observer's reason for cause
 	rooms  []*Room
+	held   []func()        // what queues blocks held while a reader was about to run a message inline (hold)
 	ctx    context.Context // made by Context on first use
 	cancel context.CancelFunc
 

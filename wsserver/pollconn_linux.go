@@ -491,14 +491,25 @@ func (pc *pollConn) step() error {
 	if err != nil || !ok {
 		return err
 	}
-	if c.backlog.Add(1) > 1 || !pc.letGo() {
+	if c.backlog.Add(1) > 1 {
+		c.queueAfterInline(m)
+		stepHook(&testHookQueued, c)
+		return nil
+	}
+	// Until this reader enters the queue with m, a reader started meanwhile holds what it
+	// reads back (queueAfterInline): queued at once, it would run before m.
+	c.setFlag(flagInline, true)
+	if !pc.letGo() {
+		c.setFlag(flagInline, false) // no other reader started: the connection is still ours
 		c.queueMessage(m)
+		stepHook(&testHookQueued, c)
 		return nil
 	}
 	if onRunner {
 		// A handler may wait for anything: other connections' readers must not wait for it.
 		pc.p.set.blockBegin()
 	}
+	stepHook(&testHookInline, c)
 	c.runInline(m)
 	if onRunner {
 		pc.p.set.blockEnd()

@@ -197,20 +197,70 @@ func (c *Conn) messageBlock(ctx context.Context, obs Observer, m Message) func(c
 // reads what comes meanwhile (a handler may wait for the peer's next message, or for the
 // connection's end); its runner stops counting as busy meanwhile (pollSet.blockBegin), so
 // no other connection waits for it either.
+//
+// What another reader read before it entered the queue (messages, the close) was held back
+// (queueAfterInline, finish): once in, it queues it behind m (releaseHeld), so that the
+// handler sees the peer's order, and OnClose comes last.
 func (c *Conn) runInline(m Message) {
 	obs := c.s.obs
 	var err error
 	if obs == nil {
-		err = c.q.SyncContext(context.Background(), func(context.Context) { c.onMessage(m) })
+		err = c.q.SyncContext(context.Background(), func(context.Context) { c.releaseHeld(); c.onMessage(m) })
 		if err != nil {
 			c.q.Async(func() { c.onMessage(m) }) // the queue refused; Async says what it does then
+			c.releaseHeld()
 		}
 		return
 	}
 	ctx := obs.Received(c.root(), c, m)
 	block := c.messageBlock(ctx, obs, m)
-	if err = c.q.SyncContext(ctx, block); err != nil {
+	if err = c.q.SyncContext(ctx, func(ctx context.Context) { c.releaseHeld(); block(ctx) }); err != nil {
 		c.q.AsyncContext(ctx, block)
+		c.releaseHeld()
+	}
+}
+
+// queueAfterInline is queueMessage for a message read by a reader that may have started
+// while the one before it let the connection go to run a message inline: until that one is
+// in the queue (flagInline), the message is held, to be queued behind it (releaseHeld).
+func (c *Conn) queueAfterInline(m Message) {
+	if !c.flag(flagInline) || !c.hold(func() { c.queueMessage(m) }) {
+		c.queueMessage(m)
+	}
+}
+
+// hold keeps queue (what queues a message's or the close's block) for releaseHeld, and
+// reports true, while a reader is on its way into the queue with a message to run inline;
+// once it is in, it reports false: the caller queues at once.
+func (c *Conn) hold(queue func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.flag(flagInline) {
+		return false
+	}
+	x := c.extra()
+	x.held = append(x.held, queue)
+	return true
+}
+
+// releaseHeld queues what was held while the inline reader was on its way into the queue,
+// in order, and clears flagInline once nothing is left: what is queued directly after
+// that comes after it.
+func (c *Conn) releaseHeld() {
+	for {
+		c.mu.Lock()
+		x := c.more.Load()
+		if x == nil || len(x.held) == 0 {
+			c.setFlag(flagInline, false)
+			c.mu.Unlock()
+			return
+		}
+		held := x.held
+		x.held = nil
+		c.mu.Unlock()
+		for _, queue := range held {
+			queue()
+		}
 	}
 }
 
@@ -295,6 +345,17 @@ func (c *Conn) allow() bool {
 	return true
 }
 
+// testHookInline, if set, runs when the reader has let the connection go to run a message
+// inline, before it enters the connection's queue; testHookQueued, when a reader has handed
+// a message or the close to the queue, or held it (tests only).
+var testHookInline, testHookQueued atomic.Pointer[func(c *Conn)]
+
+func stepHook(h *atomic.Pointer[func(c *Conn)], c *Conn) {
+	if f := h.Load(); f != nil {
+		(*f)(c)
+	}
+}
+
 // testHookFinish, if set, runs when the reader has stopped, before the connection ends.
 var testHookFinish atomic.Pointer[func(c *Conn)]
 
@@ -338,6 +399,14 @@ func (c *Conn) finish(readErr error) {
 	for _, r := range rooms {
 		r.leave(end, c)
 	}
+	if !c.flag(flagInline) || !c.hold(func() { c.queueClose(end, err, why) }) {
+		c.queueClose(end, err, why)
+	}
+	stepHook(&testHookQueued, c)
+}
+
+// queueClose queues OnClose, under end when the CloseObserver gave one.
+func (c *Conn) queueClose(end context.Context, err error, why string) {
 	if end != nil {
 		c.q.AsyncContext(end, func(context.Context) { c.onClose(err, why) })
 	} else {

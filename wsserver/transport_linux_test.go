@@ -485,3 +485,62 @@ func TestReadinessBlockedHandlerHoldsNoRunner(t *testing.T) {
 	_, got = read(t, blocked)
 	require.Equal(t, "block", got)
 }
+
+// holdInline makes the first reader about to run a message inline wait, once it let the
+// connection go, until another reader has handed something on (a message, the close); it
+// reports when the first one is there.
+func holdInline(t *testing.T) <-chan struct{} {
+	inline, queued := make(chan struct{}, 1), make(chan struct{}, 1)
+	var once sync.Once
+	hookInline := func(*Conn) {
+		once.Do(func() {
+			inline <- struct{}{}
+			testutil.Recv(t, queued, "another reader handing something on")
+		})
+	}
+	hookQueued := func(*Conn) {
+		select {
+		case queued <- struct{}{}:
+		default:
+		}
+	}
+	testHookInline.Store(&hookInline)
+	testHookQueued.Store(&hookQueued)
+	t.Cleanup(func() { testHookInline.Store(nil); testHookQueued.Store(nil) })
+	return inline
+}
+
+// A message read while the reader that read the one before is about to run it inline (it
+// let the connection go, and has not entered the connection's queue yet) is handled after
+// it: OnMessage sees the peer's order. (It was queued at once and ran first:
+// TestReceivedDataBelongsToHandler failed about 1 run in 40 under -race.)
+func TestReadinessInlineMessageKeepsItsPlace(t *testing.T) {
+	inline := holdInline(t)
+	got := make(chan string, 2)
+	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) { got <- string(m.Data) }}, readiness(Options{PingInterval: -1}))
+	c := dial(t, ts.url)
+	defer c.CloseNow()
+	write(t, c, "first")
+	testutil.Recv(t, inline, "the first message about to run inline")
+	write(t, c, "second")
+	require.Equal(t, "first", testutil.Recv(t, got, "OnMessage"))
+	require.Equal(t, "second", testutil.Recv(t, got, "OnMessage"))
+}
+
+// The same with the connection's end: OnClose comes after the message on its way to run
+// inline, not before.
+func TestReadinessInlineMessageComesBeforeOnClose(t *testing.T) {
+	inline := holdInline(t)
+	got := make(chan string, 2)
+	ts := start(t, HandlerFuncs{
+		Message: func(c *Conn, m Message) { got <- string(m.Data) },
+		Close:   func(*Conn, error) { got <- "OnClose" },
+	}, readiness(Options{PingInterval: -1}))
+	c := dial(t, ts.url)
+	defer c.CloseNow()
+	write(t, c, "last")
+	testutil.Recv(t, inline, "the message about to run inline")
+	require.NoError(t, c.CloseNow())
+	require.Equal(t, "last", testutil.Recv(t, got, "OnMessage"))
+	require.Equal(t, "OnClose", testutil.Recv(t, got, "OnClose"))
+}
