@@ -122,7 +122,11 @@ type Options struct {
 	RateBurst int
 
 	// HandlerWidth is how many handler callbacks run at once across all connections (the
-	// width of the shared "ws.handlers" queue). Default GOMAXPROCS.
+	// width of the shared "ws.handlers" queue). Default GOMAXPROCS. That queue runs on a
+	// Global root, whose width is GOMAXPROCS, so (GCD's rule: the smallest width along the
+	// chain) no more than GOMAXPROCS callbacks run at once whatever HandlerWidth says: a
+	// callback that blocks holds a slot, and one that waits for another connection's
+	// callback to start can wait forever when GOMAXPROCS is 1.
 	HandlerWidth int
 	// PanicHandler is told about a panic in a callback, after the connection was closed with
 	// 1011. Default: log it with log/slog. The server and other connections go on either way.

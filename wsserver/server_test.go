@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,8 +101,14 @@ func TestOrderPerConnectionUnderLoad(t *testing.T) {
 }
 
 // Handlers of different connections run at the same time: each of two handlers waits until
-// the other has started.
+// the other has started. The handler queue runs on a Global root, whose width is GOMAXPROCS
+// (the queue package's rule: the smallest width along the chain), so the test gives the
+// process two Ps: under `go test -cpu 1` two handlers could not run at once however wide
+// HandlerWidth is, and the first one would wait for the second forever.
 func TestParallelismAcrossConnections(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	}
 	arrived := make(chan uint64, 2)
 	release := make(chan struct{})
 	h := HandlerFuncs{Message: func(c *Conn, m Message) {
