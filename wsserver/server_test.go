@@ -106,9 +106,7 @@ func TestOrderPerConnectionUnderLoad(t *testing.T) {
 // process two Ps: under `go test -cpu 1` two handlers could not run at once however wide
 // HandlerWidth is, and the first one would wait for the second forever.
 func TestParallelismAcrossConnections(t *testing.T) {
-	if runtime.GOMAXPROCS(0) < 2 {
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	}
+	twoPs(t)
 	arrived := make(chan uint64, 2)
 	release := make(chan struct{})
 	h := HandlerFuncs{Message: func(c *Conn, m Message) {
@@ -318,4 +316,14 @@ func TestRemoteAddrIsTheRequests(t *testing.T) {
 	sc = testutil.Recv(t, got, "OnOpen")
 	require.Equal(t, "203.0.113.7:4242", sc.RemoteAddr())
 	require.Contains(t, sc.String(), "203.0.113.7:4242")
+}
+
+// twoPs gives the process at least two Ps for the test: a test in which one handler blocks
+// while another connection's handler must run needs two slots of the handler queue, whose
+// parallelism GOMAXPROCS bounds (see Options.HandlerWidth).
+func twoPs(t *testing.T) {
+	if n := runtime.GOMAXPROCS(0); n < 2 {
+		runtime.GOMAXPROCS(2)
+		t.Cleanup(func() { runtime.GOMAXPROCS(n) })
+	}
 }

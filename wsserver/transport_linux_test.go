@@ -453,6 +453,7 @@ func TestReadinessHandlerWaitingForTheEndHoldsNoReader(t *testing.T) {
 // get another runner. Here the run list allows one busy runner, a handler blocks on it,
 // and another connection is still served. (It hung with the inline handler counted busy.)
 func TestReadinessBlockedHandlerHoldsNoRunner(t *testing.T) {
+	twoPs(t) // the blocked handler holds one slot of the handler queue, the other connection needs another
 	testPollMaxBusy.Store(1)
 	t.Cleanup(func() { testPollMaxBusy.Store(0) })
 	entered, release := make(chan struct{}, 1), make(chan struct{})
