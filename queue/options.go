@@ -28,8 +28,9 @@ const (
 
 // WithProfileLabels(false) stops the queue from running its blocks under a runtime/pprof
 // label naming it (on by default, so that a CPU profile says which queue burned the time; it
-// costs a label switch per batch of blocks, and two per Sync). Queues that target this one
-// inherit the setting.
+// costs a label switch per batch of blocks, and two per Sync: about half of an uncontended
+// Sync, so a queue used as a lock, Synced from a hot path, runs about twice as fast without
+// them). Queues that target this one inherit the setting.
 func WithProfileLabels(on bool) Option {
 	return func(s *settings) {
 		s.debugSet |= noProfileLabels
