@@ -365,21 +365,30 @@ func BenchmarkSerialIdleRoundTrip(b *testing.B) {
 }
 
 func BenchmarkSerialIdleRoundTripPeerChannel(b *testing.B) {
-	c := make(chan func(), 1)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for f := range c {
-			f()
-		}
-	})
+	c, stop := funcReader()
+	defer stop()
 	reply := make(chan struct{})
 	f := func() { reply <- struct{}{} }
 	for b.Loop() {
 		c <- f
 		<-reply
 	}
-	close(c)
-	wg.Wait()
+}
+
+// funcReader is the round trips' peer "connection": a goroutine running the funcs sent on c,
+// until stop.
+func funcReader() (c chan<- func(), stop func()) {
+	ch := make(chan func(), 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for f := range ch {
+			f()
+		}
+	})
+	return ch, func() {
+		close(ch)
+		wg.Wait()
+	}
 }
 
 // Sparse: the same round trip with a pause after each reply that outlasts an idle worker's
@@ -432,19 +441,12 @@ func BenchmarkSerialSparseRoundTrip(b *testing.B) {
 }
 
 func BenchmarkSerialSparseRoundTripPeerChannel(b *testing.B) {
-	c := make(chan func(), 1)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for f := range c {
-			f()
-		}
-	})
+	c, stop := funcReader()
+	defer stop()
 	reply := make(chan struct{})
 	f := func() { reply <- struct{}{} }
 	sparse(b, func() {
 		c <- f
 		<-reply
 	})
-	close(c)
-	wg.Wait()
 }
