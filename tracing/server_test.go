@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -385,4 +387,47 @@ func TestConnectionSpans(t *testing.T) {
 	require.Len(t, closes, 1)
 	why, _ := closes[0].Attributes.Value("error.type")
 	require.Equal(t, wsserver.ReasonInvalidUTF8, why.AsString())
+}
+
+// holdFinished is a queue Observer that passes every event on, but, once armed, holds the
+// Finished hook of a connection queue's block until release is closed: the moment after the
+// block itself (OnClose and the server's retire) has run.
+type holdFinished struct {
+	*rig
+	armed   atomic.Bool
+	release chan struct{}
+}
+
+func (h *holdFinished) Finished(q *queue.Queue, ctx context.Context, b queue.BlockInfo) {
+	if q.Label() == "ws.conn" && h.armed.Load() {
+		<-h.release
+	}
+	h.rig.Finished(q, ctx, b)
+}
+
+// Shutdown returns only once the Observer heard of the last close, so a program that
+// flushes its telemetry after Shutdown has the close's span: it must have ended by then even
+// though OnClose's block, which adopted it, has not yet been seen to finish (its queue
+// Observer's Finished hook comes after the block). It used to end only there, so a flush
+// right after Shutdown could miss it (TestMessageTraceOverOTLP failed once in CI).
+func TestTheCloseSpanHasEndedWhenShutdownReturns(t *testing.T) {
+	r := newRig(t)
+	hold := &holdFinished{rig: r, release: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold.release) }) }
+	t.Cleanup(release)
+	s := wsserver.New(wsserver.HandlerFuncs{Open: func(*wsserver.Conn) {}}, wsserver.Options{Observer: r.Observer, QueueObserver: hold})
+	hs := httptest.NewServer(s)
+	defer hs.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http"), nil)
+	require.NoError(t, err)
+	defer c.CloseNow()
+	r.waitSpans(t, "process ws.conn", 1) // OnOpen's block has finished: the next is OnClose's
+	hold.armed.Store(true)
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	require.NoError(t, s.Shutdown(ctx))
+	require.Len(t, r.ended("ws.close"), 1, "the close span ended before Shutdown returned")
+	release()
 }

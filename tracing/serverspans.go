@@ -62,8 +62,10 @@ type sendSpanKey struct{}
 // An owned span is one the server started for a block it queues on a connection's queue
 // (a message's receive span, a connection's close span). The block adopts it as its own
 // span when it runs (no process span of its own), so the span lasts until the block has
-// finished and no child it runs outlives it. Without a queue Observer on the connection's
-// queue nothing adopts it, and the server's own hook (Handled, Closed) ends it.
+// finished and no child it runs outlives it (a close span ends in Closed, which the block
+// runs once OnClose has returned, so that it has ended when Shutdown returns). Without a
+// queue Observer on the connection's queue nothing adopts it, and the server's own hook
+// (Handled, Closed) ends it.
 type owned struct {
 	span    trace.Span
 	q       *queue.Queue
@@ -224,7 +226,7 @@ func normalDeparture(why string) bool {
 }
 
 // Closed records how long the connection lived and why it closed, and ends the close span
-// if no OnClose block adopted it.
+// (it runs after OnClose, before Shutdown returns).
 func (o *Observer) Closed(ctx context.Context, c *wsserver.Conn, lived time.Duration, reason string, err error) {
 	if o == nil {
 		return
@@ -242,7 +244,11 @@ func (o *Observer) Closed(ctx context.Context, c *wsserver.Conn, lived time.Dura
 	if o.insp != nil {
 		o.insp.QueueClosed(c.Queue()) // a connection's queue is done once OnClose ran
 	}
-	if st, ok := ctx.Value(ownedKey{}).(*owned); ok && !st.adopted.Load() {
+	// End the close span here even when OnClose's block adopted it: Closed runs in that
+	// block once OnClose has returned, and before Shutdown can return, while the queue
+	// Observer's Finished (which ends an adopted span too: a second End does nothing) comes
+	// after the block, possibly after a program has flushed its telemetry.
+	if st, ok := ctx.Value(ownedKey{}).(*owned); ok {
 		st.span.End()
 	}
 }
