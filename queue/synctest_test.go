@@ -54,6 +54,13 @@ func TestQueuesInsideASynctestBubble(t *testing.T) {
 // sleep ends.
 func TestMonitorLendsAWorkerInsideABubble(t *testing.T) {
 	withProcs(t, 1)
+	lendFreely(t)
+	// The process's real samples would see goroutines outside the bubble (earlier tests'
+	// workers on their way out, waiting for the one P under -cpu 1) as a machine short of
+	// CPU, and the monitor rightly lends nothing then: the sleeper's hour passed first, 1
+	// run in ~3 of the package at -cpu 1. Inside the bubble the workers use no CPU and nobody
+	// waits for a P.
+	setSampler(t, func() procSample { return procSample{} })
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()
 		sleeper, other := NewSerial("sleeper"), NewSerial("other")
