@@ -44,7 +44,7 @@ func (q *Queue) Sync(fn func()) {
 // where syncRun must decide (the queue is held, closed, stopped or on a chain).
 func (q *Queue) syncIdle(fn func()) bool {
 	me := goid.G()
-	if uint64(me) >= 1<<(64-holdShift) || observing && q.cfg != nil && q.cfg.obs != nil || specificsUsed.Load() ||
+	if uint64(me) >= 1<<(64-holdShift) || !q.plainSync() ||
 		q.target.Load().kind != rootKind { // (looked at again once the queue is held)
 		return false
 	}
@@ -162,12 +162,18 @@ func (q *Queue) syncRoot(ctx context.Context, fn func(), cfn func(context.Contex
 // root, and gives q back. The caller took q without waiting in line (at most a short spin),
 // just after it looked at ctx: fn starts without looking again.
 func (q *Queue) syncSerial(ctx context.Context, me uintptr, root *Queue, fn func(), cfn func(context.Context)) error {
-	if cfn == nil && (!observing || q.cfg == nil || q.cfg.obs == nil) && !specificsUsed.Load() {
+	if cfn == nil && q.plainSync() {
 		q.syncPlain(me, fn)
 		return nil
 	}
 	defer q.releaseSerialSync(me)
 	return q.syncRunHeld(ctx, me, root, fn, cfn)
+}
+
+// plainSync reports whether a Sync block on q needs nothing of syncRunHeld's beyond what
+// syncPlain does: no observer on q, and no queue-specific values in the program.
+func (q *Queue) plainSync() bool {
+	return (!observing || q.cfg == nil || q.cfg.obs == nil) && !specificsUsed.Load()
 }
 
 // syncPlain is syncRunHeld for the common Sync: a plain func, no observer, no specifics,
