@@ -58,9 +58,17 @@ func now[T any](t testing.TB, ch <-chan T, what string) T {
 func dispatchGoroutines(fn string) []string {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
+	gs := strings.Split(string(buf), "\n\n")
+	// Called inside a synctest bubble (the dump starts with the caller), only that bubble's
+	// goroutines count: another test's, outside it, may still be on its way out.
+	bubble := ""
+	if head, _, _ := strings.Cut(gs[0], "\n"); strings.Contains(head, ", synctest bubble ") {
+		bubble = head[strings.Index(head, ", synctest bubble "):]
+	}
 	var out []string
-	for i, g := range strings.Split(string(buf), "\n\n") {
-		if i > 0 && strings.Contains(g, "dispatchkit/dispatch.(*"+fn) {
+	for i, g := range gs {
+		head, _, _ := strings.Cut(g, "\n")
+		if i > 0 && strings.Contains(g, "dispatchkit/dispatch.(*"+fn) && strings.HasSuffix(head, bubble) {
 			out = append(out, g)
 		}
 	}
