@@ -183,13 +183,18 @@ func TestRunWithNATS(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- run(ctx, []string{"-addr", "127.0.0.1:0", "-nats", ns.ClientURL()}, &out) }()
 	deadline := time.After(waitTimeout)
-	for !strings.Contains(out.String(), "listening on") {
+	for {
+		// Take the channel before reading the output: a line written in between closes it.
+		changed := out.changed()
+		if strings.Contains(out.String(), "listening on") {
+			break
+		}
 		select {
 		case err := <-errc:
 			t.Fatalf("run ended early: %v\n%s", err, out.String())
 		case <-deadline:
 			t.Fatalf("run did not start:\n%s", out.String())
-		case <-out.changed():
+		case <-changed:
 		}
 	}
 	require.Contains(t, out.String(), "sharing rooms through NATS at "+ns.ClientURL())
@@ -228,7 +233,8 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// changed returns a channel closed by the next Write.
+// changed returns a channel closed by the next Write. Take it before reading what was
+// written, or a Write in between goes unnoticed.
 func (b *syncBuffer) changed() <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
