@@ -162,7 +162,9 @@ func (q *Queue) syncRoot(ctx context.Context, fn func(), cfn func(context.Contex
 // root, and gives q back. The caller took q without waiting in line (at most a short spin),
 // just after it looked at ctx: fn starts without looking again.
 func (q *Queue) syncSerial(ctx context.Context, me uintptr, root *Queue, fn func(), cfn func(context.Context)) error {
-	if cfn == nil && q.plainSync() {
+	// syncPlain needs the hold word to name the caller (it took q with its CAS): one that
+	// took it under the lock leaves its mark in syncTable, as syncRunHeld does.
+	if cfn == nil && q.plainSync() && q.hold.Load()&holdFast != 0 {
 		q.syncPlain(me, fn)
 		return nil
 	}
@@ -177,23 +179,25 @@ func (q *Queue) plainSync() bool {
 }
 
 // syncPlain is syncRunHeld for the common Sync: a plain func, no observer, no specifics,
-// the target a root. Its one defer does what syncRunHeld's three and syncSerial's do, in
+// the target a root, the queue taken with the hold word's CAS. Its one defer does what syncRunHeld's three and syncSerial's do, in
 // the same order: a Sync used as a lock pays for each deferred call.
+//
+// The caller holds q by its hold word (holdFast and me): that is its IsCurrent mark, which
+// syncingOn finds through fastSyncers, so it takes no slot of syncTable.
 func (q *Queue) syncPlain(me uintptr, fn func()) {
-	m := enterSync(me, q)
+	q.noteFastSync()
 	labels := q.debug&noProfileLabels == 0
 	if labels {
 		q.setLabels()
 	}
-	defer q.syncPlainDone(me, m, labels)
+	defer q.syncPlainDone(me, labels)
 	fn()
 }
 
-func (q *Queue) syncPlainDone(me uintptr, m syncMark, labels bool) {
+func (q *Queue) syncPlainDone(me uintptr, labels bool) {
 	if labels {
 		restoreLabels(nil, context.Background()) // as Sync's ctx: no labels
 	}
-	leaveSync(m)
 	q.releaseSerialSync(me)
 }
 
