@@ -24,7 +24,13 @@ func (q *Queue) setLabels() {
 	if q.debug&noProfileLabels != 0 {
 		return
 	}
-	pprof.SetGoroutineLabels(labelContextAt(q.lslot, q.label))
+	// labelContextAt's lookup, written out (a Sync used as a lock pays for each call), for
+	// the label's setter: the same labels, handed over without a key comparison.
+	c := labelCache[q.lslot].Load()
+	if c == nil || c.label != q.label {
+		c = fillLabelSlot(q.lslot, q.label)
+	}
+	pprof.SetGoroutineLabels(c.set)
 }
 
 // restoreLabels sets the goroutine's profiler labels back after a Sync block ran under its
@@ -42,6 +48,52 @@ func restoreLabels(back *Queue, ctx context.Context) {
 type labelCtx struct {
 	label string
 	ctx   context.Context
+	set   context.Context // for pprof.SetGoroutineLabels: a labelSetter of ctx's labels (or ctx)
+}
+
+// labelSetter is a context made for pprof.SetGoroutineLabels alone, which asks its context
+// for one value, the labels, under runtime/pprof's own (unexported) key: a labelSetter holds
+// a label context's labels and answers every key with them, where the label context (a
+// valueCtx) compares the key as an interface first. That comparison was ~30% of a Sync's
+// label switch. A labelSetter never reaches code other than SetGoroutineLabels, and is
+// used only once newLabelCtx has seen that it carries the labels it was made from.
+type labelSetter struct {
+	context.Context // Background's: no deadline, never done
+	labels          any
+}
+
+func (s *labelSetter) Value(any) any { return s.labels }
+
+// keyRecorder records the key it is asked for: pprofLabelKey shows it to pprof.Label.
+type keyRecorder struct {
+	context.Context
+	key any
+}
+
+func (r *keyRecorder) Value(key any) any {
+	r.key = key
+	return nil
+}
+
+// pprofLabelKey is the key runtime/pprof keeps a context's labels under (nil if pprof.Label
+// asked for none: then the label contexts are passed to SetGoroutineLabels as they are).
+var pprofLabelKey = func() any {
+	r := &keyRecorder{Context: context.Background()}
+	pprof.Label(r, ProfileLabel)
+	return r.key
+}()
+
+// newLabelCtx makes the label context of a label, and its setter.
+func newLabelCtx(label string) *labelCtx {
+	c := &labelCtx{label: label, ctx: pprof.WithLabels(context.Background(), pprof.Labels(ProfileLabel, label))}
+	c.set = c.ctx
+	if pprofLabelKey != nil {
+		s := &labelSetter{Context: context.Background(), labels: c.ctx.Value(pprofLabelKey)}
+		if v, ok := pprof.Label(s, ProfileLabel); ok && v == label {
+			c.set = s
+		}
+	}
+	return c
 }
 
 // labelCache keeps label contexts by a hash of their label, one per slot: a queue holds none
@@ -68,13 +120,16 @@ func labelContext(label string) context.Context {
 // labelContextAt is labelContext for a label whose slot is known (labelSlot): a drain pays a
 // load and a string comparison (a pointer comparison for the queue's own label), no hash.
 func labelContextAt(i uint16, label string) context.Context {
-	slot := &labelCache[i]
-	if c := slot.Load(); c != nil && c.label == label {
+	if c := labelCache[i].Load(); c != nil && c.label == label {
 		return c.ctx
 	}
-	c := &labelCtx{label: label, ctx: pprof.WithLabels(context.Background(), pprof.Labels(ProfileLabel, label))}
-	slot.Store(c)
-	return c.ctx
+	return fillLabelSlot(i, label).ctx
+}
+
+func fillLabelSlot(i uint16, label string) *labelCtx {
+	c := newLabelCtx(label)
+	labelCache[i].Store(c)
+	return c
 }
 
 // callSite returns "file:line (func)" of the code that called the API function that called

@@ -122,3 +122,29 @@ func TestSyncBlocksRunUnderTheirQueuesProfilerLabel(t *testing.T) {
 	require.Contains(t, got[0], `"queue":"synced-queue"`)
 	require.NotContains(t, got[1], `"queue":"synced-queue"`)
 }
+
+// A label's setter (what setLabels gives pprof.SetGoroutineLabels) carries exactly the labels
+// of its label context, and on this Go it is the labelSetter, not the context itself: a
+// goroutine switched to it runs under the queue's label, as the goroutine profile shows.
+func TestALabelsSetterCarriesItsLabelContextsLabels(t *testing.T) {
+	require.NotNil(t, pprofLabelKey, "runtime/pprof asked its context for no key")
+	for _, label := range []string{"setter-a", "setter-b", ""} {
+		c := newLabelCtx(label)
+		require.IsType(t, &labelSetter{}, c.set)
+		var got, want []string
+		pprof.ForLabels(c.set, func(k, v string) bool { got = append(got, k+"="+v); return true })
+		pprof.ForLabels(c.ctx, func(k, v string) bool { want = append(want, k+"="+v); return true })
+		require.Equal(t, []string{ProfileLabel + "=" + label}, want)
+		require.Equal(t, want, got)
+	}
+	q := NewSerial("setter-queue")
+	in := make(chan string, 1)
+	go func() {
+		q.setLabels()
+		var buf bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+		pprof.SetGoroutineLabels(context.Background())
+		in <- buf.String()
+	}()
+	require.Contains(t, testutil.Recv(t, in, "a goroutine under the setter's labels"), `"queue":"setter-queue"`)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 
@@ -196,7 +197,7 @@ func (q *Queue) syncPlain(me uintptr, fn func()) {
 
 func (q *Queue) syncPlainDone(me uintptr, labels bool) {
 	if labels {
-		restoreLabels(nil, context.Background()) // as Sync's ctx: no labels
+		pprof.SetGoroutineLabels(context.Background()) // restoreLabels for Sync's ctx: no labels
 	}
 	q.releaseSerialSync(me)
 }
