@@ -31,33 +31,26 @@ func (q *Queue) Sync(fn func()) {
 	if fn == nil {
 		nilFunc("Sync", q.label)
 	}
-	if q.kind == serialKind && q.syncIdle(fn) {
-		return
+	if q.kind == serialKind {
+		// Sync's short way onto an idle serial queue that targets a root, with no observer
+		// and no specifics (a Sync used as a lock): one CAS takes the queue, syncPlain runs fn
+		// and gives it back. Sync has no ctx to look at. Where syncRun must decide (the queue
+		// is held, closed, stopped or on a chain), it does, nothing done here. Written out
+		// here, not called: a Sync used as a lock pays for each call.
+		me := goid.G()
+		if uint64(me) < 1<<(64-holdShift) && q.plainSync() &&
+			q.target.Load().kind == rootKind && // (looked at again once the queue is held)
+			q.hold.CompareAndSwap(0, holdBusy|holdFast|uint64(me)<<holdShift) {
+			if q.target.Load().kind == rootKind {
+				q.syncPlain(me, fn)
+				return
+			}
+			q.releaseSerialSync(me) // a chain to acquire
+		}
 	}
 	if err := q.syncRun(context.Background(), false, fn, nil); err != nil {
 		panic(fmt.Sprintf("%v (use Async, or SyncContext to get an error)", err))
 	}
-}
-
-// syncIdle is Sync's short way onto an idle serial queue that targets a root, with no
-// observer and no specifics (a Sync used as a lock): one CAS takes the queue, syncPlain runs
-// fn and gives it back. Sync has no ctx to look at. It reports false, having done nothing,
-// where syncRun must decide (the queue is held, closed, stopped or on a chain).
-func (q *Queue) syncIdle(fn func()) bool {
-	me := goid.G()
-	if uint64(me) >= 1<<(64-holdShift) || !q.plainSync() ||
-		q.target.Load().kind != rootKind { // (looked at again once the queue is held)
-		return false
-	}
-	if !q.hold.CompareAndSwap(0, holdBusy|holdFast|uint64(me)<<holdShift) {
-		return false
-	}
-	if q.target.Load().kind != rootKind {
-		q.releaseSerialSync(me) // a chain to acquire
-		return false
-	}
-	q.syncPlain(me, fn)
-	return true
 }
 
 // SyncContext is Sync with a context: if ctx ends before fn starts, fn never runs and ctx's
