@@ -15,9 +15,10 @@ func clientFrame(fin bool, op byte, payload []byte) []byte {
 	return frameBytes(op, payload)
 }
 
-// The tracker stands at a boundary only between whole messages, whatever the chunking: a
-// control frame inside a fragmented message is not a boundary.
-func TestFrameTrackerBoundaries(t *testing.T) {
+// The guard stands at a boundary only between whole messages, whatever the chunking: a
+// control frame inside a fragmented message is not a boundary. (The readiness transport
+// reads "would block" only there.)
+func TestGuardBoundaries(t *testing.T) {
 	big := bytes.Repeat([]byte("x"), 70_000)
 	mid := bytes.Repeat([]byte("y"), 300)
 	var stream []byte
@@ -38,17 +39,17 @@ func TestFrameTrackerBoundaries(t *testing.T) {
 	add(clientFrame(true, 8, []byte{3, 232}), true) // close
 
 	for _, chunk := range []int{1, 2, 3, 7, 512, len(stream)} {
-		var tr frameTracker
-		require.True(t, tr.boundary())
+		var g frameGuard
+		require.True(t, g.boundary())
 		next := 0
 		for off := 0; off < len(stream); off += chunk {
 			end := min(off+chunk, len(stream))
-			tr.feed(stream[off:end])
+			require.Equal(t, end-off, g.scan(stream[off:end]))
 			for next < len(boundaries) && boundaries[next] < end {
 				next++
 			}
 			atBoundary := next < len(boundaries) && boundaries[next] == end
-			require.Equal(t, atBoundary, tr.boundary(), "chunk %d, offset %d", chunk, end)
+			require.Equal(t, atBoundary, g.boundary(), "chunk %d, offset %d", chunk, end)
 		}
 	}
 }

@@ -65,6 +65,12 @@ func (g *frameGuard) set(f guardFlags, on bool) {
 	}
 }
 
+// boundary reports whether the bytes scanned so far end a whole message (or are none),
+// with no violation found: the readiness transport's reader may then be told "would
+// block" (pollConn.read). A control frame inside a fragmented message is not a boundary.
+// The guard parses every frame header anyway: the transport needs no parser of its own.
+func (g *frameGuard) boundary() bool { return g.need == 0 && g.fail == nil && !g.is(gInMsg) }
+
 // fin reports whether the current frame ends its message (its header's FIN bit).
 func (g *frameGuard) fin() bool { return g.hdr[0]&0x80 != 0 }
 

@@ -14,9 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pollConn is the net.Conn coder/websocket reads from under the readiness transport. It
-// follows the frames in the bytes it hands on (frameTracker), and when the stream stands
-// at a message boundary and the socket is empty, its Read says "would block" instead of
+// pollConn is the net.Conn coder/websocket reads from under the readiness transport. The
+// frame guard above it parses every frame of the bytes it hands on (frameGuard.boundary),
+// and when the stream stands at a message boundary and the socket is empty, its Read says "would block" instead of
 // waiting: coder/websocket's Read then returns that error without closing anything (no
 // close happens at a frame boundary, and bufio clears the error), and the reader hands the
 // socket back to its poller and lets its goroutine go. Control frames (ping, pong, close)
@@ -46,12 +46,11 @@ type pollConn struct {
 	// from another goroutine under that lock, once blocking is set (setBlocking waits for
 	// it to clear). flagOnRunner says that the reader runs on a runner of the run list
 	// (pollSet), which must not block without saying so (blockBegin): set by each reader as
-	// it takes the connection. (One word for both: a pollConn of 240 B, not 256.)
+	// it takes the connection. (One word for both: a pollConn of 192 B, not 208.)
 	flags atomic.Uint32
-	fd    int32 // beside the atomics, in what would be padding: a pollConn of 240 B, not 256
+	fd    int32 // beside the atomics, in what would be padding: a pollConn of 192 B, not 208
 
 	// Owned by the reader (one at a time: see state).
-	ft       frameTracker
 	buf      *[]byte // pooled; nil while parked
 	off, n   int     // the unread bytes of buf
 	deadline int64   // the read deadline set mid-frame: nanoseconds since pollEpoch (monotonic); 0: none
@@ -202,7 +201,7 @@ func (pc *pollConn) read(p []byte) (int, error) {
 		pc.err = nil
 		return 0, err
 	}
-	if pc.blocking.Load() || !pc.ft.boundary() {
+	if pc.blocking.Load() || !pc.guard.boundary() {
 		return pc.readWait(p)
 	}
 	return pc.readReady(p)
@@ -212,7 +211,6 @@ func (pc *pollConn) read(p []byte) (int, error) {
 func (pc *pollConn) serve(p []byte) int {
 	n := copy(p, (*pc.buf)[pc.off:pc.n])
 	pc.off += n
-	pc.ft.feed(p[:n])
 	return n
 }
 
@@ -247,9 +245,7 @@ func (pc *pollConn) readWait(p []byte) (int, error) {
 		defer pc.blockEnd()
 	}
 	if len(p) >= pollBufSize {
-		n, err := pc.sock().Read(p)
-		pc.ft.feed(p[:n])
-		return n, err
+		return pc.sock().Read(p)
 	}
 	pc.getBuf()
 	n, err := pc.sock().Read(*pc.buf)
@@ -274,7 +270,7 @@ func (pc *pollConn) readReady(p []byte) (int, error) {
 // "would block" twice on its way out, each a fmt.Errorf).
 func (pc *pollConn) quiet() bool {
 	return pc.off >= pc.n && pc.err == nil && pc.br != nil && pc.br.Buffered() == 0 &&
-		!pc.blocking.Load() && pc.ft.boundary()
+		!pc.blocking.Load() && pc.guard.boundary()
 }
 
 // prefill fills the buffer before coder/websocket reads when the stream is quiet (see
