@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 )
 
@@ -52,4 +53,99 @@ func TestGuardBoundaries(t *testing.T) {
 			require.Equal(t, atBoundary, g.boundary(), "chunk %d, offset %d", chunk, end)
 		}
 	}
+}
+
+// takeMessage takes exactly the whole single-frame text and binary messages, unmasked, and
+// leaves the guard as scanning the frame would have: the frames that follow are judged the
+// same either way.
+func TestGuardTakeMessage(t *testing.T) {
+	long := bytes.Repeat([]byte("0123456789abcdef"), 300) // 4,800 bytes: a 16-bit length
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		typ   websocket.MessageType
+		data  []byte
+	}{
+		{"text", frameBytes(finBit|opText, []byte("héllo, wörld")), websocket.MessageText, []byte("héllo, wörld")},
+		{"binary, odd length", frameBytes(finBit|opBinary, pattern(13)), websocket.MessageBinary, pattern(13)},
+		{"empty", frameBytes(finBit|opText, nil), websocket.MessageText, []byte{}},
+		{"16-bit length", frameBytes(finBit|opBinary, long), websocket.MessageBinary, long},
+	} {
+		next := frameBytes(opCont, nil) // a continuation with nothing to continue: scan fails it
+		var g frameGuard
+		typ, data, n := g.takeMessage(append(bytes.Clone(tc.frame), next...), -1)
+		require.Equal(t, len(tc.frame), n, tc.name)
+		require.Equal(t, tc.typ, typ, tc.name)
+		require.Equal(t, tc.data, data, tc.name)
+		require.True(t, g.boundary(), tc.name)
+		var s frameGuard
+		require.Equal(t, len(tc.frame), s.scan(tc.frame), tc.name)
+		require.Equal(t, s.boundary(), g.boundary(), tc.name)
+		require.Equal(t, s.scan(next), g.scan(next), tc.name)
+		require.Equal(t, s.fail.reason, g.fail.reason, tc.name)
+	}
+}
+
+// What takeMessage leaves alone goes through coder/websocket and scan, unchanged: fragments,
+// control frames, reserved bits, unmasked or incomplete frames, a payload over the limit,
+// invalid UTF-8, a 64-bit length, and any frame once the guard is not at a boundary.
+func TestGuardTakeMessageLeaves(t *testing.T) {
+	text := frameBytes(finBit|opText, []byte("hello"))
+	unmasked := bytes.Clone(text)
+	unmasked[1] &^= 0x80
+	for _, tc := range []struct {
+		name  string
+		b     []byte
+		limit int64
+	}{
+		{"first fragment", frameBytes(opText, []byte("he")), -1},
+		{"continuation", frameBytes(finBit|opCont, []byte("he")), -1},
+		{"ping", frameBytes(finBit|opPing, []byte("p")), -1},
+		{"close", frameBytes(finBit|opCloseF, closePayload(1000, "")), -1},
+		{"RSV1", frameBytes(finBit|0x40|opText, []byte("x")), -1},
+		{"unmasked", unmasked, -1},
+		{"incomplete", text[:len(text)-1], -1},
+		{"header only", text[:6], -1},
+		{"over the limit", text, 4},
+		{"invalid UTF-8", frameBytes(finBit|opText, []byte{'a', 0xff}), -1},
+		{"64-bit length", frameBytes(finBit|opBinary, make([]byte, 70_000)), -1},
+	} {
+		var g frameGuard
+		_, data, n := g.takeMessage(tc.b, tc.limit)
+		require.Zero(t, n, tc.name)
+		require.Nil(t, data, tc.name)
+		require.Equal(t, frameGuard{}, g, tc.name)
+	}
+	// Inside a fragmented message.
+	var g frameGuard
+	first := frameBytes(opText, []byte("he"))
+	require.Equal(t, len(first), g.scan(first))
+	_, _, n := g.takeMessage(text, -1)
+	require.Zero(t, n)
+	require.Less(t, g.scan(text), len(text))
+	require.Contains(t, g.fail.reason, "new message inside a fragmented message")
+}
+
+// A frame the rate limit denies is not taken, and scan fails it for the rate limit without
+// asking the limit a second time.
+func TestGuardTakeMessageRateLimit(t *testing.T) {
+	asked, tokens := 0, 1
+	g := frameGuard{allow: func() bool {
+		asked++
+		if tokens == 0 {
+			return false
+		}
+		tokens--
+		return true
+	}}
+	text := frameBytes(finBit|opText, []byte("hello"))
+	_, _, n := g.takeMessage(text, -1)
+	require.Equal(t, len(text), n)
+	require.Equal(t, 1, asked)
+	_, _, n = g.takeMessage(text, -1)
+	require.Zero(t, n)
+	require.Equal(t, 2, asked)
+	require.Less(t, g.scan(text), len(text))
+	require.Equal(t, 2, asked, "the limit was asked twice for one frame")
+	require.ErrorIs(t, g.fail.cause, ErrRateLimited)
 }

@@ -53,6 +53,7 @@ const (
 	gReported                         // fail was returned once: reads drain from then on
 	gDrained                          // the drain is done
 	gPeerClose                        // the bad frame was the peer's close frame: nothing to drain
+	gDenied                           // takeMessage found the rate limit spent: the frame's checkStart says so
 )
 
 func (g *frameGuard) is(f guardFlags) bool { return g.flags&f != 0 }
@@ -262,10 +263,84 @@ func (g *frameGuard) checkStart() *violation {
 	default:
 		return protocolError("reserved opcode %d", g.op)
 	}
-	if g.op != opcodePong && g.op != opcodeClose && g.allow != nil && !g.allow() {
+	if g.op != opcodePong && g.op != opcodeClose && g.denied() {
 		return &violation{code: websocket.StatusPolicyViolation, reason: "rate limit exceeded", cause: ErrRateLimited, why: ReasonRateLimit}
 	}
 	return nil
+}
+
+// denied takes a token for a data or ping frame from the rate limit (nil: none), and
+// reports true when there was none. A frame that takeMessage found denied has been asked
+// once: checkStart gets that answer, not a second one.
+func (g *frameGuard) denied() bool {
+	if g.is(gDenied) {
+		g.set(gDenied, false)
+		return true
+	}
+	return g.allow != nil && !g.allow()
+}
+
+// takeMessage is the readiness transport's short way for the commonest frame: when b starts
+// with a whole message in one frame (FIN, text or binary, no reserved bit, masked, at most
+// limit bytes of payload, limit < 0: no limit, 65,535 at most) that passes every check of
+// scan, at a message boundary, it returns the message's type, its payload unmasked into a
+// slice of its own (the UTF-8 of text checked on it), and the frame's length in b, which
+// the caller consumes: coder/websocket never sees the frame, whose bytes are gone over once
+// (scan, coder's buffer, its unmasking and the copy out of it were four passes). For anything
+// else it returns n == 0 and leaves the guard as it was: the bytes go through coder and scan,
+// which judge them as ever (a frame the rate limit denies is marked for scan to fail, not
+// asked twice).
+func (g *frameGuard) takeMessage(b []byte, limit int64) (typ websocket.MessageType, data []byte, n int) {
+	if len(b) < 6 || !g.boundary() || g.flags&(gClosed|gDenied) != 0 {
+		return 0, nil, 0
+	}
+	b0, b1 := b[0], b[1]
+	op := b0 & 0x0f
+	if b0&0xf0 != 0x80 || op != opcodeText && op != opcodeBin || b1&0x80 == 0 {
+		return 0, nil, 0 // not final, a reserved bit, another opcode, or unmasked
+	}
+	hl, l := 6, int(b1&0x7f)
+	switch l {
+	case 126:
+		if len(b) < 8 {
+			return 0, nil, 0
+		}
+		hl, l = 8, int(binary.BigEndian.Uint16(b[2:]))
+	case 127:
+		return 0, nil, 0
+	}
+	if limit >= 0 && int64(l) > limit || len(b) < hl+l {
+		return 0, nil, 0
+	}
+	data = make([]byte, l)
+	unmaskCopy(data, b[hl:hl+l], [4]byte(b[hl-4:hl]))
+	if op == opcodeText && !utf8.Valid(data) {
+		return 0, nil, 0 // scan finds the bad byte and fails the frame there
+	}
+	if g.denied() {
+		g.set(gDenied, true)
+		return 0, nil, 0
+	}
+	// The guard's state after scanning the frame whole.
+	g.hlen = uint8(copy(g.hdr[:], b[:hl]))
+	g.need, g.left, g.kpos, g.clen = 0, 0, 0, 0
+	g.op = op
+	g.set(gText, op == opcodeText)
+	g.utf = utf8State{}
+	return websocket.MessageType(op), data, hl + l
+}
+
+// unmaskCopy copies src into dst (as long), unmasked with key from the payload's first byte.
+func unmaskCopy(dst, src []byte, key [4]byte) {
+	k := uint64(binary.LittleEndian.Uint32(key[:]))
+	k |= k << 32
+	i := 0
+	for ; i+8 <= len(src); i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(src[i:])^k)
+	}
+	for ; i < len(src); i++ {
+		dst[i] = src[i] ^ key[i&3]
+	}
 }
 
 // headerEnd reads the length and mask of a complete header.

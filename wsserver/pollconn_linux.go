@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coder/websocket"
 	"golang.org/x/sys/unix"
 )
 
@@ -268,27 +269,40 @@ func (pc *pollConn) readReady(p []byte) (int, error) {
 // handed on: the reader then fills the buffer before it calls coder/websocket's Reader,
 // and lets the connection go without calling it when the socket is empty (coder wraps the
 // "would block" twice on its way out, each a fmt.Errorf).
-func (pc *pollConn) quiet() bool {
-	return pc.off >= pc.n && pc.err == nil && pc.br != nil && pc.br.Buffered() == 0 &&
-		!pc.blocking.Load() && pc.guard.boundary()
+func (pc *pollConn) quiet() bool { return pc.off >= pc.n && pc.ours() }
+
+// ours reports whether the next bytes of the stream are those of pc's buffer (or the
+// socket's), at a message boundary: none wait in coder/websocket's reader buffer, no error
+// does, and no close handshake reads.
+func (pc *pollConn) ours() bool {
+	return pc.err == nil && pc.br != nil && pc.br.Buffered() == 0 && !pc.blocking.Load() &&
+		pc.guard.boundary()
 }
 
 // prefill fills the buffer before coder/websocket reads when the stream is quiet (see
 // quiet): errWouldBlock when the socket is empty; any other error is left for coder to
-// read, so that it ends the connection as it does.
-func (pc *pollConn) prefill() error {
+// read, so that it ends the connection as it does. Then, when the buffer starts with a
+// whole message in one frame that the guard takes (frameGuard.takeMessage), it returns
+// that message (ok): coder/websocket's Reader is not called for it.
+func (pc *pollConn) prefill() (typ websocket.MessageType, data []byte, ok bool, err error) {
 	if !pc.enter() {
-		return nil
+		return 0, nil, false, nil
 	}
-	defer pc.flags.And(^flagOutside)
-	if !pc.quiet() {
-		return nil
+	if pc.ours() {
+		if pc.off >= pc.n {
+			if err = pc.fill(); err != nil && err != errWouldBlock {
+				pc.err, err = err, nil
+			}
+		}
+		if err == nil && pc.off < pc.n {
+			var n int
+			typ, data, n = pc.guard.takeMessage((*pc.buf)[pc.off:pc.n], pc.c.s.opts.ReadLimit)
+			pc.off += n
+			ok = n > 0
+		}
 	}
-	err := pc.fill()
-	if err != nil && !errors.Is(err, errWouldBlock) {
-		pc.err, err = err, nil
-	}
-	return err
+	pc.flags.And(^flagOutside)
+	return typ, data, ok, err
 }
 
 // letGo hands the connection back to its poller while its reader runs a handler inline
@@ -335,7 +349,7 @@ func (pc *pollConn) fill() error {
 		return nil
 	case err == nil:
 		err = io.EOF
-	case errors.Is(err, unix.EAGAIN):
+	case err == unix.EAGAIN: // tryRead's Errno, unwrapped
 		err = errWouldBlock
 	}
 	pc.putBuf()
@@ -413,10 +427,10 @@ func (pc *pollConn) runAs(onRunner bool) {
 		if err == nil {
 			continue
 		}
-		if errors.Is(err, errHandedOff) {
+		if err == errHandedOff { // step's own: never wrapped
 			return
 		}
-		if !errors.Is(err, errWouldBlock) {
+		if err != errWouldBlock && !errors.Is(err, errWouldBlock) { // prefill's, or coder's wrapping it
 			if onRunner {
 				// The close handshake may wait for the peer.
 				pc.p.set.blockBegin()
@@ -476,12 +490,14 @@ var errHandedOff = errors.New("wsserver: another reader has the connection")
 // when a reader started while the handler ran inline.
 func (pc *pollConn) step() error {
 	c, onRunner := pc.c, pc.flags.Load()&flagOnRunner != 0
-	if err := pc.prefill(); err != nil {
-		return err
-	}
-	typ, data, err := c.readMessage()
+	typ, data, taken, err := pc.prefill()
 	if err != nil {
 		return err
+	}
+	if !taken {
+		if typ, data, err = c.readMessage(); err != nil {
+			return err
+		}
 	}
 	m, ok, err := c.admit(typ, data)
 	if err != nil || !ok {
