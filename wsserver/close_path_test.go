@@ -184,3 +184,38 @@ func TestHTTPServerClosesIdleKeepAlive(t *testing.T) {
 		require.NoError(t, s.Shutdown(ctx))
 	})
 }
+
+// A block held while a reader was on its way into the queue is released, whatever the
+// interleaving of hold (another reader) and releaseHeld (the inline reader, in the queue at
+// last): hold reports true only for blocks that releaseHeld then runs, in order, and once
+// releaseHeld has returned nothing is held and flagInline is clear.
+func TestHoldAndReleaseHeldRace(t *testing.T) {
+	c := fakeConn(New(HandlerFuncs{}, Options{}), 1)
+	for range 2000 {
+		c.setFlag(flagInline, true)
+		var ran []int
+		var taken [3]bool
+		ready, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			close(ready)
+			for i := range taken {
+				taken[i] = c.hold(func() { ran = append(ran, i) })
+			}
+		}()
+		<-ready
+		c.releaseHeld()
+		<-done // a hold after the release reports false: the caller queues its block itself
+		var want []int
+		for i, ok := range taken {
+			if ok {
+				want = append(want, i)
+			}
+		}
+		require.Equal(t, want, ran)
+		require.False(t, c.flag(flagInline|flagHeld))
+		if m := c.more.Load(); m != nil {
+			require.Empty(t, m.held)
+		}
+	}
+}

@@ -44,7 +44,7 @@ type Conn struct {
 	backlog atomic.Int32  // messages read and not yet handled
 	seen    atomic.Uint32 // keepalive epoch of the last message or pong
 	heard   atomic.Uint32 // keepalive epoch of the last message
-	flags   atomic.Uint32 // flagPinging, flagPaused, flagHalted, flagInline: one word, not four
+	flags   atomic.Uint32 // flagPinging, flagPaused, flagHalted, flagInline, flagHeld: one word, not five
 	pauses  atomic.Uint32 // how many times it has waited
 	pingAt  atomic.Uint32 // keepalive epoch the sweep sent it at; 0: a goroutine waits for it
 	state   atomic.Uint32 // stateOpen, stateClosing, stateEnded
@@ -66,6 +66,7 @@ const (
 	flagPaused                     // the reader waits for the handler (MaxPending)
 	flagHalted                     // the server closed it: queued messages are dropped
 	flagInline                     // a reader let it go to run a message inline and has not entered the queue yet
+	flagHeld                       // blocks are held for releaseHeld (hold): set and cleared under mu
 )
 
 func (c *Conn) flag(f uint32) bool { return c.flags.Load()&f != 0 }

@@ -231,12 +231,21 @@ func (c *Conn) queueAfterInline(m Message) {
 
 // hold keeps queue (what queues a message's or the close's block) for releaseHeld, and
 // reports true, while a reader is on its way into the queue with a message to run inline;
-// once it is in, it reports false: the caller queues at once.
+// once it is in, it reports false: the caller queues at once. It raises flagHeld in the
+// same step as it sees flagInline set (a CompareAndSwap of the flags word), so that
+// releaseHeld, which clears flagInline with a CompareAndSwap of a word without flagHeld,
+// cannot clear it in between and leave the block held for good.
 func (c *Conn) hold(queue func()) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.flag(flagInline) {
-		return false
+	for {
+		f := c.flags.Load()
+		if f&flagInline == 0 {
+			return false
+		}
+		if c.flags.CompareAndSwap(f, f|flagHeld) {
+			break
+		}
 	}
 	x := c.extra()
 	x.held = append(x.held, queue)
@@ -245,18 +254,23 @@ func (c *Conn) hold(queue func()) bool {
 
 // releaseHeld queues what was held while the inline reader was on its way into the queue,
 // in order, and clears flagInline once nothing is left: what is queued directly after
-// that comes after it.
+// that comes after it. With nothing held (the rule: flagHeld clear) it is one
+// CompareAndSwap of the flags word: neither the lock nor connMore is touched.
 func (c *Conn) releaseHeld() {
 	for {
+		f := c.flags.Load()
+		if f&flagHeld == 0 {
+			if c.flags.CompareAndSwap(f, f&^flagInline) {
+				return
+			}
+			continue
+		}
+		// hold raised flagHeld under mu: its append is done once mu is ours.
 		c.mu.Lock()
 		x := c.more.Load()
-		if x == nil || len(x.held) == 0 {
-			c.setFlag(flagInline, false)
-			c.mu.Unlock()
-			return
-		}
 		held := x.held
 		x.held = nil
+		c.setFlag(flagHeld, false)
 		c.mu.Unlock()
 		for _, queue := range held {
 			queue()
