@@ -173,8 +173,10 @@ func (q *Queue) plainSync() bool {
 }
 
 // syncPlain is syncRunHeld for the common Sync: a plain func, no observer, no specifics,
-// the target a root, the queue taken with the hold word's CAS. Its one defer does what syncRunHeld's three and syncSerial's do, in
-// the same order: a Sync used as a lock pays for each deferred call.
+// the target a root, the queue taken with the hold word's CAS. Its one defer does what
+// syncRunHeld's three and syncSerial's do, in the same order: a Sync used as a lock pays for
+// each deferred call, and for each call (the label switch and the deferred func are written
+// out here).
 //
 // The caller holds q by its hold word (holdFast and me): that is its IsCurrent mark, which
 // syncingOn finds through fastSyncers, so it takes no slot of syncTable.
@@ -182,17 +184,20 @@ func (q *Queue) syncPlain(me uintptr, fn func()) {
 	q.noteFastSync()
 	labels := q.debug&noProfileLabels == 0
 	if labels {
-		q.setLabels()
+		// setLabels
+		c := labelCache[q.lslot].Load()
+		if c == nil || c.label != q.label {
+			c = fillLabelSlot(q.lslot, q.label)
+		}
+		pprof.SetGoroutineLabels(c.set)
 	}
-	defer q.syncPlainDone(me, labels)
+	defer func() {
+		if labels {
+			pprof.SetGoroutineLabels(context.Background()) // restoreLabels for Sync's ctx: no labels
+		}
+		q.releaseSerialSync(me)
+	}()
 	fn()
-}
-
-func (q *Queue) syncPlainDone(me uintptr, labels bool) {
-	if labels {
-		pprof.SetGoroutineLabels(context.Background()) // restoreLabels for Sync's ctx: no labels
-	}
-	q.releaseSerialSync(me)
 }
 
 // syncChain is the general Sync: it plans the chain of queues from q to the first one it need
