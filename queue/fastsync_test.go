@@ -362,16 +362,15 @@ func TestASyncDoesNotSpinPastAQueuedBlockNorOnOneP(t *testing.T) {
 	}
 }
 
-// A plain Sync's IsCurrent mark is the queue's hold word, found through fastSyncers: the
-// caller counts as running on the queue's root inside the block (nested across two roots
-// too), and neither after it nor on another goroutine while the block runs.
-func TestAPlainSyncsMarkIsItsHoldWordAndOnlyItsCallersOwn(t *testing.T) {
+// A plain Sync's caller counts as running on the queue's root inside the block (nested
+// across two roots too), and neither after it nor on another goroutine while the block runs.
+func TestAPlainSyncsIsCurrentMarkIsOnlyItsCallersOwn(t *testing.T) {
 	defer specificsUsed.Store(specificsUsed.Swap(false)) // the plain path; no test runs beside this one
 	outer := NewSerial("mark-outer", WithTarget(Global(Utility)))
 	inner := NewSerial("mark-inner", WithTarget(Global(Background)))
 	var in [4]bool
 	outer.Sync(func() {
-		in[0] = outer.hold.Load()&holdFast != 0 // the plain path: no slot of syncTable
+		in[0] = outer.hold.Load()&holdFast != 0 // the plain path
 		inner.Sync(func() {
 			in[1] = Global(Utility).IsCurrent() && Global(Background).IsCurrent()
 			AssertOn(Global(Utility))
@@ -381,10 +380,6 @@ func TestAPlainSyncsMarkIsItsHoldWordAndOnlyItsCallersOwn(t *testing.T) {
 	})
 	require.Equal(t, [4]bool{true, true, false, true}, in)
 	require.False(t, Global(Utility).IsCurrent(), "the caller still counts as running on the root")
-	require.NotZero(t, outer.flags.Load()&flagFastSynced, "the queue is in fastSyncers")
-	for i := range syncTable {
-		require.NotEqual(t, goid.G(), syncTable[i].g.Load(), "a plain Sync took a slot of syncTable")
-	}
 
 	// Another goroutine's plain Sync, running now, is not the caller's.
 	g := newGate()
@@ -400,20 +395,4 @@ func TestAPlainSyncsMarkIsItsHoldWordAndOnlyItsCallersOwn(t *testing.T) {
 	testutil.Recv(t, done, "the other goroutine's Sync")
 	require.NotZero(t, held&holdFast, "the other goroutine took the queue on the plain path: %#x", held)
 	require.False(t, onUtility, "another goroutine's Sync made the caller current on the root")
-}
-
-// fastSyncers keeps queues weakly and sweeps the collected ones as it grows: queues made,
-// Synced once and dropped do not pile up in it.
-func TestFastSyncersForgetsCollectedQueues(t *testing.T) {
-	defer specificsUsed.Store(specificsUsed.Swap(false))
-	for range 8 {
-		for i := range 500 {
-			NewSerial(fmt.Sprintf("fleeting-%d", i)).Sync(func() {})
-		}
-		runtime.GC()
-	}
-	fastSyncers.mu.Lock()
-	n := len(fastSyncers.qs)
-	fastSyncers.mu.Unlock()
-	require.Less(t, n, 2000, "entries of collected queues were kept")
 }

@@ -30,7 +30,6 @@ const (
 	flagClosed
 	flagAsyncBoost // Async blocks of the queue raised its chain (override.go)
 	flagChildBoost // drains of the queue raised its target's chain (override.go)
-	flagFastSynced // in fastSyncers: a Sync caller took it without the lock (syncers.go)
 )
 
 // A serial queue's hold word says who holds the queue, so that a Sync caller can take an idle

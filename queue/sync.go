@@ -156,9 +156,7 @@ func (q *Queue) syncRoot(ctx context.Context, fn func(), cfn func(context.Contex
 // root, and gives q back. The caller took q without waiting in line (at most a short spin),
 // just after it looked at ctx: fn starts without looking again.
 func (q *Queue) syncSerial(ctx context.Context, me uintptr, root *Queue, fn func(), cfn func(context.Context)) error {
-	// syncPlain needs the hold word to name the caller (it took q with its CAS): one that
-	// took it under the lock leaves its mark in syncTable, as syncRunHeld does.
-	if cfn == nil && q.plainSync() && q.hold.Load()&holdFast != 0 {
+	if cfn == nil && q.plainSync() {
 		q.syncPlain(me, fn)
 		return nil
 	}
@@ -173,15 +171,11 @@ func (q *Queue) plainSync() bool {
 }
 
 // syncPlain is syncRunHeld for the common Sync: a plain func, no observer, no specifics,
-// the target a root, the queue taken with the hold word's CAS. Its one defer does what
-// syncRunHeld's three and syncSerial's do, in the same order: a Sync used as a lock pays for
-// each deferred call, and for each call (the label switch and the deferred func are written
-// out here).
-//
-// The caller holds q by its hold word (holdFast and me): that is its IsCurrent mark, which
-// syncingOn finds through fastSyncers, so it takes no slot of syncTable.
+// the target a root. Its one defer does what syncRunHeld's three and syncSerial's do, in the
+// same order: a Sync used as a lock pays for each deferred call, and for each call (the label
+// switch and the deferred func are written out here).
 func (q *Queue) syncPlain(me uintptr, fn func()) {
-	q.noteFastSync()
+	m := enterSync(me, q)
 	labels := q.debug&noProfileLabels == 0
 	if labels {
 		// setLabels
@@ -195,6 +189,7 @@ func (q *Queue) syncPlain(me uintptr, fn func()) {
 		if labels {
 			pprof.SetGoroutineLabels(context.Background()) // restoreLabels for Sync's ctx: no labels
 		}
+		leaveSync(m)
 		q.releaseSerialSync(me)
 	}()
 	fn()

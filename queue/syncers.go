@@ -3,7 +3,6 @@ package queue
 import (
 	"sync"
 	"sync/atomic"
-	"weak"
 )
 
 // syncers records which goroutines run a Sync block, and on which queue, for IsCurrent on a
@@ -69,47 +68,6 @@ func leaveSync(m syncMark) {
 	syncOverflowMu.Unlock()
 }
 
-// fastSyncers holds, weakly, every serial queue that a plain Sync (syncPlain) has taken
-// without the lock. Such a Sync leaves no mark in syncTable: the queue's hold word names its
-// caller already (holdFast and the goroutine, until the caller's release), so syncingOn finds
-// it by reading the hold words of these queues. That spares an uncontended Sync the mark's
-// two fenced operations (a CAS to take a slot, an atomic store to free it). A queue joins
-// once, on its first such Sync; entries of collected queues are swept as the set grows.
-var fastSyncers struct {
-	mu   sync.Mutex
-	qs   map[weak.Pointer[Queue]]struct{}
-	kept int // len(qs) after the last sweep
-}
-
-// noteFastSync puts q in fastSyncers if it is not there yet. The caller holds q by its hold
-// word (holdFast) and has not started the block.
-func (q *Queue) noteFastSync() {
-	if q.flags.Load()&flagFastSynced == 0 {
-		q.joinFastSyncers()
-	}
-}
-
-func (q *Queue) joinFastSyncers() {
-	fastSyncers.mu.Lock()
-	defer fastSyncers.mu.Unlock()
-	if q.flags.Load()&flagFastSynced != 0 {
-		return
-	}
-	if fastSyncers.qs == nil {
-		fastSyncers.qs = map[weak.Pointer[Queue]]struct{}{}
-	}
-	if len(fastSyncers.qs) >= 2*fastSyncers.kept+64 {
-		for w := range fastSyncers.qs {
-			if w.Value() == nil {
-				delete(fastSyncers.qs, w)
-			}
-		}
-		fastSyncers.kept = len(fastSyncers.qs)
-	}
-	fastSyncers.qs[weak.Make(q)] = struct{}{}
-	q.flags.Or(flagFastSynced)
-}
-
 // syncingOn reports whether goroutine g, the caller, runs a Sync block of a queue whose chain
 // ends at root. (Only g itself may ask: it reads the queue of the slots g holds.)
 func syncingOn(g uintptr, root *Queue) bool {
@@ -118,9 +76,6 @@ func syncingOn(g uintptr, root *Queue) bool {
 			q = q.target.Load()
 		}
 		return q == root
-	}
-	if fastSyncingOn(g, on) {
-		return true
 	}
 	for i := range syncTable {
 		s := &syncTable[i]
@@ -132,25 +87,6 @@ func syncingOn(g uintptr, root *Queue) bool {
 	defer syncOverflowMu.Unlock()
 	for e := range syncOverflow {
 		if e.g == g && on(e.q) {
-			return true
-		}
-	}
-	return false
-}
-
-// fastSyncingOn reports whether goroutine g holds a queue of fastSyncers by its hold word
-// (a plain Sync's) that on accepts.
-func fastSyncingOn(g uintptr, on func(*Queue) bool) bool {
-	fastSyncers.mu.Lock()
-	defer fastSyncers.mu.Unlock()
-	for w := range fastSyncers.qs {
-		q := w.Value()
-		if q == nil {
-			continue
-		}
-		// The goroutine part of the word is g's own only while g holds q: g wrote it with
-		// its CAS and only g's release clears it.
-		if h := q.hold.Load(); h&holdFast != 0 && uintptr(h>>holdShift) == g && on(q) {
 			return true
 		}
 	}
