@@ -396,3 +396,41 @@ func TestAPlainSyncsIsCurrentMarkIsOnlyItsCallersOwn(t *testing.T) {
 	require.NotZero(t, held&holdFast, "the other goroutine took the queue on the plain path: %#x", held)
 	require.False(t, onUtility, "another goroutine's Sync made the caller current on the root")
 }
+
+// A plain Sync's mark is its caller's stack (a frame of its root's onRoot function), not a
+// slot of syncTable: IsCurrent on the root finds it however deep the block's own calls go,
+// and finds it for every root.
+func TestAPlainSyncsMarkIsTheCallersStack(t *testing.T) {
+	defer specificsUsed.Store(specificsUsed.Swap(false)) // the plain path; no test runs beside this one
+	seen := map[string]bool{}
+	for _, name := range onRootName {
+		require.Contains(t, name, "queue.onRoot")
+		seen[name] = true
+	}
+	require.Len(t, seen, numQoS, "two roots share an onRoot function")
+	me := goid.G()
+	for k := range numQoS {
+		root := Global(QoS(k))
+		q := NewSerial(fmt.Sprintf("stack-mark-%d", k), WithTarget(root))
+		var in [3]bool
+		q.Sync(func() {
+			for i := range syncTable {
+				if syncTable[i].g.Load() == me {
+					in[0] = true // a slot: not the plain path's mark
+				}
+			}
+			in[1] = root.IsCurrent()
+			// 300 frames down: past several of onRootInStack's 64-frame reads.
+			var down func(n int) bool
+			down = func(n int) bool {
+				if n == 0 {
+					return root.IsCurrent()
+				}
+				return down(n - 1)
+			}
+			in[2] = down(300)
+		})
+		require.Equal(t, [3]bool{false, true, true}, in, "root %v", QoS(k))
+		require.False(t, root.IsCurrent(), "root %v after the Sync", QoS(k))
+	}
+}

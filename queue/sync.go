@@ -41,8 +41,8 @@ func (q *Queue) Sync(fn func()) {
 		if uint64(me) < 1<<(64-holdShift) && q.plainSync() &&
 			q.target.Load().kind == rootKind && // (looked at again once the queue is held)
 			q.hold.CompareAndSwap(0, holdBusy|holdFast|uint64(me)<<holdShift) {
-			if q.target.Load().kind == rootKind {
-				q.syncPlain(me, fn)
+			if t := q.target.Load(); t.kind == rootKind {
+				q.syncPlain(me, t, fn)
 				return
 			}
 			q.releaseSerialSync(me) // a chain to acquire
@@ -157,7 +157,7 @@ func (q *Queue) syncRoot(ctx context.Context, fn func(), cfn func(context.Contex
 // just after it looked at ctx: fn starts without looking again.
 func (q *Queue) syncSerial(ctx context.Context, me uintptr, root *Queue, fn func(), cfn func(context.Context)) error {
 	if cfn == nil && q.plainSync() {
-		q.syncPlain(me, fn)
+		q.syncPlain(me, root, fn)
 		return nil
 	}
 	defer q.releaseSerialSync(me)
@@ -174,8 +174,10 @@ func (q *Queue) plainSync() bool {
 // the target a root. Its one defer does what syncRunHeld's three and syncSerial's do, in the
 // same order: a Sync used as a lock pays for each deferred call, and for each call (the label
 // switch and the deferred func are written out here).
-func (q *Queue) syncPlain(me uintptr, fn func()) {
-	m := enterSync(me, q)
+//
+// Its IsCurrent mark is the caller's stack: fn runs called by the root's onRoot function
+// (syncers.go), which IsCurrent on the root finds there. It takes no slot of syncTable.
+func (q *Queue) syncPlain(me uintptr, root *Queue, fn func()) {
 	labels := q.debug&noProfileLabels == 0
 	if labels {
 		// setLabels
@@ -189,10 +191,22 @@ func (q *Queue) syncPlain(me uintptr, fn func()) {
 		if labels {
 			pprof.SetGoroutineLabels(context.Background()) // restoreLabels for Sync's ctx: no labels
 		}
-		leaveSync(m)
 		q.releaseSerialSync(me)
 	}()
-	fn()
+	// fn, called from root's onRoot function: a switch of direct calls, so that the
+	// compiler sees that fn does not escape, written out here as the rest is.
+	switch root.qos.Load() {
+	case 0:
+		onRoot0(fn)
+	case 1:
+		onRoot1(fn)
+	case 2:
+		onRoot2(fn)
+	case 3:
+		onRoot3(fn)
+	default:
+		onRoot4(fn)
+	}
 }
 
 // syncChain is the general Sync: it plans the chain of queues from q to the first one it need

@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -68,9 +70,74 @@ func leaveSync(m syncMark) {
 	syncOverflowMu.Unlock()
 }
 
+// A plain Sync (syncPlain: a serial queue on a root, taken with the hold word's CAS) takes no
+// slot: its mark is the caller's stack. Its block is called by the onRoot function of the
+// queue's root, a function of its own for each root, not inlined, so that IsCurrent on that
+// root, asked by the caller (IsCurrent is about the caller only), finds that function's frame
+// on its stack while the block runs, one frame per plain Sync it is nested in. That spares
+// an uncontended Sync the slot's CAS and atomic store, two fenced operations, and costs no
+// memory; IsCurrent on a root, which is rare (assertions), walks the caller's stack.
+var onRoot = [numQoS]func(func()){onRoot0, onRoot1, onRoot2, onRoot3, onRoot4}
+
+// onRootName holds the onRoot functions' names, as a stack's frames give them.
+var onRootName = func() (names [numQoS]string) {
+	for k, f := range onRoot {
+		names[k] = runtime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
+	}
+	return names
+}()
+
+//go:noinline
+func onRoot0(fn func()) { fn() }
+
+//go:noinline
+func onRoot1(fn func()) { fn() }
+
+//go:noinline
+func onRoot2(fn func()) { fn() }
+
+//go:noinline
+func onRoot3(fn func()) { fn() }
+
+//go:noinline
+func onRoot4(fn func()) { fn() }
+
+// onRoot's five functions are numQoS's: the build fails where they differ.
+var (
+	_ [numQoS - 5]struct{}
+	_ [5 - numQoS]struct{}
+)
+
+// onRootInStack reports whether the caller's stack holds a frame of root's onRoot function:
+// the caller runs a plain Sync block of a queue that targets root.
+func onRootInStack(root *Queue) bool {
+	name := onRootName[uint32(root.qos.Load())%uint32(numQoS)]
+	var pcs [64]uintptr
+	for skip := 2; ; skip += len(pcs) {
+		n := runtime.Callers(skip, pcs[:])
+		frames := runtime.CallersFrames(pcs[:n])
+		for {
+			f, more := frames.Next()
+			if f.Function == name {
+				return true
+			}
+			if !more {
+				break
+			}
+		}
+		if n < len(pcs) {
+			return false
+		}
+	}
+}
+
 // syncingOn reports whether goroutine g, the caller, runs a Sync block of a queue whose chain
-// ends at root. (Only g itself may ask: it reads the queue of the slots g holds.)
+// ends at root. (Only g itself may ask: it reads the queue of the slots g holds, and its own
+// stack.)
 func syncingOn(g uintptr, root *Queue) bool {
+	if onRootInStack(root) {
+		return true
+	}
 	on := func(q *Queue) bool {
 		for q != nil && q.kind != rootKind {
 			q = q.target.Load()
