@@ -70,7 +70,8 @@ type Observer interface {
 	// root context.
 	Opened(ctx context.Context, c *Conn)
 	// Closed is called once, after OnClose returned, with how long the connection lived, the
-	// reason (one of the Reason constants) and the error OnClose got.
+	// reason (one of the Reason constants) and the error OnClose got. Shutdown returns after
+	// the last Closed has returned.
 	Closed(ctx context.Context, c *Conn, lived time.Duration, reason string, err error)
 	// Received is called by the reader for each message before it is queued; ctx is the root
 	// context. The returned context is the one OnMessage runs under.

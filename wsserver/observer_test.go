@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/coder/websocket"
@@ -198,4 +199,42 @@ func TestObserverHearsHowLongAConnectionLived(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	require.NoError(t, s.Shutdown(ctx))
+}
+
+// holdClosed is an Observer whose Closed tells entered and waits for release.
+type holdClosed struct {
+	*recorder
+	entered, release chan struct{}
+}
+
+func (h holdClosed) Closed(ctx context.Context, c *Conn, lived time.Duration, reason string, err error) {
+	close(h.entered)
+	<-h.release
+}
+
+// Shutdown returns only once the Observer has heard of every close, a close whose retire was
+// under way when Shutdown was called too (the connection out of the registry, Closed not yet
+// returned): Shutdown found no connection then and returned at once, so a program that
+// flushed its telemetry after Shutdown could miss the close's span
+// (TestMessageTraceOverOTLP in tracing/otelsetup failed so).
+func TestShutdownWaitsForAClosedUnderWay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := holdClosed{&recorder{}, make(chan struct{}), make(chan struct{})}
+		s := New(HandlerFuncs{}, Options{Observer: h, PingInterval: -1})
+		dial, _ := pipeServeListener(t, s)
+		c := dial()
+		require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+		<-h.entered // a bubble: a Closed never called fails the test as a deadlock
+		shut := make(chan error, 1)
+		go func() { shut <- s.Shutdown(context.Background()) }()
+		synctest.Wait()
+		select {
+		case err := <-shut:
+			close(h.release)
+			t.Fatalf("Shutdown returned (err %v) while the Observer's Closed ran", err)
+		default:
+		}
+		close(h.release)
+		require.NoError(t, <-shut)
+	})
 }

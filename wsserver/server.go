@@ -48,7 +48,9 @@ type Server struct {
 	// connection instead of a map entry's ~37 B.
 	mu    sync.Mutex
 	conns []*Conn
-	idle  chan struct{} // made by Shutdown, closed when conns is empty
+	// The connections out of conns whose Observer's Closed has not yet returned (retire).
+	retiring int
+	idle     chan struct{} // made by Shutdown, closed when conns is empty and none is retiring
 }
 
 // readInServeHTTP makes ServeHTTP's goroutine the reader instead of a fresh one; only the
@@ -311,13 +313,18 @@ func (s *Server) removeLocked(c *Conn) {
 // reason: the log line of an abnormal close is written here, then the Observer is told.
 func (s *Server) retire(c *Conn, err error, why string) {
 	s.logClose(c, err, why)
-	var idle chan struct{}
 	s.mu.Lock()
 	s.removeLocked(c)
 	if len(s.conns) == 0 {
 		s.stopKeepaliveLocked()
-		idle, s.idle = s.idle, nil
 	}
+	if s.obs != nil {
+		// Shutdown returns only after the Observer heard of the last close, also when it
+		// starts while this one is under way: a program that flushes its telemetry after
+		// Shutdown has the close's span and metrics.
+		s.retiring++
+	}
+	idle := s.idleLocked()
 	s.mu.Unlock()
 	s.releaseSlot()
 	if s.obs != nil {
@@ -326,12 +333,25 @@ func (s *Server) retire(c *Conn, err error, why string) {
 			ctx = c.root()
 		}
 		s.obs.Closed(ctx, c, time.Since(s.start)-time.Duration(c.openedAt()), why, err)
+		s.mu.Lock()
+		s.retiring--
+		idle = s.idleLocked()
+		s.mu.Unlock()
 	}
-	// Shutdown returns only after the Observer heard of the last close: a program that flushes
-	// its telemetry after Shutdown has the close's span and metrics.
 	if idle != nil {
 		close(idle)
 	}
+}
+
+// idleLocked returns the channel Shutdown waits on, for the caller to close, once no
+// connection is open or retiring; nil while one is, or when no Shutdown waits. s.mu is held.
+func (s *Server) idleLocked() chan struct{} {
+	if len(s.conns) > 0 || s.retiring > 0 {
+		return nil
+	}
+	idle := s.idle
+	s.idle = nil
+	return idle
 }
 
 func (s *Server) panicHandler(c *Conn, r any, stack []byte) {
@@ -357,7 +377,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	conns := slices.Clone(s.conns)
 	var idle chan struct{}
-	if len(s.conns) > 0 {
+	if len(s.conns) > 0 || s.retiring > 0 {
 		if s.idle == nil {
 			s.idle = make(chan struct{})
 		}
@@ -386,7 +406,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // It is called with s.mu held and unlocks it.
 func (s *Server) awaitShutdown(ctx context.Context) error {
 	var idle chan struct{}
-	if len(s.conns) > 0 {
+	if len(s.conns) > 0 || s.retiring > 0 {
 		if s.idle == nil {
 			s.idle = make(chan struct{})
 		}
