@@ -434,3 +434,32 @@ func TestAPlainSyncsMarkIsTheCallersStack(t *testing.T) {
 		require.False(t, root.IsCurrent(), "root %v after the Sync", QoS(k))
 	}
 }
+
+// A SyncContext, and a Sync while specifics are in use (both run their block through
+// syncRunHeld), that took the queue with the hold word's CAS mark the caller's stack too:
+// the caller is on the root inside, takes no slot of syncTable, and is off the root after.
+func TestASyncRunHeldOnAFastHoldMarksTheCallersStack(t *testing.T) {
+	defer specificsUsed.Store(specificsUsed.Load()) // no test runs beside this one
+	me := goid.G()
+	inSlot := func() bool {
+		for i := range syncTable {
+			if syncTable[i].g.Load() == me {
+				return true
+			}
+		}
+		return false
+	}
+	for _, specifics := range []bool{false, true} {
+		specificsUsed.Store(specifics)
+		q := NewSerial(fmt.Sprintf("held-mark-%v", specifics), WithTarget(Global(Utility)))
+		var in [3]bool
+		require.NoError(t, q.SyncContext(t.Context(), func(context.Context) {
+			in = [3]bool{q.hold.Load()&holdFast != 0, Global(Utility).IsCurrent(), inSlot()}
+		}))
+		require.Equal(t, [3]bool{true, true, false}, in, "SyncContext, specifics %v", specifics)
+		in = [3]bool{}
+		q.Sync(func() { in = [3]bool{q.hold.Load()&holdFast != 0, Global(Utility).IsCurrent(), inSlot()} })
+		require.Equal(t, [3]bool{true, true, false}, in, "Sync, specifics %v", specifics)
+		require.False(t, Global(Utility).IsCurrent())
+	}
+}

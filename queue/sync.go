@@ -257,10 +257,21 @@ func (q *Queue) syncHeld(ctx context.Context, me uintptr, stop *Queue, chain []*
 func (q *Queue) syncRunHeld(ctx context.Context, me uintptr, stop *Queue, fn func(), cfn func(context.Context)) error {
 	prev, had, on := enterRunning(q, me)
 	defer leaveRunning(me, prev, had, on)
-	defer leaveSync(enterSync(me, q))
+	// A caller that took q, on a root, with the hold word's CAS marks its stack as syncPlain
+	// does; others take a slot of syncTable.
+	h := q.hold.Load()
+	stacked := stop.kind == rootKind && h&holdFast != 0 && uintptr(h>>holdShift) == me
+	if !stacked {
+		defer leaveSync(enterSync(me, q))
+	}
 	if q.debug&noProfileLabels == 0 {
 		q.setLabels()
 		defer restoreLabels(stop, ctx)
+	}
+	if stacked {
+		var err error
+		runOnRoot(stop, func() { err = q.syncCall(ctx, fn, cfn) })
+		return err
 	}
 	return q.syncCall(ctx, fn, cfn)
 }

@@ -108,6 +108,23 @@ var (
 	_ [5 - numQoS]struct{}
 )
 
+// runOnRoot calls fn from root's onRoot function (syncPlain writes this switch out). Direct
+// calls, not a call through onRoot: the compiler then sees that fn does not escape.
+func runOnRoot(root *Queue, fn func()) {
+	switch root.qos.Load() {
+	case 0:
+		onRoot0(fn)
+	case 1:
+		onRoot1(fn)
+	case 2:
+		onRoot2(fn)
+	case 3:
+		onRoot3(fn)
+	default:
+		onRoot4(fn)
+	}
+}
+
 // onRootInStack reports whether the caller's stack holds a frame of root's onRoot function:
 // the caller runs a plain Sync block of a queue that targets root.
 func onRootInStack(root *Queue) bool {
