@@ -299,6 +299,9 @@ func (p *poller) loop() {
 		p.mu.Lock()
 		for i := range p.evs[:p.n] {
 			if pc := p.lookup(eventID(&p.evs[i])); pc != nil {
+				if p.evs[i].Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+					pc.flags.Or(flagHangUp) // before its edge: the reader sees it
+				}
 				ready = append(ready, pc)
 			}
 		}

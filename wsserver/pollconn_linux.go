@@ -56,6 +56,9 @@ type pollConn struct {
 	off, n   int     // the unread bytes of buf
 	deadline int64   // the read deadline set mid-frame: nanoseconds since pollEpoch (monotonic); 0: none
 	rawN     int32   // with rawErr, an int32 and an Errno rather than an int and an error: a smaller pollConn
+	drained  bool    // the last read (fill's) came back short with one message: the socket was empty after it (see prefill)
+	streams  uint8   // confirming reads to make before leaving them out again (see prefill): the peer streams
+	skips    uint8   // confirming reads left out since the last one made
 	rawFn    func(fd uintptr) bool
 	rawP     []byte
 	rawErr   syscall.Errno
@@ -92,6 +95,7 @@ const (
 	stepArmed                    // the reader let its goroutine go
 	stepMidFrame                 // the reader waits for the rest of a frame
 	stepEdge                     // the poller saw bytes arrive while a reader ran
+	stepEmpty                    // the reader's read found the socket empty
 )
 
 // testHookPoll, if set, is called at each pollStep (tests only).
@@ -102,6 +106,14 @@ func pollHook(pc *pollConn, step pollStep) {
 		(*h)(pc, step)
 	}
 }
+
+// confirmProbe: of the confirming reads a peer that waits for answers could do without,
+// one in confirmProbe is made (see prefill).
+const confirmProbe = 4
+
+// streamHold is how many confirming reads in a row must find the socket empty before they
+// are left out again.
+const streamHold = 16
 
 // pollBufSize is the pooled read buffer: several small frames per read system call.
 const pollBufSize = 4 << 10
@@ -288,9 +300,42 @@ func (pc *pollConn) prefill() (typ websocket.MessageType, data []byte, ok bool, 
 	if !pc.enter() {
 		return 0, nil, false, nil
 	}
-	if pc.ours() {
-		if pc.off >= pc.n {
-			if err = pc.fill(); err != nil && err != errWouldBlock {
+	if !pc.ours() {
+		pc.drained = false // see below
+	} else {
+		if pc.off < pc.n {
+			// More than one message came with one read: a peer that streams, whose next
+			// bytes are likely there by now; the next read at a boundary is made.
+			pc.drained = false
+		} else {
+			// The last read came back short with one message: the socket was empty after
+			// it, and whatever came since came with an edge, which the poller records
+			// (readerAgain) or, once the connection is let go, answers with a reader. The
+			// confirming read, which for a peer that waits for the answer only says "would
+			// block" (a system call per wake-up), can be left out. For a peer that streams
+			// it takes the next message without a trip through the poller: it is made
+			// after a read that brought several messages, one time in confirmProbe to find
+			// out, and once one found bytes, until streamHold of them in a row found none.
+			// A FIN, a reset or an error read with the last bytes come with no edge of
+			// their own: once epoll has reported one (flagHangUp), the read is made.
+			confirm := pc.drained && pc.state.Load() == readerRunning &&
+				pc.flags.Load()&flagHangUp == 0
+			if confirm && pc.streams == 0 && pc.skips < confirmProbe-1 {
+				pc.skips++
+				pc.putBuf()
+				pc.flags.And(^flagOutside)
+				return 0, nil, false, errWouldBlock
+			}
+			err = pc.fill()
+			if confirm {
+				pc.skips = 0
+				if err == nil {
+					pc.streams = streamHold
+				} else if pc.streams > 0 {
+					pc.streams--
+				}
+			}
+			if err != nil && err != errWouldBlock {
 				pc.err, err = err, nil
 			}
 		}
@@ -343,6 +388,7 @@ func (pc *pollConn) fill() error {
 	// The edges recorded so far are for bytes this read gets.
 	pc.state.CompareAndSwap(readerAgain, readerRunning)
 	n, err := pc.tryRead(*pc.buf)
+	pc.drained = n > 0 && n < len(*pc.buf)
 	switch {
 	case n > 0:
 		pc.n = n
@@ -350,6 +396,7 @@ func (pc *pollConn) fill() error {
 	case err == nil:
 		err = io.EOF
 	case err == unix.EAGAIN: // tryRead's Errno, unwrapped
+		pollHook(pc, stepEmpty)
 		err = errWouldBlock
 	}
 	pc.putBuf()
@@ -404,6 +451,9 @@ func (pc *pollConn) run() { pc.runAs(false) }
 func (pc *pollConn) runAs(onRunner bool) {
 	c := pc.c
 	pc.setOnRunner(onRunner)
+	// Started by an edge (or resumed, or first after the upgrade): there are bytes to read,
+	// whatever the last read of an earlier reader said.
+	pc.drained = false
 	limit := int32(c.s.opts.MaxPending)
 	for turn := 0; ; turn++ {
 		if c.backlog.Load() >= limit {
@@ -412,6 +462,7 @@ func (pc *pollConn) runAs(onRunner bool) {
 			// reader. Meanwhile nothing reads the peer's pongs: keepalive spares it (paused).
 			c.pauses.Add(1)
 			c.setFlag(flagPaused, true)
+			pc.drained = false // edges are not recorded while parked: read when resumed
 			pc.state.Store(readerParked)
 			if c.backlog.Load() >= limit || !pc.state.CompareAndSwap(readerParked, readerRunning) {
 				return
@@ -441,13 +492,15 @@ func (pc *pollConn) runAs(onRunner bool) {
 			return
 		}
 		if !pc.arm() {
+			pc.drained = false
 			continue // closed (the read fails), or epoll refused (reads wait from now on)
 		}
 		// The moment the state says armed, the poller may start another reader. Bytes
-		// that came since the empty read: read on.
+		// that came since the empty read (or the short one, see prefill): read on.
 		pollHook(pc, stepArming)
 		if !pc.state.CompareAndSwap(readerRunning, readerArmed) {
 			pc.state.Store(readerRunning)
+			pc.drained = false // the recorded edge calls for a read
 			continue
 		}
 		pollHook(pc, stepArmed)
@@ -459,6 +512,7 @@ func (pc *pollConn) runAs(onRunner bool) {
 const (
 	flagOutside  uint32 = 1 << iota // the reader touches the stream outside coder's lock
 	flagOnRunner                    // the reader runs on a runner of the run list
+	flagHangUp                      // epoll reported the peer's FIN, a hang-up or an error (see prefill)
 )
 
 func (pc *pollConn) setOnRunner(on bool) {

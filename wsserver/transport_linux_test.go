@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -544,4 +545,141 @@ func TestReadinessInlineMessageComesBeforeOnClose(t *testing.T) {
 	require.NoError(t, c.CloseNow())
 	require.Equal(t, "last", testutil.Recv(t, got, "OnMessage"))
 	require.Equal(t, "OnClose", testutil.Recv(t, got, "OnClose"))
+}
+
+// A wake-up reads the socket once, mostly: when the read that brought the message came back
+// short, the socket was empty after it, and the reader lets the connection go without a
+// second read that would only say "would block" (bytes that come meanwhile come with an
+// edge, TestReadinessEdgeWhileReadingIsNotLost), but for one time in confirmProbe, which
+// finds out whether the peer streams. Each message here comes to an armed connection
+// through the poller. (It failed before: one empty read per message.)
+func TestReadinessWakeUpReadsOnce(t *testing.T) {
+	var srv atomic.Pointer[Conn]
+	ts := start(t, HandlerFuncs{
+		Open:    func(c *Conn) { srv.Store(c) },
+		Message: func(c *Conn, m Message) { _ = c.Send(m) },
+	}, readiness(Options{PingInterval: -1}))
+	armed := make(chan struct{}, 64)
+	var empty atomic.Int32
+	setPollHook(t, func(pc *pollConn, step pollStep) {
+		if c := srv.Load(); c == nil || pc.c != c {
+			return
+		}
+		switch step {
+		case stepArmed:
+			signal(armed)
+		case stepEmpty:
+			empty.Add(1)
+		}
+	})
+	c := dial(t, ts.url)
+	defer c.CloseNow()
+	write(t, c, "zero")
+	_, got := read(t, c)
+	require.Equal(t, "zero", got)
+	testutil.Recv(t, armed, "the socket registered with its poller")
+
+	empty.Store(0)
+	const n = 4 * confirmProbe
+	for i := range n {
+		m := strconv.Itoa(i)
+		write(t, c, m)
+		_, got = read(t, c)
+		require.Equal(t, m, got)
+		testutil.Recv(t, armed, "the connection let go after "+m)
+	}
+	require.LessOrEqual(t, int(empty.Load()), n/confirmProbe+1, "reads that found the socket empty")
+}
+
+// After a read that brought several messages at once (a peer that streams), the reader does
+// read again before it lets the connection go: the peer has likely sent more meanwhile, and
+// that read takes it without a trip through the poller. A read with one message is not
+// followed by one (TestReadinessWakeUpReadsOnce).
+func TestReadinessReadAfterSeveralMessages(t *testing.T) {
+	var srv atomic.Pointer[Conn]
+	ts := start(t, HandlerFuncs{
+		Open:    func(c *Conn) { srv.Store(c) },
+		Message: func(c *Conn, m Message) { _ = c.Send(m) },
+	}, readiness(Options{PingInterval: -1}))
+	armed := make(chan struct{}, 64)
+	var empty atomic.Int32
+	setPollHook(t, func(pc *pollConn, step pollStep) {
+		if c := srv.Load(); c == nil || pc.c != c {
+			return
+		}
+		switch step {
+		case stepArmed:
+			signal(armed)
+		case stepEmpty:
+			empty.Add(1)
+		}
+	})
+	addr := strings.TrimPrefix(ts.url, "ws://")
+	nc, err := net.DialTimeout("tcp", addr, wait)
+	require.NoError(t, err)
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(wait))
+	_, err = nc.Write([]byte(rawRequest(addr)))
+	require.NoError(t, err)
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	_, err = nc.Write(clientFrame(true, 1, []byte("zero")))
+	require.NoError(t, err)
+	_, p := readFrame(t, br)
+	require.Equal(t, "zero", p)
+	testutil.Recv(t, armed, "the socket registered with its poller")
+
+	empty.Store(0)
+	// Two messages in one write: one segment, one read.
+	_, err = nc.Write(append(clientFrame(true, 1, []byte("a")), clientFrame(true, 1, []byte("b"))...))
+	require.NoError(t, err)
+	for _, want := range []string{"a", "b"} {
+		_, p = readFrame(t, br)
+		require.Equal(t, want, p)
+	}
+	testutil.Recv(t, armed, "the connection let go after a and b")
+	require.Equal(t, int32(1), empty.Load(), "reads that found the socket empty after a and b")
+
+	_, err = nc.Write(clientFrame(true, 1, []byte("c")))
+	require.NoError(t, err)
+	_, p = readFrame(t, br)
+	require.Equal(t, "c", p)
+	testutil.Recv(t, armed, "the connection let go after c")
+	require.Equal(t, int32(1), empty.Load(), "reads that found the socket empty after c")
+}
+
+// A FIN that comes right behind a message (a peer that sends its last message and closes)
+// is read with it, by the read that came back short: no edge of its own follows, so the
+// reader must not leave out its confirming read (which says end of stream) and let the
+// connection go; epoll reported the FIN (RDHUP), and the reader reads. (Without the
+// hang-up flag the connection stayed armed, its end unseen: OnClose never came.)
+func TestReadinessFINBehindAMessageIsRead(t *testing.T) {
+	for i := range 20 {
+		closed := make(chan struct{})
+		ts := start(t, HandlerFuncs{
+			Message: func(c *Conn, m Message) { _ = c.Send(m) },
+			Close:   func(*Conn, error) { close(closed) },
+		}, readiness(Options{PingInterval: -1}))
+		addr := strings.TrimPrefix(ts.url, "ws://")
+		nc, err := net.DialTimeout("tcp", addr, wait)
+		require.NoError(t, err)
+		_ = nc.SetDeadline(time.Now().Add(wait))
+		_, err = nc.Write([]byte(rawRequest(addr)))
+		require.NoError(t, err)
+		br := bufio.NewReader(nc)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+		_, err = nc.Write(clientFrame(true, 1, []byte("zero")))
+		require.NoError(t, err)
+		_, p := readFrame(t, br)
+		require.Equal(t, "zero", p)
+		_, err = nc.Write(clientFrame(true, 1, []byte("last")))
+		require.NoError(t, err)
+		require.NoError(t, nc.(*net.TCPConn).CloseWrite())
+		testutil.Recv(t, closed, "OnClose after the FIN, round "+strconv.Itoa(i))
+		_ = nc.Close()
+	}
 }
