@@ -547,20 +547,18 @@ func TestReadinessInlineMessageComesBeforeOnClose(t *testing.T) {
 	require.Equal(t, "OnClose", testutil.Recv(t, got, "OnClose"))
 }
 
-// A wake-up reads the socket once, mostly: when the read that brought the message came back
-// short, the socket was empty after it, and the reader lets the connection go without a
-// second read that would only say "would block" (bytes that come meanwhile come with an
-// edge, TestReadinessEdgeWhileReadingIsNotLost), but for one time in confirmProbe, which
-// finds out whether the peer streams. Each message here comes to an armed connection
-// through the poller. (It failed before: one empty read per message.)
-func TestReadinessWakeUpReadsOnce(t *testing.T) {
+// echoCountingReads starts an echo server on the readiness transport whose poll hook, for its
+// one connection, signals armed each time the connection is let go (armed with its poller)
+// and counts in empty the reads that found the socket empty.
+func echoCountingReads(t *testing.T) (ts *testServer, armed chan struct{}, empty *atomic.Int32) {
+	t.Helper()
 	var srv atomic.Pointer[Conn]
-	ts := start(t, HandlerFuncs{
+	ts = start(t, HandlerFuncs{
 		Open:    func(c *Conn) { srv.Store(c) },
 		Message: func(c *Conn, m Message) { _ = c.Send(m) },
 	}, readiness(Options{PingInterval: -1}))
-	armed := make(chan struct{}, 64)
-	var empty atomic.Int32
+	armed = make(chan struct{}, 64)
+	empty = new(atomic.Int32)
 	setPollHook(t, func(pc *pollConn, step pollStep) {
 		if c := srv.Load(); c == nil || pc.c != c {
 			return
@@ -572,6 +570,17 @@ func TestReadinessWakeUpReadsOnce(t *testing.T) {
 			empty.Add(1)
 		}
 	})
+	return ts, armed, empty
+}
+
+// A wake-up reads the socket once, mostly: when the read that brought the message came back
+// short, the socket was empty after it, and the reader lets the connection go without a
+// second read that would only say "would block" (bytes that come meanwhile come with an
+// edge, TestReadinessEdgeWhileReadingIsNotLost), but for one time in confirmProbe, which
+// finds out whether the peer streams. Each message here comes to an armed connection
+// through the poller. (It failed before: one empty read per message.)
+func TestReadinessWakeUpReadsOnce(t *testing.T) {
+	ts, armed, empty := echoCountingReads(t)
 	c := dial(t, ts.url)
 	defer c.CloseNow()
 	write(t, c, "zero")
@@ -596,24 +605,7 @@ func TestReadinessWakeUpReadsOnce(t *testing.T) {
 // that read takes it without a trip through the poller. A read with one message is not
 // followed by one (TestReadinessWakeUpReadsOnce).
 func TestReadinessReadAfterSeveralMessages(t *testing.T) {
-	var srv atomic.Pointer[Conn]
-	ts := start(t, HandlerFuncs{
-		Open:    func(c *Conn) { srv.Store(c) },
-		Message: func(c *Conn, m Message) { _ = c.Send(m) },
-	}, readiness(Options{PingInterval: -1}))
-	armed := make(chan struct{}, 64)
-	var empty atomic.Int32
-	setPollHook(t, func(pc *pollConn, step pollStep) {
-		if c := srv.Load(); c == nil || pc.c != c {
-			return
-		}
-		switch step {
-		case stepArmed:
-			signal(armed)
-		case stepEmpty:
-			empty.Add(1)
-		}
-	})
+	ts, armed, empty := echoCountingReads(t)
 	addr := strings.TrimPrefix(ts.url, "ws://")
 	nc, err := net.DialTimeout("tcp", addr, wait)
 	require.NoError(t, err)
