@@ -50,9 +50,11 @@ func ExampleConnect() {
 	n2.Room("news").Len() // the room on node 2 has subscribed...
 	_ = b2.Flush(ctx)     // ...and NATS has the subscription
 
-	n1.Room("news").Broadcast(wsserver.Text("extra!")) // node 1 has no member: it publishes all the same
+	news1 := n1.Room("news")
+	news1.Broadcast(wsserver.Text("extra!")) // node 1 has no member: it publishes all the same
 	_, msg, _ := c2.Read(ctx)
 	fmt.Println("node 2's client got:", string(msg))
+	news1.Len() // the publication's block on node 1 has returned: counted, not just sent
 	fmt.Println("node 1 published:", n1.Stats().BrokerPublished)
 
 	c2.CloseNow()
