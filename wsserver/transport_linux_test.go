@@ -606,18 +606,10 @@ func TestReadinessWakeUpReadsOnce(t *testing.T) {
 // followed by one (TestReadinessWakeUpReadsOnce).
 func TestReadinessReadAfterSeveralMessages(t *testing.T) {
 	ts, armed, empty := echoCountingReads(t)
-	addr := strings.TrimPrefix(ts.url, "ws://")
-	nc, err := net.DialTimeout("tcp", addr, wait)
-	require.NoError(t, err)
-	defer nc.Close()
+	rc := rawDial(t, ts.url)
+	nc, br := rc.nc, rc.br
 	_ = nc.SetDeadline(time.Now().Add(wait))
-	_, err = nc.Write([]byte(rawRequest(addr)))
-	require.NoError(t, err)
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	_, err = nc.Write(clientFrame(true, 1, []byte("zero")))
+	_, err := nc.Write(clientFrame(true, 1, []byte("zero")))
 	require.NoError(t, err)
 	_, p := readFrame(t, br)
 	require.Equal(t, "zero", p)
@@ -654,17 +646,10 @@ func TestReadinessFINBehindAMessageIsRead(t *testing.T) {
 			Message: func(c *Conn, m Message) { _ = c.Send(m) },
 			Close:   func(*Conn, error) { close(closed) },
 		}, readiness(Options{PingInterval: -1}))
-		addr := strings.TrimPrefix(ts.url, "ws://")
-		nc, err := net.DialTimeout("tcp", addr, wait)
-		require.NoError(t, err)
+		rc := rawDial(t, ts.url)
+		nc, br := rc.nc, rc.br
 		_ = nc.SetDeadline(time.Now().Add(wait))
-		_, err = nc.Write([]byte(rawRequest(addr)))
-		require.NoError(t, err)
-		br := bufio.NewReader(nc)
-		resp, err := http.ReadResponse(br, nil)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-		_, err = nc.Write(clientFrame(true, 1, []byte("zero")))
+		_, err := nc.Write(clientFrame(true, 1, []byte("zero")))
 		require.NoError(t, err)
 		_, p := readFrame(t, br)
 		require.Equal(t, "zero", p)
