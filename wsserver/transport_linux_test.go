@@ -321,18 +321,10 @@ func signal(ch chan struct{}) {
 // reader between its empty read and its arming, sends a message then, and waits for the
 // poller to see its edge. (It failed with the arming a plain store: "two" never came back.)
 func TestReadinessEdgeWhileReadingIsNotLost(t *testing.T) {
-	var srv atomic.Pointer[Conn]
-	ts := start(t, HandlerFuncs{
-		Open:    func(c *Conn) { srv.Store(c) },
-		Message: func(c *Conn, m Message) { _ = c.Send(m) },
-	}, readiness(Options{PingInterval: -1}))
 	armed, edge := make(chan struct{}, 64), make(chan struct{}, 64)
 	trapped, release := make(chan struct{}), make(chan struct{})
 	var trap atomic.Bool
-	setPollHook(t, func(pc *pollConn, step pollStep) {
-		if c := srv.Load(); c == nil || pc.c != c {
-			return
-		}
+	ts := echoWatched(t, func(step pollStep) {
 		switch step {
 		case stepArmed:
 			signal(armed)
@@ -547,22 +539,30 @@ func TestReadinessInlineMessageComesBeforeOnClose(t *testing.T) {
 	require.Equal(t, "OnClose", testutil.Recv(t, got, "OnClose"))
 }
 
-// echoCountingReads starts an echo server on the readiness transport whose poll hook, for its
-// one connection, signals armed each time the connection is let go (armed with its poller)
-// and counts in empty the reads that found the socket empty.
-func echoCountingReads(t *testing.T) (ts *testServer, armed chan struct{}, empty *atomic.Int32) {
+// echoWatched starts an echo server on the readiness transport and calls watch at each
+// pollStep of its one connection (the poll hook of the test).
+func echoWatched(t *testing.T, watch func(step pollStep)) *testServer {
 	t.Helper()
 	var srv atomic.Pointer[Conn]
-	ts = start(t, HandlerFuncs{
+	ts := start(t, HandlerFuncs{
 		Open:    func(c *Conn) { srv.Store(c) },
 		Message: func(c *Conn, m Message) { _ = c.Send(m) },
 	}, readiness(Options{PingInterval: -1}))
+	setPollHook(t, func(pc *pollConn, step pollStep) {
+		if c := srv.Load(); c != nil && pc.c == c {
+			watch(step)
+		}
+	})
+	return ts
+}
+
+// echoCountingReads is echoWatched signalling armed each time the connection is let go
+// (armed with its poller) and counting in empty the reads that found the socket empty.
+func echoCountingReads(t *testing.T) (ts *testServer, armed chan struct{}, empty *atomic.Int32) {
+	t.Helper()
 	armed = make(chan struct{}, 64)
 	empty = new(atomic.Int32)
-	setPollHook(t, func(pc *pollConn, step pollStep) {
-		if c := srv.Load(); c == nil || pc.c != c {
-			return
-		}
+	ts = echoWatched(t, func(step pollStep) {
 		switch step {
 		case stepArmed:
 			signal(armed)
