@@ -25,15 +25,50 @@ func (q *Queue) drainSerial(g uintptr) {
 	// runtime.Goexit, the deferred call gives the queue back as a returning block would.
 	var counted uint64
 	var inBlock blockState
+	lone := false
 	defer func() {
 		if inBlock != notInBlock {
+			if lone {
+				q.mu.Lock()
+				q.endLoneLocked(g)
+				q.mu.Unlock()
+			}
 			q.serialDrainerExited(counted, inBlock == inOwnBlock)
 		}
 	}()
-	q.mu.Lock()
-	q.owner = g
-	q.countFirstLocked()
 	ran, total := 0, 0
+	// A lone episode: the one block a submitter handed the idle queue without the lock, and
+	// nothing queued since (the word is exactly the submitter's). The drainer takes the queue
+	// with one CAS that names it the owner, runs the block and gives the queue back with
+	// another, no lock: the block is counted in lone (accepted and executed at once), not in
+	// acc and done. Anything that came meanwhile (a block or Sync caller queued, a Suspend, a
+	// Close) changed the word, and the drainer goes on as any other, under the lock.
+	if w := holdBusy | holdFirst | holdLone | uint64(g)<<holdShift; q.batch.n == 1 && !q.counted &&
+		uint64(g) < 1<<(64-holdShift) && q.hold.CompareAndSwap(holdBusy|holdFirst, w) {
+		lone = true
+		it := q.batch.popFront()
+		inBlock = inOwnBlock
+		q.runBlock(it, g)
+		inBlock = notInBlock
+		if q.hold.CompareAndSwap(w, 0) {
+			if q.lone.Add(1) >= loneFold {
+				q.foldLone()
+			}
+			if q.flags.Load()&flagAsyncBoost != 0 { // after the count, as finished
+				exec.asyncProgress(q)
+			}
+			return
+		}
+		q.finished(1)
+		lone = false
+		q.mu.Lock()
+		q.endLoneLocked(g)
+		ran, total = 1, 1
+	} else {
+		q.mu.Lock()
+		q.owner = g
+		q.countFirstLocked()
+	}
 	for {
 		if !q.runnableLocked() {
 			q.releaseSerialLocked()
@@ -112,6 +147,16 @@ func (q *Queue) drainSerial(g uintptr) {
 			ran = 0
 		}
 	}
+}
+
+// endLoneLocked makes the lone drainer g an ordinary one: the owner under the lock, its
+// block counted in acc (it counts in done as it finishes), the word's lone bits cleared. A
+// block queued meanwhile marked holdQueued, which an ordinary holder does not need: the
+// drainer looks at the pending blocks under the lock.
+func (q *Queue) endLoneLocked(g uintptr) {
+	q.hold.And((1<<holdShift - 1) &^ (holdLone | holdQueued))
+	q.owner = g
+	q.countFirstLocked()
 }
 
 // blockState says what a drainer is running, for the repair after a runtime.Goexit.

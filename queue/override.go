@@ -38,7 +38,7 @@ type overrideEntry struct {
 }
 
 func (o *overrideEntry) over() bool {
-	return o.q != nil && o.q.done.Load() >= o.until
+	return o.q != nil && o.q.executed() >= o.until
 }
 
 // topOf is the queue of q's chain that targets a root.

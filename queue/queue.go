@@ -36,16 +36,19 @@ const (
 // queue and give it back, and an Async can hand an idle queue its block, with one atomic
 // operation each, without the lock. Everything else changes it under q.mu, with atomic
 // operations because those do not take the lock. The only changes made without the lock are
-// a CAS from 0 (the queue idle, runnable and open) by a Sync caller or a submitter, and a
-// Sync caller's CAS from exactly its own word back to 0.
+// a CAS from 0 (the queue idle, runnable and open) by a Sync caller or a submitter, a Sync
+// caller's CAS from exactly its own word back to 0, and a drainer's CAS from exactly
+// holdBusy|holdFirst (the submitter's word: one block, in the batch, nothing queued since)
+// to its lone word and back to 0 (drainSerial).
 const (
 	holdBusy    uint64 = 1 << iota // held, or a drainer is scheduled (a serial queue's active)
 	holdStopped                    // suspended or inactive: flagStopped's copy, under q.mu
 	holdClosed                     // closed: flagClosed's copy, so that a CAS from 0 fails
 	holdFast                       // held by a Sync caller that took it without the lock ...
-	holdQueued                     // ... and something was queued since: its release locks
+	holdQueued                     // ... (or holdFirst is set) and something was queued since: its release locks
 	holdFirst                      // a submitter put a block in the batch without the lock
-	holdShift   = 8                // the fast Sync caller's goroutine, above the bits
+	holdLone                       // held by a drainer running that block alone, without the lock (drainSerial)
+	holdShift   = 8                // the fast Sync caller's or lone drainer's goroutine, above the bits
 )
 
 // config holds what most queues do not set, so that a queue without it pays one nil check.
@@ -115,19 +118,44 @@ type Queue struct {
 	ext      *extra
 	pending  atomic.Int64 // limited queues only: accepted and not started
 	waiters  atomic.Int32 // limited queues only: Async calls waiting for room
-	key      *string      // WithKey; nil for most queues, which a label identifies well enough
+	// lone counts the blocks accepted and run in lone episodes (drainSerial), in neither acc
+	// nor done until a lone drainer folds them in (foldLone); 32 bits fit the padding here.
+	lone atomic.Uint32
+	key  *string // WithKey; nil for most queues, which a label identifies well enough
 }
 
-// live is the number of accepted blocks that have not finished; q.mu must be held.
-func (q *Queue) live() uint64 { return q.accepted() - q.done.Load() }
+// live is the number of accepted blocks that have not finished; q.mu must be held. The
+// blocks of lone episodes, in both accepted and executed, are left out of both.
+func (q *Queue) live() uint64 { return q.acc + q.first() - q.done.Load() }
 
 // accepted is the number of blocks the queue accepted, the one a submitter handed an idle
 // queue without the lock included, before its drainer counts it in acc; q.mu must be held.
-func (q *Queue) accepted() uint64 {
+func (q *Queue) accepted() uint64 { return q.acc + q.first() + uint64(q.lone.Load()) }
+
+// executed is the number of accepted blocks that finished.
+func (q *Queue) executed() uint64 { return q.done.Load() + uint64(q.lone.Load()) }
+
+// loneFold is how many blocks lone counts before the lone drainer that counts the last of
+// them folds them into acc and done, long before its 32 bits could wrap.
+const loneFold = 1 << 30
+
+// foldLone moves what lone counts into acc and done. Readers under q.mu see the two move
+// together; executed, read without the lock, is low meanwhile (an override lasts a little
+// longer, never ends early).
+func (q *Queue) foldLone() {
+	q.mu.Lock()
+	n := uint64(q.lone.Swap(0))
+	q.acc += n
+	q.done.Add(n)
+	q.mu.Unlock()
+}
+
+// first is 1 while a block handed to the idle queue without the lock is counted nowhere else.
+func (q *Queue) first() uint64 {
 	if !q.counted && q.hold.Load()&holdFirst != 0 {
-		return q.acc + 1
+		return 1
 	}
-	return q.acc
+	return 0
 }
 
 // countFirstLocked is called by a serial queue's drainer as it starts: it counts in acc the
@@ -281,7 +309,7 @@ func (q *Queue) runnableLocked() bool { return q.suspend == 0 && !q.inactive }
 // ownerLocked is the goroutine that runs q alone: its drainer, a barrier, or a Sync caller,
 // including one that took the queue without the lock.
 func (q *Queue) ownerLocked() uintptr {
-	if h := q.hold.Load(); h&holdFast != 0 {
+	if h := q.hold.Load(); h&(holdFast|holdLone) != 0 {
 		return uintptr(h >> holdShift)
 	}
 	return q.owner
@@ -292,7 +320,8 @@ func (q *Queue) busyLocked() bool { return q.hold.Load()&holdBusy != 0 }
 
 // serialWakeLocked is called for a serial queue that has pending blocks: it marks an idle
 // runnable queue busy and reports that the caller must start its drainer; if a Sync caller
-// holds the queue without the lock, it marks that blocks wait, so that its release looks.
+// holds the queue without the lock, or a drainer may (a block handed to the idle queue
+// without the lock, holdFirst), it marks that blocks wait, so that its release looks.
 func (q *Queue) serialWakeLocked() bool {
 	for {
 		h := q.hold.Load()
@@ -301,7 +330,7 @@ func (q *Queue) serialWakeLocked() bool {
 			if q.hold.CompareAndSwap(h, h|holdBusy) {
 				return true
 			}
-		case h&(holdFast|holdQueued) == holdFast:
+		case h&holdQueued == 0 && h&(holdFast|holdFirst) != 0:
 			if q.hold.CompareAndSwap(h, h|holdQueued) {
 				return false
 			}
@@ -321,7 +350,7 @@ func (q *Queue) serialReleaseLocked() bool {
 		return true
 	}
 	q.counted = false
-	q.hold.And(^(holdBusy | holdFirst))
+	q.hold.And(^(holdBusy | holdFirst | holdQueued))
 	return false
 }
 
@@ -815,7 +844,7 @@ func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	live := q.live()
-	s.Executed = q.done.Load()
+	s.Executed = q.executed()
 	switch {
 	case q.kind == concurrentKind:
 		s.Running = int(q.inflight)

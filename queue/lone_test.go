@@ -1,0 +1,143 @@
+package queue
+
+import (
+	"context"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dispatchkit/dispatchkit/internal/testutil"
+)
+
+// A block handed to an idle serial queue runs in a lone episode: its drainer holds the queue
+// by the hold word alone and gives it back with one CAS (drainSerial). These tests pin what
+// must hold when something comes while that block runs: the drainer then goes on as an
+// ordinary one, and nothing is lost, run early or counted twice.
+
+// loneRunning returns an idle plain serial queue whose block runs now, in a lone episode,
+// and the gate that block waits on.
+func loneRunning(t *testing.T, label string) (*Queue, *gate) {
+	t.Helper()
+	q := NewSerial(label)
+	g := newGate()
+	q.Async(g.block)
+	testutil.Recv(t, g.started, "the lone block")
+	require.NotZero(t, q.hold.Load()&holdLone, "the block runs in a lone episode")
+	return q, g
+}
+
+func TestABlockQueuedDuringALoneEpisodeRunsAfterIt(t *testing.T) {
+	q, g := loneRunning(t, "lone-queued")
+	ran := make(chan struct{})
+	q.Async(func() { close(ran) })
+	require.NotZero(t, q.hold.Load()&holdQueued, "the block queued meanwhile marks the word")
+	require.Equal(t, 2, q.Stats().Pending+q.Stats().Running)
+	g.open()
+	testutil.Recv(t, ran, "the block queued during the lone episode")
+	syncDone(t, q)
+	require.Zero(t, q.hold.Load())
+	s := q.Stats()
+	require.EqualValues(t, 2, s.Executed)
+	require.Zero(t, s.Pending)
+	require.Zero(t, s.Running)
+}
+
+func TestASyncDuringALoneEpisodeWaitsForItsBlock(t *testing.T) {
+	q, g := loneRunning(t, "lone-sync")
+	done := make(chan bool, 1)
+	var finished bool
+	go func() {
+		q.Sync(func() { done <- finished })
+	}()
+	waitFor(t, "the Sync caller to queue", func() bool { return q.hold.Load()&holdQueued != 0 })
+	finished = true // before the gate opens: the Sync block must see it
+	g.open()
+	require.True(t, testutil.Recv(t, done, "the Sync block"), "the Sync ran after the lone block")
+	syncDone(t, q)
+	require.EqualValues(t, 1, q.Stats().Executed)
+}
+
+func TestCloseDuringALoneEpisodeWaitsForItsBlock(t *testing.T) {
+	q, g := loneRunning(t, "lone-close")
+	closed := make(chan error, 1)
+	go func() { closed <- q.Close(context.Background()) }()
+	waitFor(t, "Close to mark the word", func() bool { return q.hold.Load()&holdClosed != 0 })
+	select {
+	case <-closed:
+		t.Fatal("Close returned while the lone block ran")
+	default:
+	}
+	g.open()
+	require.NoError(t, testutil.Recv(t, closed, "Close"))
+	s := q.Stats()
+	require.EqualValues(t, 1, s.Executed)
+	require.Zero(t, s.Pending)
+	require.Error(t, q.TryAsync(func() {}))
+}
+
+func TestSuspendDuringALoneEpisodeHoldsWhatCameMeanwhile(t *testing.T) {
+	q, g := loneRunning(t, "lone-suspend")
+	q.Suspend()
+	ran := make(chan struct{})
+	q.Async(func() { close(ran) })
+	g.open()
+	waitFor(t, "the lone block's drainer to give the suspended queue back",
+		func() bool { return q.hold.Load()&holdBusy == 0 })
+	s := q.Stats()
+	require.EqualValues(t, 1, s.Executed)
+	require.Equal(t, 1, s.Pending)
+	q.Resume()
+	testutil.Recv(t, ran, "the block queued while suspended")
+	syncDone(t, q)
+	require.EqualValues(t, 2, q.Stats().Executed)
+}
+
+func TestALoneBlockThatSyncsOntoItsOwnQueueIsToldItWouldDeadlock(t *testing.T) {
+	q := NewSerial("lone-self")
+	errc := make(chan error, 1)
+	q.Async(func() {
+		errc <- q.SyncContext(context.Background(), func(context.Context) {})
+	})
+	require.ErrorIs(t, testutil.Recv(t, errc, "the block's own Sync"), ErrWouldDeadlock)
+	syncDone(t, q)
+}
+
+func TestALoneBlockThatCallsGoexitLeavesItsQueueIdleAndCounted(t *testing.T) {
+	q := NewSerial("lone-goexit")
+	for range 3 {
+		exited := make(chan struct{})
+		q.Async(func() {
+			defer close(exited)
+			runtime.Goexit()
+		})
+		testutil.Recv(t, exited, "the block that calls Goexit")
+		syncDone(t, q)
+	}
+	waitFor(t, "the queue to go idle", func() bool { return q.hold.Load() == 0 })
+	s := q.Stats()
+	require.EqualValues(t, 3, s.Executed)
+	require.Zero(t, s.Pending)
+	require.NoError(t, closeWithin(q))
+}
+
+// lone's 32 bits never wrap: the lone drainer that counts the loneFold-th block folds the
+// count into acc and done, and the queue's figures do not move.
+func TestLoneCountsFoldIntoTheQueuesTotals(t *testing.T) {
+	q := NewSerial("lone-fold")
+	q.lone.Store(loneFold - 2) // as if that many lone episodes had run
+	before := q.Stats().Executed
+	require.EqualValues(t, loneFold-2, before)
+	for range 2 {
+		q.Async(func() {})
+		waitFor(t, "the queue to go idle", func() bool { return q.hold.Load() == 0 })
+	}
+	require.Zero(t, q.lone.Load(), "folded")
+	s := q.Stats()
+	require.EqualValues(t, loneFold, s.Executed)
+	require.Zero(t, s.Pending)
+	q.mu.Lock()
+	require.EqualValues(t, loneFold, q.acc)
+	require.Zero(t, q.live())
+	q.mu.Unlock()
+}
