@@ -12,7 +12,14 @@ import (
 
 // BenchmarkEchoRoundTrip measures one closed-loop echo per iteration over loopback, on
 // each of 8 connections at once.
-func BenchmarkEchoRoundTrip(b *testing.B) {
+func BenchmarkEchoRoundTrip(b *testing.B) { echoRoundTrip(b, 64) }
+
+// BenchmarkEchoRoundTrip8K is BenchmarkEchoRoundTrip with 8 KiB messages: larger than the
+// readiness transport's read buffer, so coder/websocket reads each, and a connection that
+// dropped its coder Conn while idle makes it again for each (coder.go).
+func BenchmarkEchoRoundTrip8K(b *testing.B) { echoRoundTrip(b, 8<<10) }
+
+func echoRoundTrip(b *testing.B, size int) {
 	s := New(HandlerFuncs{Message: func(c *Conn, m Message) { _ = c.Send(m) }}, Options{})
 	hs := httptest.NewServer(s)
 	defer hs.Close()
@@ -22,7 +29,7 @@ func BenchmarkEchoRoundTrip(b *testing.B) {
 	for i := range clients {
 		clients[i] = dial(b, url)
 	}
-	msg := []byte(strings.Repeat("x", 64))
+	msg := []byte(strings.Repeat("x", size))
 	b.ReportAllocs()
 	b.ResetTimer()
 	var wg sync.WaitGroup

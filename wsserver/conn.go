@@ -31,9 +31,9 @@ const (
 type Conn struct {
 	id   uint64
 	s    *Server
-	ws   *websocket.Conn
-	bw   *batchWriter // it holds the socket (sock): not kept twice
-	pc   *pollConn    // the readiness transport's socket wrapper; nil under the goroutine one
+	ws   atomic.Pointer[websocket.Conn] // nil while the readiness transport has dropped it (see coder)
+	bw   *batchWriter                   // it holds the socket (sock): not kept twice
+	pc   *pollConn                      // the readiness transport's socket wrapper; nil under the goroutine one
 	q    *queue.Queue
 	req  *requestInfo
 	more atomic.Pointer[connMore] // what only some connections need; made on first use
@@ -55,6 +55,7 @@ type Conn struct {
 	slow      bool       // the buffer reached SlowMark and the writer has not caught up since
 	closeDone bool       // the close handshake is over (or was given up): see fail
 	slot      int32      // 1 + its index in Server.conns, 0 when not in it; under Server.mu
+	proto     uint16     // the subprotocol: 0 none, i+1 Options.Subprotocols[i], protoKept: ask ws (in what was padding)
 	out       []outMsg   // outbound buffer; nil while empty
 	outBytes  int
 	closeReq  *closeReq // a close frame to send once out is written
@@ -62,11 +63,12 @@ type Conn struct {
 
 // A Conn's flags (Conn.flags), read and written without its lock.
 const (
-	flagPinging uint32 = 1 << iota // a ping is in flight
-	flagPaused                     // the reader waits for the handler (MaxPending)
-	flagHalted                     // the server closed it: queued messages are dropped
-	flagInline                     // a reader let it go to run a message inline and has not entered the queue yet
-	flagHeld                       // blocks are held for releaseHeld (hold): set and cleared under mu
+	flagPinging   uint32 = 1 << iota // a ping is in flight
+	flagPaused                       // the reader waits for the handler (MaxPending)
+	flagHalted                       // the server closed it: queued messages are dropped
+	flagInline                       // a reader let it go to run a message inline and has not entered the queue yet
+	flagHeld                         // blocks are held for releaseHeld (hold): set and cleared under mu
+	flagCoderGone                    // the reader finished with no coder Conn: none is made again (coder); under mu
 )
 
 func (c *Conn) flag(f uint32) bool { return c.flags.Load()&f != 0 }
@@ -246,7 +248,18 @@ func (c *Conn) Auth() any {
 }
 
 // Subprotocol returns the negotiated subprotocol ("" for none).
-func (c *Conn) Subprotocol() string { return c.ws.Subprotocol() }
+func (c *Conn) Subprotocol() string {
+	switch c.proto {
+	case 0:
+		return ""
+	case protoKept:
+		if ws := c.ws.Load(); ws != nil {
+			return ws.Subprotocol()
+		}
+		return ""
+	}
+	return c.s.opts.Subprotocols[c.proto-1]
+}
 
 // Context returns a context that ends when the connection ends. With an Observer it carries
 // the connection's trace.

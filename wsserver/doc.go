@@ -29,8 +29,12 @@
 //
 // Two transports carry the reading (Options.Transport). The readiness transport, the
 // default on Linux for plain sockets, registers each socket once, edge-triggered, with an
-// epoll poller: an idle connection holds no goroutine and no read buffer, only its structs
-// (about 2.9 KB, 1.4 KB of it coder/websocket's Conn; listed in BENCHMARKS.md). When bytes
+// epoll poller: an idle connection holds no goroutine, no read buffer and no
+// coder/websocket Conn, only its structs (about 1.2 KB; listed in BENCHMARKS.md): the reader
+// drops coder's Conn (and the buffers it reads and writes through) when it lets the
+// connection go, and it is made again, with coder's own Accept on a synthetic request,
+// when a frame needs it (a control frame, a fragmented or large message, the close
+// handshake), and kept while the peer's messages keep needing it. When bytes
 // arrive, the poller puts the connection on a run list, and one of a few runner goroutines
 // runs its reader (a batch of wake-ups costs one runner woken, not a goroutine each), which
 // reads the messages with coder/websocket, which still parses the frames and answers pings

@@ -153,8 +153,15 @@ func (c *Conn) sendPing(now uint32) {
 func (c *Conn) ping() {
 	defer c.setFlag(flagPinging, false)
 	pauses := c.pauses.Load()
+	// Only connections that keep their coder/websocket Conn get here (compression, TLS, the
+	// goroutine transport: the sweep's tryControl cannot write their ping), so the Conn
+	// that awaits the pong is the one that reads it (coder.go).
+	ws := c.ws.Load()
+	if ws == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.opts.PongTimeout)
-	err := c.ws.Ping(ctx)
+	err := ws.Ping(ctx)
 	cancel()
 	switch {
 	case err == nil, c.flag(flagPaused) || c.pauses.Load() != pauses:

@@ -59,6 +59,7 @@ type pollConn struct {
 	drained  bool    // the last read (fill's) came back short with one message: the socket was empty after it (see prefill)
 	streams  uint8   // confirming reads to make before leaving them out again (see prefill): the peer streams
 	skips    uint8   // confirming reads left out since the last one made
+	keepWS   bool    // this reader episode read a data message through coder/websocket: its Conn is kept (see dropQuiet)
 	rawFn    func(fd uintptr) bool
 	rawP     []byte
 	rawErr   syscall.Errno
@@ -287,7 +288,7 @@ func (pc *pollConn) quiet() bool { return pc.off >= pc.n && pc.ours() }
 // socket's), at a message boundary: none wait in coder/websocket's reader buffer, no error
 // does, and no close handshake reads.
 func (pc *pollConn) ours() bool {
-	return pc.err == nil && pc.br != nil && pc.br.Buffered() == 0 && !pc.blocking.Load() &&
+	return pc.err == nil && (pc.br == nil || pc.br.Buffered() == 0) && !pc.blocking.Load() &&
 		pc.guard.boundary()
 }
 
@@ -335,7 +336,9 @@ func (pc *pollConn) prefill() (typ websocket.MessageType, data []byte, ok bool, 
 					pc.streams--
 				}
 			}
-			if err != nil && err != errWouldBlock {
+			if err != nil && err != errWouldBlock && pc.c.ws.Load() != nil {
+				// Without coder's Conn (dropped: coder.go) the error is returned here:
+				// making one again only for it to read the error would be wasted.
 				pc.err, err = err, nil
 			}
 		}
@@ -350,6 +353,40 @@ func (pc *pollConn) prefill() (typ websocket.MessageType, data []byte, ok bool, 
 	return typ, data, ok, err
 }
 
+// dropCoder lets the connection's coder/websocket Conn go, and the buffers it reads and
+// writes through, when nothing of it is in flight: the reader calls it at a message boundary
+// with the socket empty, before it arms (and letGo before it hands the connection back). The
+// rules are in coder.go: outside coder's lock (enter: not once a close handshake reads),
+// with nothing buffered and no error waiting (quiet), no close seen by the guard, and under
+// Conn.mu while the connection is open.
+func (pc *pollConn) dropCoder() {
+	if pc.c.ws.Load() == nil || !pc.enter() {
+		return
+	}
+	if pc.quiet() {
+		pc.dropQuiet()
+	}
+	pc.flags.And(^flagOutside)
+}
+
+// dropQuiet is dropCoder once the reader has entered (enter) and found the stream quiet.
+func (pc *pollConn) dropQuiet() {
+	c := pc.c
+	ws := c.ws.Load()
+	if ws == nil || pc.keepWS || !c.coderDroppable() || pc.guard.is(gClosed) {
+		// keepWS: this episode's messages needed coder's Conn (fragmented, or larger than
+		// the read buffer); the next is likely to need it too. It is dropped at the end of
+		// the first episode that reads none through it (for an idle peer: the one that
+		// reads the pong to keepalive's next ping).
+		return
+	}
+	c.mu.Lock()
+	if c.state.Load() == stateOpen {
+		c.dropCoderLocked(ws)
+	}
+	c.mu.Unlock()
+}
+
 // letGo hands the connection back to its poller while its reader runs a handler inline
 // (Conn.runInline): only when the stream is quiet (nothing buffered anywhere, so all that
 // comes next comes with an edge) and no edge was recorded since the last read. The reader
@@ -361,6 +398,7 @@ func (pc *pollConn) letGo() bool {
 	quiet := pc.quiet()
 	if quiet {
 		pc.putBuf()
+		pc.dropQuiet() // an armed connection holds no coder Conn: another reader makes it if needed
 	}
 	pc.flags.And(^flagOutside)
 	return quiet && pc.arm() && pc.state.CompareAndSwap(readerRunning, readerArmed)
@@ -454,6 +492,7 @@ func (pc *pollConn) runAs(onRunner bool) {
 	// Started by an edge (or resumed, or first after the upgrade): there are bytes to read,
 	// whatever the last read of an earlier reader said.
 	pc.drained = false
+	pc.keepWS = false
 	limit := int32(c.s.opts.MaxPending)
 	for turn := 0; ; turn++ {
 		if c.backlog.Load() >= limit {
@@ -495,9 +534,11 @@ func (pc *pollConn) runAs(onRunner bool) {
 			pc.drained = false
 			continue // closed (the read fails), or epoll refused (reads wait from now on)
 		}
-		// The moment the state says armed, the poller may start another reader. Bytes
-		// that came since the empty read (or the short one, see prefill): read on.
+		// The moment the state says armed, the poller may start another reader: the
+		// coder/websocket Conn is dropped before (coder.go). Bytes that came since the
+		// empty read (or the short one, see prefill): read on.
 		pollHook(pc, stepArming)
+		pc.dropCoder()
 		if !pc.state.CompareAndSwap(readerRunning, readerArmed) {
 			pc.state.Store(readerRunning)
 			pc.drained = false // the recorded edge calls for a read
@@ -552,6 +593,7 @@ func (pc *pollConn) step() error {
 		if typ, data, err = c.readMessage(); err != nil {
 			return err
 		}
+		pc.keepWS = true
 	}
 	m, ok, err := c.admit(typ, data)
 	if err != nil || !ok {

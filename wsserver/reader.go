@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -52,7 +53,11 @@ const maxScratch = 64 << 10
 // readMessage reads one message with coder/websocket (which answers the control frames on
 // the way) and returns a copy of it that belongs to the caller.
 func (c *Conn) readMessage() (websocket.MessageType, []byte, error) {
-	typ, r, err := c.ws.Reader((*readCtx)(c))
+	ws := c.coder()
+	if ws == nil {
+		return 0, nil, net.ErrClosed
+	}
+	typ, r, err := ws.Reader((*readCtx)(c))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -337,12 +342,19 @@ func (c *Conn) fail(v *violation) {
 
 // closeHandshake sends a close frame and waits, at most grace, for the peer's: coder's
 // Close reads the answer itself, so the readiness transport's reads turn blocking first.
+// That also keeps the reader out of the stream while coder's Conn is made again here, if
+// the reader had dropped it (see coder.go); with none left (the reader finished without one
+// and closed the socket) there is nothing to do.
 func (c *Conn) closeHandshake(code websocket.StatusCode, reason string, grace time.Duration) {
 	if c.pc != nil {
 		c.pc.setBlocking()
 	}
+	ws := c.coder()
+	if ws == nil {
+		return
+	}
 	_ = c.sock().SetDeadline(time.Now().Add(grace))
-	_ = c.ws.Close(code, reason)
+	_ = ws.Close(code, reason)
 }
 
 // allow takes a token from the rate-limit bucket, for a frame (the guard calls it).
@@ -385,7 +397,11 @@ func (c *Conn) finish(readErr error) {
 		// could lose the close frame.
 		c.closeHandshake(websocket.StatusMessageTooBig, "", closeGrace)
 	}
-	_ = c.ws.CloseNow() // waits for a close handshake under way on the writer
+	if ws := c.finalCoder(); ws != nil {
+		_ = ws.CloseNow() // waits for a close handshake under way on the writer
+	} else {
+		_ = c.pc.Close() // none was made again: no close handshake is under way (coder.go)
+	}
 	c.mu.Lock()
 	if c.causeLocked() == nil && errors.Is(readErr, websocket.ErrMessageTooBig) {
 		c.setCauseLocked(websocket.StatusMessageTooBig, "message too big", ErrMessageTooBig, ReasonTooBig)
@@ -417,6 +433,21 @@ func (c *Conn) finish(readErr error) {
 		c.queueClose(end, err, why)
 	}
 	stepHook(&testHookQueued, c)
+}
+
+// finalCoder returns the connection's coder/websocket Conn for the reader's end: nil when
+// the reader had dropped it (coder.go), and then none is made again.
+func (c *Conn) finalCoder() *websocket.Conn {
+	if ws := c.ws.Load(); ws != nil {
+		return ws
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ws := c.ws.Load()
+	if ws == nil {
+		c.setFlag(flagCoderGone, true)
+	}
+	return ws
 }
 
 // queueClose queues OnClose, under end when the CloseObserver gave one.

@@ -40,6 +40,10 @@ type Server struct {
 	start     time.Time // Conn.opened counts from it (monotonic)
 	// The outbound levels at which a connection turns slow (Options.SlowMark).
 	slowMsgs, slowBytes int
+	// What coder/websocket's Accept gets, at the upgrade and when a connection's Conn is
+	// made again (coder.go): the options, and the synthetic requests, one per subprotocol.
+	accept     *websocket.AcceptOptions
+	remakeReqs []*http.Request
 
 	// The registry of open connections, for Shutdown, Stats and keepalive. A plain mutex:
 	// each connection takes it twice in its life, and Shutdown needs a consistent view.
@@ -73,7 +77,17 @@ func New(h Handler, opts Options) *Server {
 		start:    time.Now(),
 	}
 	s.slowMsgs, s.slowBytes = o.slowMarks()
+	s.accept = o.acceptOptions()
+	s.remakeReqs = newRemakeRequests(o.Subprotocols)
 	return s
+}
+
+// readLimit is what coder/websocket's SetReadLimit gets.
+func (s *Server) readLimit() int64 {
+	if s.opts.ReadLimit < 0 {
+		return -1
+	}
+	return s.opts.ReadLimit
 }
 
 // HandlerQueue returns the shared concurrent queue every connection's queue targets.
@@ -187,7 +201,7 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	}
 	hw := &hijackWriter{ResponseWriter: w, readSize: s.opts.ReadBufferSize, writeTimeout: s.opts.WriteTimeout,
 		poll: s.opts.Transport == TransportReadiness}
-	ws, err := websocket.Accept(hw, r, s.opts.acceptOptions())
+	ws, err := websocket.Accept(hw, r, s.accept)
 	if err != nil {
 		// Accept has answered (400, 403 for a foreign origin, 426, ...).
 		s.stats.rejected.Add(1)
@@ -201,12 +215,10 @@ func (s *Server) upgrade(root context.Context, w http.ResponseWriter, r *http.Re
 	}
 	_ = hw.nc.SetDeadline(time.Time{}) // net/http's deadlines do not apply to the WebSocket
 	hw.unwrapReader()
-	limit := s.opts.ReadLimit
-	if limit < 0 {
-		limit = -1
-	}
-	ws.SetReadLimit(limit)
-	c.ws, c.bw, c.pc = ws, hw.bw, hw.pc
+	ws.SetReadLimit(s.readLimit())
+	c.ws.Store(ws)
+	c.bw, c.pc = hw.bw, hw.pc
+	c.proto = protoIndex(ws.Subprotocol(), s.opts.Subprotocols)
 	if s.opts.RateLimit > 0 {
 		c.bw.guard.allow = c.allow
 	}

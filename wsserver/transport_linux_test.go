@@ -242,18 +242,28 @@ func churnOnce(addr string, i int64) error {
 }
 
 // A pinging server reaches an idle readiness connection: the pong is read by a reader
-// the poller starts, and the connection stays up.
+// the poller starts (with coder/websocket's Conn made again: the idle connection had
+// dropped it), and the connection stays up. The ping is the keepalive sweep's.
 func TestReadinessPingReachesIdleConnection(t *testing.T) {
-	ts := start(t, HandlerFuncs{}, readiness(Options{}))
+	armed := make(chan struct{}, 64)
 	opened := make(chan *Conn, 1)
-	ts.h = HandlerFuncs{Open: func(c *Conn) { opened <- c }}
+	ts := start(t, HandlerFuncs{Open: func(c *Conn) { opened <- c }}, readiness(Options{}))
+	setPollHook(t, func(_ *pollConn, step pollStep) { // the test's one connection
+		if step == stepArmed {
+			signal(armed)
+		}
+	})
 	c := dial(t, ts.url)
 	defer c.CloseNow()
 	ctx := c.CloseRead(context.Background()) // the client answers pings while it reads
 	sc := testutil.Recv(t, opened, "OnOpen")
-	pctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	require.NoError(t, sc.ws.Ping(pctx))
+	testutil.Recv(t, armed, "the connection let go after the upgrade")
+	const never = 1 << 30 // an epoch the server does not reach: the pong stores the current one
+	sc.seen.Store(never)
+	require.Equal(t, ctlSent, sc.bw.tryControl(&pingFrame))
+	for sc.seen.Load() == never {
+		testutil.Recv(t, armed, "the connection let go after reading the pong")
+	}
 	require.NoError(t, ctx.Err())
 }
 

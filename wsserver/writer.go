@@ -308,7 +308,7 @@ func (c *Conn) writeBatch(batch []outMsg) error {
 			if c.bw.direct {
 				err = c.bw.writeFrame(e.m.Type, e.m.Data)
 			} else {
-				err = c.ws.Write(context.Background(), e.m.Type, e.m.Data)
+				err = c.ws.Load().Write(context.Background(), e.m.Type, e.m.Data) // compression: never dropped
 			}
 			bytes += uint64(len(e.m.Data))
 		}
