@@ -1,12 +1,14 @@
 package bench
 
 import (
+	"fmt"
 	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/alitto/pond/v2"
 	"github.com/dispatchkit/dispatchkit/queue"
@@ -29,6 +31,28 @@ func BenchmarkSerialAsync(b *testing.B) {
 		q.Async(empty)
 	}
 	q.Sync(empty)
+}
+
+// SerialAsync with the queue at each place in a cache line that the allocator can give it
+// (a Queue is 240 bytes, placed at a multiple of 16): what a submitter and the drainer write
+// must not share a line wherever the queue landed.
+func BenchmarkSerialAsyncPlaced(b *testing.B) {
+	for _, at := range []uintptr{0, 16, 32, 48} {
+		b.Run(fmt.Sprintf("at-%d", at), func(b *testing.B) {
+			var others []*queue.Queue // kept until the end, so that their places are not reused
+			q := queue.NewSerial("bench")
+			for uintptr(unsafe.Pointer(q))%64 != at {
+				others = append(others, q)
+				q = queue.NewSerial("bench")
+			}
+			b.ResetTimer()
+			for range b.N {
+				q.Async(empty)
+			}
+			q.Sync(empty)
+			runtime.KeepAlive(others)
+		})
+	}
 }
 
 func BenchmarkSerialAsyncNoProfileLabels(b *testing.B) {

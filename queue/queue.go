@@ -73,55 +73,68 @@ type extra struct {
 // goroutine, only a few words of memory; goroutines come from a shared executor while a queue
 // has work. Create queues with NewSerial and NewConcurrent, or use the Global roots.
 type Queue struct {
-	// The submitters' part: the lock, the list they append to and their count. It ends 64
-	// bytes before the drainer's part (batch, done), so that a drainer working through its
-	// batch never writes a cache line that submitters are writing.
-	mu    sync.Mutex
+	// A Queue is 240 bytes, which the allocator places at any multiple of 16: which of its
+	// bytes share a 64-byte cache line depends on where it landed. So the fields fall in
+	// three parts, with at least 64 bytes between what submitters touch on every Async and
+	// what a serial queue's drainer touches for every block, whatever the placement (a
+	// queue that landed badly ran SerialAsync at 2-3x the cost of one that landed well):
+	//
+	//   - the submitters' part: the lock, the hold word, the pending list and what Async
+	//     reads (target, kind, plain);
+	//   - fields that neither side touches per block or per Async (set at creation, used by
+	//     other kinds of queue, or once per drain);
+	//   - the drainer's part: the flags it checks between blocks, what runBlock reads, its
+	//     batch and the finished count.
+	//
+	// TestSubmittersAndTheDrainerWriteSeparateCacheLines checks the distances.
+
+	// The submitters' part.
+	mu sync.Mutex
+	// Serial queues: see holdBusy (their active stays 0). Every submission reads it.
+	hold  atomic.Uint64
 	items deque // accepted blocks not yet taken by a drainer
 	// acc counts blocks accepted directly (not drains of queues targeting this one), under mu
 	// (exec.mu for a root); done counts those finished, written by drainers a batch at a time.
 	// Keeping acc under the lock submitters hold anyway spares them an atomic operation.
-	acc uint64
-	// Serial queues: see holdBusy (their active stays 0). Every submission reads it: it
-	// sits 64 bytes before what the drainer writes for each block.
-	hold atomic.Uint64
-
-	// Read by both sides, written rarely.
-	label  string
+	acc    uint64
 	target atomic.Pointer[Queue] // written by SetTarget while others may read it
-	cfg    *config
 	kind   kind
-	debug  debugFlags // profiler labels off, call sites on
-	qosSet bool       // WithQoS gave the class; else it follows the target (SetTarget too)
-	plain  bool       // serial, no limit, observer, panic handler or call sites: Async's short path
+	plain  bool // serial, no limit, observer, panic handler or call sites: Async's short path
+
+	// Neither side's per block or per Async.
+	qosSet bool // WithQoS gave the class; else it follows the target (SetTarget too)
 	// For a queue that targets a root, guarded by exec.mu: the QoS its waiting drain was
 	// queued at (-1: none waiting), and the QoS a waiter raised it to (override).
 	slot     int8
 	override int8
+	debug    debugFlags   // profiler labels off, call sites on
 	lslot    uint16       // the queue's slot in the profiler-label cache (labelSlot)
 	qos      atomic.Int32 // QoS; written by SetTarget while others may read it
 	width    int32        // own width; 0 means not limited by itself
-	limit    int32
-	flags    atomic.Uint32
-
-	// The drainer's part.
-	batch    deque // serial: blocks the drainer took; only the queue's holder touches it
-	done     atomic.Uint64
-	owner    uintptr // goroutine running the queue alone: serial drainer, Sync caller, barrier (ownerLocked)
-	active   int32   // concurrent queues: drainers scheduled or running, plus Sync callers holding a slot
-	inflight int32   // concurrent: blocks running now, Sync callers included
+	label    string
+	ext      *extra
+	pending  atomic.Int64 // limited queues only: accepted and not started
+	waiters  atomic.Int32 // limited queues only: Async calls waiting for room
+	active   int32        // concurrent queues: drainers scheduled or running, plus Sync callers holding a slot
+	inflight int32        // concurrent: blocks running now, Sync callers included
 	suspend  int32
 	inactive bool
 	closed   bool
 	excl     bool // concurrent: a barrier holds the queue
 	counted  bool // serial: the block holdFirst says of is counted in acc (by its drainer)
-	ext      *extra
-	pending  atomic.Int64 // limited queues only: accepted and not started
-	waiters  atomic.Int32 // limited queues only: Async calls waiting for room
+
+	// The drainer's part.
+	flags atomic.Uint32 // read without the lock by drainers between blocks and by finishing blocks
+	limit int32
 	// lone counts the blocks accepted and run in lone episodes (drainSerial), in neither acc
 	// nor done until a lone drainer folds them in (foldLone); 32 bits fit the padding here.
-	lone atomic.Uint32
-	key  *string // WithKey; nil for most queues, which a label identifies well enough
+	lone  atomic.Uint32
+	cfg   *config
+	batch deque // serial: blocks the drainer took; only the queue's holder touches it
+	done  atomic.Uint64
+	owner uintptr // goroutine running the queue alone: serial drainer, Sync caller, barrier (ownerLocked)
+
+	key *string // WithKey; nil for most queues, which a label identifies well enough
 }
 
 // live is the number of accepted blocks that have not finished; q.mu must be held. The
@@ -537,7 +550,8 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 
 // submitPlain is submit for a plain serial queue (most queues): the lock, the block pushed and
 // the drainer started if the queue was idle, without the checks that only other queues need.
-// flagClosed and flagStopped, read under q.mu, say what closed and runnableLocked say. It
+// holdClosed and holdStopped, read under q.mu, say what closed and runnableLocked say (the
+// hold word is on the submitters' cache line, the flags on the drainer's). It
 // returns false, having done nothing, if the queue is closed: submit's slow path reports
 // that as its mode says.
 func (q *Queue) submitPlain(it item) bool {
@@ -551,8 +565,8 @@ func (q *Queue) submitPlain(it item) bool {
 		return true
 	}
 	q.mu.Lock()
-	f := q.flags.Load()
-	if f&flagClosed != 0 {
+	h := q.hold.Load() // holdClosed is flagClosed's copy, also changed under q.mu
+	if h&holdClosed != 0 {
 		q.mu.Unlock()
 		return false
 	}
