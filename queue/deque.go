@@ -1,13 +1,40 @@
 package queue
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
 // chunkSize is the number of items in one chunk of a deque.
 const chunkSize = 32
 
+// A chunk stores each item in one 8-byte slot, the item's one pointer, and says in kinds
+// what that pointer is: a plain block's func (most items), the queue of a child's drain, or
+// an ext. A Guarded's item, which has both a func and an ext, keeps its ext in xs, a side
+// array the chunk gets the first time it holds one (and keeps through the pool). Plain
+// blocks are what floods a queue: at 8 bytes, a block crosses from the submitter's core to
+// the drainer's in a third of the cache lines that a 3-word item takes.
+type slotKind uint64
+
+const (
+	slotFunc  slotKind = iota // fn (nil in a tombstone: item{})
+	slotChild                 // child
+	slotExt                   // x, without fn
+	slotFuncX                 // fn, with x in xs
+)
+
+const (
+	slotKindBits = 2
+	slotKindMask = 1<<slotKindBits - 1
+)
+
 // chunk is a fixed block of a deque's storage; chunks are linked and recycled through a pool.
 type chunk struct {
-	items [chunkSize]item
+	slots [chunkSize]unsafe.Pointer
+	// kinds holds each slot's slotKind, slotKindBits a slot. An empty slot's bits are 0:
+	// pushing a plain block writes only its slot.
+	kinds uint64
+	xs    *[chunkSize]*ext
 	next  *chunk
 }
 
@@ -19,6 +46,61 @@ func getChunk() *chunk { return chunkPool.Get().(*chunk) }
 func putChunk(c *chunk) {
 	c.next = nil
 	chunkPool.Put(c)
+}
+
+// funcPtr and ptrFunc convert between a func value and its one pointer, which is all a func
+// value is: both are pointers to the GC, so a slot keeps the func's closure alive.
+func funcPtr(fn func()) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&fn)) }
+
+func ptrFunc(p unsafe.Pointer) func() { return *(*func())(unsafe.Pointer(&p)) }
+
+// set stores it in slot i, which is empty.
+func (c *chunk) set(i uint8, it item) {
+	switch {
+	case it.child != nil:
+		c.slots[i] = unsafe.Pointer(it.child)
+		c.kinds |= uint64(slotChild) << (i * slotKindBits)
+	case it.x == nil:
+		c.slots[i] = funcPtr(it.fn)
+	case it.fn == nil:
+		c.slots[i] = unsafe.Pointer(it.x)
+		c.kinds |= uint64(slotExt) << (i * slotKindBits)
+	default:
+		if c.xs == nil {
+			c.xs = new([chunkSize]*ext)
+		}
+		c.slots[i] = funcPtr(it.fn)
+		c.xs[i] = it.x
+		c.kinds |= uint64(slotFuncX) << (i * slotKindBits)
+	}
+}
+
+// get returns the item in slot i.
+func (c *chunk) get(i uint8) item {
+	p := c.slots[i]
+	switch slotKind(c.kinds>>(i*slotKindBits)) & slotKindMask {
+	case slotFunc:
+		return item{fn: ptrFunc(p)}
+	case slotChild:
+		return item{child: (*Queue)(p)}
+	case slotExt:
+		return item{x: (*ext)(p)}
+	default:
+		return item{fn: ptrFunc(p), x: c.xs[i]}
+	}
+}
+
+// take returns the item in slot i and empties the slot.
+func (c *chunk) take(i uint8) item {
+	it := c.get(i)
+	c.slots[i] = nil
+	if k := slotKind(c.kinds>>(i*slotKindBits)) & slotKindMask; k != slotFunc {
+		c.kinds &^= slotKindMask << (i * slotKindBits)
+		if k == slotFuncX {
+			c.xs[i] = nil
+		}
+	}
+	return it
 }
 
 // deque is a FIFO of items in linked chunks: push at the back, pop at the front, and put
@@ -38,6 +120,19 @@ type deque struct {
 	one        item // the only item while head is nil and n is 1
 }
 
+// tryPushFunc is pushBack of a plain block (item{fn: fn}) in its common case, room in the
+// tail chunk, small enough to inline into the submitters' paths: one 8-byte store; it
+// reports false, having done nothing, otherwise.
+func (d *deque) tryPushFunc(fn func()) bool {
+	if t := d.tail; t != nil && d.ti < chunkSize {
+		t.slots[d.ti] = funcPtr(fn)
+		d.ti++
+		d.n++
+		return true
+	}
+	return false
+}
+
 func (d *deque) pushBack(it item) {
 	if d.tail == nil {
 		if d.n == 0 && !d.keep {
@@ -48,7 +143,7 @@ func (d *deque) pushBack(it item) {
 		c := getChunk()
 		d.head, d.tail, d.hi, d.ti = c, c, 0, 0
 		if d.n == 1 { // the inline item moves to the chunk, ahead of this one
-			c.items[0] = d.one
+			c.set(0, d.one)
 			d.one = item{}
 			d.ti = 1
 		}
@@ -57,16 +152,31 @@ func (d *deque) pushBack(it item) {
 		d.tail.next = c
 		d.tail, d.ti = c, 0
 	}
-	d.tail.items[d.ti] = it
+	d.tail.set(d.ti, it)
 	d.ti++
 	d.n++
 }
 
-func (d *deque) peek() *item {
+// peek returns the item popFront would return.
+func (d *deque) peek() item {
 	if d.head == nil {
-		return &d.one
+		return d.one
 	}
-	return &d.head.items[d.hi]
+	return d.head.get(d.hi)
+}
+
+// tryPopFunc is popFront in its common case, a plain block that is neither its chunk's last
+// nor the deque's, small enough to inline into the drainer's loop; ok is false, and nothing
+// done, otherwise. (A tombstone, which only roots' deques hold, comes back as a nil fn.)
+func (d *deque) tryPopFunc() (fn func(), ok bool) {
+	if c := d.head; c != nil && d.hi < chunkSize-1 && d.n > 1 && (c.kinds>>(d.hi*slotKindBits))&slotKindMask == 0 {
+		fn = ptrFunc(c.slots[d.hi])
+		c.slots[d.hi] = nil
+		d.hi++
+		d.n--
+		return fn, true
+	}
+	return nil, false
 }
 
 func (d *deque) popFront() item {
@@ -76,8 +186,7 @@ func (d *deque) popFront() item {
 		d.one, d.n = item{}, 0
 		return it
 	}
-	it := c.items[d.hi]
-	c.items[d.hi] = item{}
+	it := c.take(d.hi)
 	d.hi++
 	d.n--
 	if d.n == 0 {
@@ -94,8 +203,7 @@ func (d *deque) popBack() item {
 		return d.popFront()
 	}
 	d.ti--
-	it := d.tail.items[d.ti]
-	d.tail.items[d.ti] = item{}
+	it := d.tail.take(d.ti)
 	d.n--
 	if d.n == 0 {
 		d.release()
@@ -120,7 +228,7 @@ func (d *deque) pushFrontOne(it item) {
 		}
 		// One item inline: move it to a chunk, at its end, so that it can be put in front of.
 		c := getChunk()
-		c.items[chunkSize-1] = d.one
+		c.set(chunkSize-1, d.one)
 		d.one = item{}
 		d.head, d.tail, d.hi, d.ti = c, c, chunkSize-1, chunkSize
 	}
@@ -130,8 +238,30 @@ func (d *deque) pushFrontOne(it item) {
 		d.head, d.hi = c, chunkSize
 	}
 	d.hi--
-	d.head.items[d.hi] = it
+	d.head.set(d.hi, it)
 	d.n++
+}
+
+// tombstoneChild replaces the first item that drains child with a tombstone (item{}: root
+// workers skip it) and reports whether it found one. The inline item is not looked at: a
+// deque that holds child drains to move is a root's, which keeps no inline item.
+func (d *deque) tombstoneChild(child *Queue) bool {
+	for c := d.head; c != nil; c = c.next {
+		start, end := uint8(0), uint8(chunkSize)
+		if c == d.head {
+			start = d.hi
+		}
+		if c == d.tail {
+			end = d.ti
+		}
+		for i := start; i < end; i++ {
+			if c.get(i).child == child {
+				c.take(i)
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // release gives the chunks of an empty deque back to the pool (a keep deque keeps one). Its

@@ -36,6 +36,8 @@ func (q *Queue) drainSerial(g uintptr) {
 			q.serialDrainerExited(counted, inBlock == inOwnBlock)
 		}
 	}()
+	// What runBlock looks at for a plain block, fixed at the queue's creation: read once.
+	lean := q.limit == 0 && q.cfg == nil
 	ran, total := 0, 0
 	// A lone episode: the one block a submitter handed the idle queue without the lock, and
 	// nothing queued since (the word is exactly the submitter's). The drainer takes the queue
@@ -100,6 +102,18 @@ func (q *Queue) drainSerial(g uintptr) {
 			for q.batch.n > 0 && ran < batchSize {
 				if q.flags.Load()&flagStopped != 0 {
 					break
+				}
+				if lean {
+					if fn, ok := q.batch.tryPopFunc(); ok {
+						// runBlock's hot path, written out: a plain block.
+						ran++
+						total++
+						inBlock = inOwnBlock
+						fn()
+						inBlock = notInBlock
+						counted++
+						continue
+					}
 				}
 				it := q.batch.popFront()
 				if w := it.waiter(); w != nil {

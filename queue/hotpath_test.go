@@ -13,46 +13,98 @@ import (
 )
 
 // The deque against a slice, through every transition between its inline item and its
-// chunks, for a queue's deque and for a root's (keep).
+// chunks, for a queue's deque and for a root's (keep), with items of every kind a slot holds
+// (a plain func, a child's drain, an ext, a func with an ext as a Guarded's).
 func TestADequeKeepsItsOrderThroughItsInlineItemAndItsChunks(t *testing.T) {
 	for _, keep := range []bool{false, true} {
 		r := rand.New(rand.NewPCG(1, 2))
 		d := deque{keep: keep}
-		var model []*Queue // each item is told apart by its child pointer
-		mk := func() item { return item{child: &Queue{}} }
+		var model []item
+		mk := func() item {
+			switch r.IntN(4) {
+			case 0:
+				n := r.Int() // a closure of its own, told apart by its pointer
+				return item{fn: func() { _ = n }}
+			case 1:
+				return item{child: &Queue{}}
+			case 2:
+				return item{x: &ext{}}
+			default:
+				n := r.Int()
+				return item{fn: func() { _ = n }, x: &ext{}}
+			}
+		}
+		same := func(a, b item) bool {
+			return funcPtr(a.fn) == funcPtr(b.fn) && a.child == b.child && a.x == b.x
+		}
 		for step := range 20_000 {
 			switch op := r.IntN(10); {
 			case op < 4 || len(model) == 0 && op < 8:
 				it := mk()
 				d.pushBack(it)
-				model = append(model, it.child)
+				model = append(model, it)
 			case op < 7:
-				if d.peek().child != model[0] || d.popFront().child != model[0] {
+				if !same(d.peek(), model[0]) || !same(d.popFront(), model[0]) {
 					t.Fatalf("keep=%v step %d: popFront out of order", keep, step)
 				}
 				model = model[1:]
 			case op < 8:
-				if d.popBack().child != model[len(model)-1] {
+				if !same(d.popBack(), model[len(model)-1]) {
 					t.Fatalf("keep=%v step %d: popBack out of order", keep, step)
 				}
 				model = model[:len(model)-1]
 			default:
 				it := mk()
 				d.pushFrontOne(it)
-				model = slices.Insert(model, 0, it.child)
+				model = slices.Insert(model, 0, it)
 			}
 			if int(d.n) != len(model) {
 				t.Fatalf("keep=%v step %d: n = %d, want %d", keep, step, d.n, len(model))
 			}
-			if !keep && d.head == nil && (d.one.child != nil) != (len(model) == 1) {
+			if !keep && d.head == nil && !same(d.one, item{}) != (len(model) == 1) {
 				t.Fatalf("step %d: the inline item is wrong for %d items", step, len(model))
 			}
-			if len(model) == 0 && (d.one.child != nil || !keep && d.head != nil) {
+			if len(model) == 0 && (!same(d.one, item{}) || !keep && d.head != nil) {
 				t.Fatalf("keep=%v step %d: an empty deque holds an item or a chunk", keep, step)
 			}
 		}
 		require.Empty(t, model[:0])
 	}
+}
+
+// An emptied slot holds nothing: no pointer, no kind, no side entry (a recycled chunk keeps
+// no block alive, and a plain block pushed into it later is read as one).
+func TestADequeClearsTheSlotsItTakesFrom(t *testing.T) {
+	var d deque
+	fn := func() {}
+	d.pushBack(item{fn: fn})
+	d.pushBack(item{child: &Queue{}})
+	d.pushBack(item{x: &ext{}})
+	d.pushBack(item{fn: fn, x: &ext{}})
+	c := d.head
+	require.NotNil(t, c.xs)
+	for d.n > 0 {
+		d.popFront()
+	}
+	require.Equal(t, [chunkSize]unsafe.Pointer{}, c.slots)
+	require.Zero(t, c.kinds)
+	require.Equal(t, [chunkSize]*ext{}, *c.xs)
+}
+
+// tombstoneChild empties the one slot of the child it is asked for and leaves item{} there,
+// which root workers skip; the items around it keep their order.
+func TestATombstoneReplacesOneChildDrain(t *testing.T) {
+	d := deque{keep: true}
+	a, b := &Queue{}, &Queue{}
+	d.pushBack(item{child: a})
+	d.pushBack(item{child: b})
+	d.pushBack(item{child: a})
+	require.True(t, d.tombstoneChild(a))
+	tomb := d.popFront()
+	require.True(t, tomb.fn == nil && tomb.child == nil && tomb.x == nil, "a tombstone is item{}")
+	require.Same(t, b, d.popFront().child)
+	require.Same(t, a, d.popFront().child)
+	require.False(t, d.tombstoneChild(a))
 }
 
 // A queue that goes idle after each block takes its next one without a chunk: the deque

@@ -27,12 +27,12 @@ type ext struct {
 }
 
 // exclusive reports whether the item must run alone on a concurrent queue.
-func (it *item) exclusive() bool {
+func (it item) exclusive() bool {
 	x := it.x
 	return x != nil && (x.kind == BlockBarrier || (x.waiter != nil && x.waiter.excl))
 }
 
-func (it *item) waiter() *syncWaiter {
+func (it item) waiter() *syncWaiter {
 	if it.x == nil {
 		return nil
 	}

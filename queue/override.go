@@ -137,26 +137,12 @@ func (e *executor) moveLocked(top *Queue, qos QoS) {
 		return // not waiting at a root now; its next drain goes in at qos
 	}
 	e.poolsLocked(func(p *pool) {
-		d := &p.items[top.slot]
-		for c := d.head; c != nil; c = c.next {
-			start, end := 0, chunkSize
-			if c == d.head {
-				start = int(d.hi)
-			}
-			if c == d.tail {
-				end = int(d.ti)
-			}
-			for i := start; i < end; i++ {
-				if c.items[i].child == top {
-					c.items[i] = item{}
-					p.items[qos].pushBack(item{child: top})
-					p.classes.Or(1 << qos)
-					p.n++
-					e.queued.Add(1)
-					top.slot = int8(qos)
-					return
-				}
-			}
+		if p.items[top.slot].tombstoneChild(top) {
+			p.items[qos].pushBack(item{child: top})
+			p.classes.Or(1 << qos)
+			p.n++
+			e.queued.Add(1)
+			top.slot = int8(qos)
 		}
 	})
 }

@@ -571,7 +571,9 @@ func (q *Queue) submitPlain(it item) bool {
 		return false
 	}
 	q.acc++
-	q.items.pushBack(it)
+	if it.x != nil || !q.items.tryPushFunc(it.fn) {
+		q.items.pushBack(it)
+	}
 	start := q.serialWakeLocked()
 	q.mu.Unlock()
 	if start {
