@@ -159,6 +159,7 @@ func TestReadinessCoderConnMadeAgainKeepsTheReadLimit(t *testing.T) {
 	rc.send(frameBytes(opText, []byte(strings.Repeat("a", 60))), frameBytes(finBit|opCont, []byte(strings.Repeat("b", 60))))
 	code, _ := rc.expectClose()
 	require.Equal(t, int(websocket.StatusMessageTooBig), code)
+	rc.send(frameBytes(finBit|opCloseF, closePayload(1000, "")))
 	err := testutil.Recv(t, ls.closed, "OnClose")
 	require.ErrorIs(t, err, ErrMessageTooBig)
 }
@@ -323,5 +324,33 @@ func BenchmarkCoderRemake(b *testing.B) {
 		sc.ws.Store(ws)
 		sc.dropCoderLocked(ws)
 		sc.mu.Unlock()
+	}
+}
+
+// The close path and the reader may both need coder's Conn again at once: the server
+// closes while the peer's ping (which the reader reads through coder) arrives. They must
+// get the same Conn (made once, under Conn.mu), or two would read one stream. Over many
+// connections the close handshake completes every time, with the peer's answer.
+func TestReadinessCloseRacesRemakeForPing(t *testing.T) {
+	ls := startLazy(t, Options{PingInterval: -1})
+	for i := range 100 {
+		rc := rawDial(t, ls.url)
+		sc := testutil.Recv(t, ls.opened, "OnOpen")
+		ls.idle(t, sc, "after the upgrade "+strconv.Itoa(i))
+		go func() { _ = sc.Close(websocket.StatusNormalClosure, "race") }()
+		rc.send(frameBytes(finBit|opPing, []byte("p")))
+		for {
+			op, p := rc.read()
+			if op == opPong {
+				continue // read before the close, or not: either way before the close frame
+			}
+			require.Equal(t, byte(opCloseF), op, "connection %d", i)
+			require.Equal(t, closePayload(1000, "race"), p)
+			break
+		}
+		rc.send(frameBytes(finBit|opCloseF, closePayload(1000, "")))
+		rc.expectEOF()
+		require.NoError(t, testutil.Recv(t, ls.closed, "OnClose"))
+		require.NoError(t, rc.nc.Close())
 	}
 }
