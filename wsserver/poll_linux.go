@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,11 +18,11 @@ import (
 // fd is itself registered with Go's own poller (an epoll fd is readable while it has events
 // ready), so the poller goroutine parks in the scheduler like any reader of a socket and
 // wakes without a thread hand-off. A connection's socket is registered once, edge-triggered,
-// with the poller its id picks; when bytes arrive, that poller puts the connection's reader
-// on the run list, where a runner goroutine runs it (never a handler worker: a partial frame
-// must not block the shared queue); the reader reads until the socket is empty at a message
-// boundary and then lets the connection go (pollConn.edge and the reader states say how no
-// edge is lost).
+// with the poller its id picks; when bytes arrive, that poller's goroutine runs the readers
+// of the batch itself (see leader), or puts them on the run list, where a runner goroutine
+// runs them (never a handler worker: a partial frame must not block the shared queue); the
+// reader reads until the socket is empty at a message boundary and then lets the connection
+// go (pollConn.edge and the reader states say how no edge is lost).
 //
 // The pollers serve every Server of the process. They start with the first registered
 // connection and stop with the last, so a process without connections holds none of them.
@@ -47,6 +48,8 @@ type pollSet struct {
 	maxBusy int32        // busy runners woken for pending work, at most (GOMAXPROCS)
 	maxIdle int
 	stop    chan struct{} // closed when the set stops: parked runners end
+
+	watching atomic.Int32 // 1 while the watchdog runs (see watchdog)
 }
 
 // A runner is a goroutine of the run list; wake hands it work when it is parked.
@@ -58,6 +61,14 @@ const readersPerCore = 4
 
 // testPollMaxBusy, if positive, is the maxBusy of poller sets started from now on (tests).
 var testPollMaxBusy atomic.Int32
+
+// testLeaderHold, while set, keeps the watchdog from ceding any leader's role (tests: only
+// the other ways of ceding act).
+var testLeaderHold atomic.Bool
+
+// testPollCount, if positive, is the number of pollers of sets started from now on (tests:
+// every connection on one poller).
+var testPollCount atomic.Int32
 
 // runTurn is how many messages a reader reads in a row while other connections wait.
 const runTurn = 16
@@ -73,6 +84,10 @@ type poller struct {
 	wait func(fd uintptr) bool
 	evs  []unix.EpollEvent
 	n    int // events in evs
+
+	// The goroutine that has the poller's role: it waits for events and runs the readers of
+	// each batch itself (see leader), until it cedes the role to a new goroutine.
+	lead atomic.Pointer[leader]
 
 	// The registered connections: a dense table rather than a map (a pointer per connection,
 	// not a map entry's ~37 B). add numbers a pollConn's id after its slot (low 32 bits) and
@@ -119,6 +134,12 @@ func releasePollers() {
 	pollers.set = nil
 	for _, p := range set.pollers {
 		_ = p.f.Close() // wakes the loop, which returns
+		// A leader running readers (this may run on it: the last connection's reader closing
+		// it) cedes the role: its successor finds the epoll fd closed and returns. One that
+		// starts a batch after this is ceded by the watchdog if it does not come back.
+		if l := p.lead.Load(); l != nil {
+			p.cede(l)
+		}
 	}
 	set.done.Wait()
 	// The runners end as soon as they are idle. They are not waited for: this may run on
@@ -134,6 +155,9 @@ func releasePollers() {
 }
 
 func startPollers(n int) (*pollSet, error) {
+	if c := testPollCount.Load(); c > 0 {
+		n = int(c)
+	}
 	set := &pollSet{stop: make(chan struct{}), maxBusy: int32(n), maxIdle: readersPerCore * n}
 	if b := testPollMaxBusy.Load(); b > 0 {
 		set.maxBusy = b
@@ -149,8 +173,9 @@ func startPollers(n int) (*pollSet, error) {
 		p.set = set
 		set.pollers = append(set.pollers, p)
 	}
+	set.done.Add(len(set.pollers)) // one per poller's role (see loop)
 	for _, p := range set.pollers {
-		set.done.Go(p.loop)
+		go p.loop()
 	}
 	return set, nil
 }
@@ -225,7 +250,7 @@ func (s *pollSet) runner(r *runner) {
 			growStack() // woken from a park
 			continue
 		}
-		pc.runAs(true)
+		pc.runAs(flagOnRunner)
 	}
 }
 
@@ -289,12 +314,48 @@ func (s *pollSet) pick(id uint64) *poller { return s.pollers[id%uint64(len(s.pol
 // pollEvents is how many events one epoll_wait takes.
 const pollEvents = 128
 
-// loop waits for readable sockets and starts their readers, until the epoll fd is closed.
+// A leader is a goroutine with a poller's role. It waits for events and runs the readers of
+// each batch itself, one after the other: no hand-off to a runner (a lock, a channel and a
+// goroutine switch per wake-up). A reader on a leader must not keep the others waiting: one
+// about to wait for the socket (the rest of a frame, the close handshake, a pong's write)
+// cedes the role first (pollConn.blockBegin), and one that runs on, a handler that blocks
+// or takes long included, is ceded by the watchdog after one to two leaderTicks. Ceding
+// starts a new goroutine with the role and puts the rest of the batch on the run list; the
+// old goroutine ends after its reader.
+type leader struct {
+	// pos is the next reader of the batch to run while the leader runs readers (>= 0), or
+	// leaderWaiting, or leaderCeded. The leader takes each reader with a CompareAndSwap, and
+	// a cede takes the rest with one: each reader of the batch runs exactly once, on the
+	// leader or on the run list.
+	pos   atomic.Int32
+	cur   atomic.Pointer[pollConn] // the reader the leader runs or last ran
+	batch []*pollConn              // written by the leader while pos is leaderWaiting
+}
+
+const (
+	leaderWaiting int32 = -2 // the leader waits for events, or collects them
+	leaderCeded   int32 = -1 // another goroutine has the role; this one ends after its reader
+)
+
+// leaderTick is how often the watchdog looks at the leaders: a reader that runs on for a
+// whole tick cedes the role.
+const leaderTick = time.Millisecond
+
+// watchQuiet is how many ticks in a row the watchdog sees no leader running readers before
+// it ends.
+const watchQuiet = 200
+
+// loop is a poller's role: it waits for readable sockets and runs their readers, until the
+// epoll fd is closed or it cedes the role. The set's done counts the role, not the goroutine.
 func (p *poller) loop() {
-	ready := make([]*pollConn, 0, pollEvents)
+	growStack()
+	l := &leader{batch: make([]*pollConn, 0, pollEvents)}
+	l.pos.Store(leaderWaiting)
+	p.lead.Store(l)
 	for {
 		if err := p.rc.Read(p.wait); err != nil {
-			return // closed by releasePollers
+			p.set.done.Done() // closed by releasePollers
+			return
 		}
 		p.mu.Lock()
 		for i := range p.evs[:p.n] {
@@ -302,23 +363,142 @@ func (p *poller) loop() {
 				if p.evs[i].Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 					pc.flags.Or(flagHangUp) // before its edge: the reader sees it
 				}
-				ready = append(ready, pc)
+				l.batch = append(l.batch, pc)
 			}
 		}
 		p.mu.Unlock()
 		k := 0
-		for _, pc := range ready {
+		for _, pc := range l.batch {
 			if pc.edge() {
-				ready[k] = pc
+				l.batch[k] = pc
 				k++
 			}
 		}
-		if k > 0 {
-			p.set.start(ready[:k]...)
+		clear(l.batch[k:])
+		l.batch = l.batch[:k]
+		if k > 0 && !p.runBatch(l) {
+			return // ceded: the batch belongs to the cede, the role to another goroutine
 		}
-		clear(ready)
-		ready = ready[:0]
+		clear(l.batch)
+		l.batch = l.batch[:0]
 	}
+}
+
+// runBatch runs the readers of l.batch on the leader; false when the role was ceded meanwhile.
+func (p *poller) runBatch(l *leader) bool {
+	n := int32(len(l.batch))
+	l.pos.Store(0)
+	p.set.watch()
+	for {
+		i := l.pos.Load()
+		if i < 0 {
+			return false
+		}
+		if i == n {
+			return l.pos.CompareAndSwap(n, leaderWaiting)
+		}
+		pc := l.batch[i]
+		l.cur.Store(pc)
+		if !l.pos.CompareAndSwap(i, i+1) {
+			return false // ceded before pc: pc is on the run list
+		}
+		pc.runAs(flagOnLeader)
+	}
+}
+
+// cede gives the poller's role to a new goroutine if l runs readers, and puts the readers
+// of its batch it has not taken on the run list; it reports whether it did.
+func (p *poller) cede(l *leader) bool {
+	for {
+		i := l.pos.Load()
+		if i < 0 {
+			return false
+		}
+		if l.pos.CompareAndSwap(i, leaderCeded) {
+			go p.loop()
+			if rest := l.batch[i:]; len(rest) > 0 {
+				p.set.start(rest...)
+			}
+			return true
+		}
+	}
+}
+
+// cedeFor cedes the role if pc's reader runs on the leader (it is about to wait).
+func (p *poller) cedeFor(pc *pollConn) {
+	if l := p.lead.Load(); l != nil && l.cur.Load() == pc {
+		p.cede(l)
+	}
+}
+
+// watch makes sure the watchdog runs: a leader starts a batch.
+func (s *pollSet) watch() {
+	if s.watching.Load() == 0 && s.watching.CompareAndSwap(0, 1) {
+		go s.watchdog()
+	}
+}
+
+// watchdog cedes the role of a leader whose reader has run on for a whole tick (one that
+// blocks in a handler, or takes long). It ends when the set stops, or after watchQuiet
+// ticks without a leader running readers; a leader starting a batch starts it again. Its
+// check after saying it ended pairs with runBatch's after publishing pos (watch).
+func (s *pollSet) watchdog() {
+	t := time.NewTicker(leaderTick)
+	defer t.Stop()
+	type seen struct {
+		l   *leader
+		pc  *pollConn
+		pos int32
+	}
+	last := make([]seen, len(s.pollers))
+	quiet := 0
+	for {
+		select {
+		case <-s.stop:
+			s.watching.Store(0)
+			return
+		case <-t.C:
+		}
+		active := false
+		for i, p := range s.pollers {
+			l := p.lead.Load()
+			if l == nil {
+				continue
+			}
+			now := seen{l, l.cur.Load(), l.pos.Load()}
+			if now.pos < 0 {
+				last[i] = seen{}
+				continue
+			}
+			active = true
+			if now == last[i] && !testLeaderHold.Load() && p.cede(l) {
+				now = seen{}
+			}
+			last[i] = now
+		}
+		if active {
+			quiet = 0
+			continue
+		}
+		if quiet++; quiet < watchQuiet {
+			continue
+		}
+		s.watching.Store(0)
+		if !s.leading() || !s.watching.CompareAndSwap(0, 1) {
+			return
+		}
+		quiet = 0
+	}
+}
+
+// leading reports whether a leader runs readers.
+func (s *pollSet) leading() bool {
+	for _, p := range s.pollers {
+		if l := p.lead.Load(); l != nil && l.pos.Load() >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // take collects the ready events without waiting; with none, it has Go's poller wait for

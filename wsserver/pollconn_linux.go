@@ -46,8 +46,9 @@ type pollConn struct {
 	// coder/websocket's read lock (prefill, letGo): coder's Close may read the peer's answer
 	// from another goroutine under that lock, once blocking is set (setBlocking waits for
 	// it to clear). flagOnRunner says that the reader runs on a runner of the run list
-	// (pollSet), which must not block without saying so (blockBegin): set by each reader as
-	// it takes the connection. (One word for both: a pollConn of 192 B, not 208.)
+	// (pollSet), which must not block without saying so (blockBegin), flagOnLeader that it
+	// runs on a poller's leader, which cedes its role before it may block: set by each
+	// reader as it takes the connection. (One word for all: a pollConn of 192 B, not 208.)
 	flags atomic.Uint32
 	fd    int32 // beside the atomics, in what would be padding: a pollConn of 192 B, not 208
 
@@ -480,15 +481,16 @@ func (pc *pollConn) rawRead(fd uintptr) bool {
 // connections' wake-ups onto new goroutines.
 
 // run is the connection's first reader, on the goroutine that accepted it (runAs).
-func (pc *pollConn) run() { pc.runAs(false) }
+func (pc *pollConn) run() { pc.runAs(0) }
 
 // runAs is the connection's reader: it reads and dispatches messages until the socket is
 // empty at a message boundary, then hands the socket to its poller and returns. It finishes
 // the connection when reading fails. Only the party that took the state to readerRunning
-// calls it; onRunner says whether that is a runner of the run list (see pollSet).
-func (pc *pollConn) runAs(onRunner bool) {
+// calls it; on says where it runs: flagOnRunner on a runner of the run list (see pollSet),
+// flagOnLeader on a poller's leader (see leader), 0 on a goroutine of its own.
+func (pc *pollConn) runAs(on uint32) {
 	c := pc.c
-	pc.setOnRunner(onRunner)
+	pc.setOn(on)
 	// Started by an edge (or resumed, or first after the upgrade): there are bytes to read,
 	// whatever the last read of an earlier reader said.
 	pc.drained = false
@@ -508,8 +510,9 @@ func (pc *pollConn) runAs(onRunner bool) {
 			}
 			c.setFlag(flagPaused, false)
 		}
-		if onRunner && turn >= runTurn && pc.p.set.pending.Load() > 0 {
-			// Others wait for a runner: this reader goes on after them.
+		if turn >= runTurn && (on == flagOnLeader || on == flagOnRunner && pc.p.set.pending.Load() > 0) {
+			// Others wait for a runner (on a leader: the rest of its batch, and its
+			// poller): this reader goes on after them.
 			pc.p.set.start(pc)
 			return
 		}
@@ -521,10 +524,9 @@ func (pc *pollConn) runAs(onRunner bool) {
 			return
 		}
 		if err != errWouldBlock && !errors.Is(err, errWouldBlock) { // prefill's, or coder's wrapping it
-			if onRunner {
+			if pc.blockBegin() {
 				// The close handshake may wait for the peer.
-				pc.p.set.blockBegin()
-				defer pc.p.set.blockEnd()
+				defer pc.blockEnd()
 			}
 			c.readFailed(err)
 			c.finish(err)
@@ -554,24 +556,31 @@ const (
 	flagOutside  uint32 = 1 << iota // the reader touches the stream outside coder's lock
 	flagOnRunner                    // the reader runs on a runner of the run list
 	flagHangUp                      // epoll reported the peer's FIN, a hang-up or an error (see prefill)
+	flagOnLeader                    // the reader runs on a poller's leader
+
+	flagsOn = flagOnRunner | flagOnLeader
 )
 
-func (pc *pollConn) setOnRunner(on bool) {
-	if on {
-		pc.flags.Or(flagOnRunner)
-	} else {
-		pc.flags.And(^flagOnRunner)
+// setOn records where the reader runs: flagOnRunner, flagOnLeader or 0.
+func (pc *pollConn) setOn(on uint32) {
+	if f := pc.flags.Load(); f&flagsOn != on {
+		pc.flags.And(^flagsOn)
+		pc.flags.Or(on)
 	}
 }
 
-// blockBegin tells the run list that the reader may block (pollSet.blockBegin) when it runs
-// on a runner; it reports whether blockEnd must follow.
+// blockBegin is called before the reader may block: on a runner it tells the run list
+// (pollSet.blockBegin) and reports true (blockEnd must follow); on a leader it cedes the
+// poller's role first (poller.cedeFor).
 func (pc *pollConn) blockBegin() bool {
-	if pc.flags.Load()&flagOnRunner == 0 {
-		return false
+	switch pc.flags.Load() & flagsOn {
+	case flagOnRunner:
+		pc.p.set.blockBegin()
+		return true
+	case flagOnLeader:
+		pc.p.cedeFor(pc)
 	}
-	pc.p.set.blockBegin()
-	return true
+	return false
 }
 
 func (pc *pollConn) blockEnd() { pc.p.set.blockEnd() }
@@ -584,7 +593,7 @@ var errHandedOff = errors.New("wsserver: another reader has the connection")
 // returns errWouldBlock when the socket is empty at a message boundary, and errHandedOff
 // when a reader started while the handler ran inline.
 func (pc *pollConn) step() error {
-	c, onRunner := pc.c, pc.flags.Load()&flagOnRunner != 0
+	c, on := pc.c, pc.flags.Load()&flagsOn
 	typ, data, taken, err := pc.prefill()
 	if err != nil {
 		return err
@@ -613,20 +622,21 @@ func (pc *pollConn) step() error {
 		stepHook(&testHookQueued, c)
 		return nil
 	}
-	if onRunner {
+	if on == flagOnRunner {
 		// A handler may wait for anything: other connections' readers must not wait for it.
+		// (On a leader, the watchdog cedes the poller's role if it runs on: see leader.)
 		pc.p.set.blockBegin()
 	}
 	stepHook(&testHookInline, c)
 	c.runInline(m)
-	if onRunner {
+	if on == flagOnRunner {
 		pc.p.set.blockEnd()
 	}
 	// Take the connection back, unless another reader has it now.
 	if !pc.state.CompareAndSwap(readerArmed, readerRunning) {
 		return errHandedOff
 	}
-	pc.setOnRunner(onRunner)
+	pc.setOn(on)
 	return nil
 }
 
