@@ -35,8 +35,8 @@
 // connection go, and it is made again, with coder's own Accept on a synthetic request,
 // when a frame needs it (a control frame, a fragmented or large message, the close
 // handshake), and kept while the peer's messages keep needing it. When bytes
-// arrive, the poller puts the connection on a run list, and one of a few runner goroutines
-// runs its reader (a batch of wake-ups costs one runner woken, not a goroutine each), which
+// arrive, the poller's goroutine runs the readers of the batch itself (no hand-off per
+// wake-up), and one of a few runner goroutines of a run list runs what it passes on, which
 // reads the messages with coder/websocket, which still parses the frames and answers pings
 // and close frames (the commonest message, a whole unfragmented text or binary frame already
 // in the read buffer, is taken from it directly by the frame guard, which checks every
@@ -47,7 +47,10 @@
 // an edge; a hang-up that came with the message is flagged by the poller). A partially received frame keeps its reader waiting, never a
 // handler worker nor another connection: a runner about to wait (for the rest of a frame,
 // or in a handler) stops counting as busy first, and when connections wait with no runner
-// busy, another runner is woken or started. When no message of the connection's is
+// busy, another runner is woken or started; a poller's goroutine about to wait for the rest
+// of a frame hands its role to a new goroutine first, and one whose handler runs on for a
+// millisecond or two is relieved the same way by a watchdog, the rest of its batch going to
+// the run list. When no message of the connection's is
 // waiting or running and nothing more is buffered, the reader runs OnMessage itself,
 // through the connection's queue (Sync: same order, same exclusion, same HandlerWidth),
 // instead of waking a worker for it; it hands the connection back to its poller
