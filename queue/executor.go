@@ -529,6 +529,11 @@ func (e *executor) workerExited(w *worker) {
 	e.mu.Lock()
 	e.reclaimLocked(w)
 	e.removeWorkerLocked(w)
+	// As a worker leaving for the CPU cap (work): a block handing a drain may have counted
+	// this worker and found no room for another; the drain goes to its root, with a worker.
+	if !p.spinner.Load() {
+		e.reclaimPoolLocked(p)
+	}
 	spawn := p.n > 0 && e.roomFor(p)
 	if spawn {
 		p.workers.Add(1)

@@ -137,3 +137,36 @@ func TestAHandedChainLetsWaitingWorkIn(t *testing.T) {
 		require.LessOrEqual(t, waited, int64(2*maxDirect+2), "hops run before the waiting block (%v)", qos)
 	}
 }
+
+// A worker that ends with runtime.Goexit while another worker's block waits for the drain
+// it handed itself: that block found no room for a new worker (the two were all GOMAXPROCS
+// allows) and relied on the one now leaving, which must take the drain to its root and start
+// a worker for it, as a worker leaving for the CPU cap does.
+func TestAWorkerEndedByGoexitLeavesNoHandedDrainBehind(t *testing.T) {
+	withProcs(t, 2)
+	scarceWorkers(t)
+	d, a, x := NewSerial("d"), NewSerial("a"), NewSerial("x")
+	dStarted, goexitNow := make(chan struct{}), make(chan struct{})
+	d.Async(func() {
+		close(dStarted)
+		<-goexitNow
+		runtime.Goexit()
+	})
+	testutil.Recv(t, dStarted, "the block that will end its worker")
+	done := make(chan bool, 1)
+	a.Async(func() {
+		ran := make(chan struct{})
+		x.Async(func() { close(ran) }) // handed to this worker; no room for another
+		close(goexitNow)
+		select {
+		case <-ran:
+			done <- true
+		case <-time.After(waitTimeout):
+			done <- false
+		}
+	})
+	require.True(t, testutil.Recv(t, done, "the block waiting for its handed drain"),
+		"the drain handed while the other worker left stayed in its worker's slot")
+	syncDone(t, a)
+	syncDone(t, d)
+}
