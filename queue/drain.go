@@ -41,10 +41,11 @@ func (q *Queue) drainSerial(g uintptr) {
 	ran, total := 0, 0
 	// A lone episode: the one block a submitter handed the idle queue without the lock, and
 	// nothing queued since (the word is exactly the submitter's). The drainer takes the queue
-	// with one CAS that names it the owner, runs the block and gives the queue back with
-	// another, no lock: the block is counted in lone (accepted and executed at once), not in
-	// acc and done. Anything that came meanwhile (a block or Sync caller queued, a Suspend, a
-	// Close) changed the word, and the drainer goes on as any other, under the lock.
+	// with one CAS that names it the owner, runs the block, counts it in lone (accepted and
+	// executed at once, not in acc and done) and gives the queue back with another CAS, no
+	// lock: whoever takes the queue next sees the block counted, as after any drain. Anything
+	// that came meanwhile (a block or Sync caller queued, a Suspend, a Close) changed the
+	// word, and the drainer goes on as any other, under the lock.
 	if w := holdBusy | holdFirst | holdLone | uint64(g)<<holdShift; q.batch.n == 1 && !q.counted &&
 		uint64(g) < 1<<(64-holdShift) && q.hold.CompareAndSwap(holdBusy|holdFirst, w) {
 		lone = true
@@ -52,19 +53,25 @@ func (q *Queue) drainSerial(g uintptr) {
 		inBlock = inOwnBlock
 		q.runBlock(it, g)
 		inBlock = notInBlock
-		if q.hold.CompareAndSwap(w, 0) {
-			if q.lone.Add(1) >= loneFold {
-				q.foldLone()
-			}
-			if q.flags.Load()&flagAsyncBoost != 0 { // after the count, as finished
-				exec.asyncProgress(q)
-			}
+		lone = false
+		fold := q.lone.Add(1) >= loneFold
+		if q.flags.Load()&flagAsyncBoost != 0 { // after the count, as finished
+			exec.asyncProgress(q)
+		}
+		released := q.hold.CompareAndSwap(w, 0)
+		if fold {
+			q.foldLone()
+		}
+		if released {
 			return
 		}
-		q.finished(1)
-		lone = false
 		q.mu.Lock()
-		q.endLoneLocked(g)
+		q.hold.And((1<<holdShift - 1) &^ (holdLone | holdQueued))
+		q.owner = g
+		q.counted = true // in lone, where the block stays
+		if q.closed && q.live() == 0 {
+			q.fireCloseLocked() // as finished does for a block counted in done
+		}
 		ran, total = 1, 1
 	} else {
 		q.mu.Lock()
@@ -166,10 +173,10 @@ func (q *Queue) drainSerial(g uintptr) {
 	}
 }
 
-// endLoneLocked makes the lone drainer g an ordinary one: the owner under the lock, its
-// block counted in acc (it counts in done as it finishes), the word's lone bits cleared. A
-// block queued meanwhile marked holdQueued, which an ordinary holder does not need: the
-// drainer looks at the pending blocks under the lock.
+// endLoneLocked makes the lone drainer g, whose block ended its goroutine (runtime.Goexit),
+// an ordinary one: the owner under the lock, its block counted in acc (it counts in done as
+// it finishes), the word's lone bits cleared. A block queued meanwhile marked holdQueued,
+// which an ordinary holder does not need: it looks at the pending blocks under the lock.
 func (q *Queue) endLoneLocked(g uintptr) {
 	q.hold.And((1<<holdShift - 1) &^ (holdLone | holdQueued))
 	q.owner = g

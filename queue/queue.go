@@ -143,7 +143,15 @@ func (q *Queue) live() uint64 { return q.acc + q.first() - q.done.Load() }
 
 // accepted is the number of blocks the queue accepted, the one a submitter handed an idle
 // queue without the lock included, before its drainer counts it in acc; q.mu must be held.
-func (q *Queue) accepted() uint64 { return q.acc + q.first() + uint64(q.lone.Load()) }
+// A lone drainer's block is left out until it is counted in lone, not counted twice
+// meanwhile: an override's end (over) can come early, never late.
+func (q *Queue) accepted() uint64 {
+	n := q.acc + uint64(q.lone.Load())
+	if q.hold.Load()&holdLone == 0 {
+		n += q.first()
+	}
+	return n
+}
 
 // executed is the number of accepted blocks that finished.
 func (q *Queue) executed() uint64 { return q.done.Load() + uint64(q.lone.Load()) }
