@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
 )
@@ -16,11 +17,12 @@ import (
 // coder/websocket's Conn, with what it makes beside it (its two one-slot-channel locks, a
 // message reader and writer) and the bufio.Reader and bufio.Writer it reads and writes
 // through, is ~1.6 KB: over half of what an idle connection held. On the readiness
-// transport it is needed for little: whole single-frame text and binary messages are taken
-// past it (frameGuard.takeMessage), data frames are written by the batchWriter (direct
-// mode), and pongs are written by onPing. coder's Conn reads the rest: control frames,
-// fragmented messages, messages that do not fit the reader's buffer, and it does the close
-// handshake. So the reader drops it when it lets its goroutine go at a message boundary
+// transport it is needed for little: whole single-frame text and binary messages, pings and
+// pongs are taken past it (frameGuard.takeMessage, takeControl: the pings answered and the
+// pongs recorded through the hooks coder would call), data frames are written by the
+// batchWriter (direct mode), and pongs are written by onPing. coder's Conn reads the rest:
+// close frames, fragmented messages, messages that do not fit the reader's buffer, frames
+// the guard fails, and it does the close handshake. So the reader drops it when it lets its goroutine go at a message boundary
 // with nothing of coder's in flight (pollConn.dropCoder), and whoever needs it next makes
 // it again (Conn.coder): coder/websocket's only server constructor, Accept, is called with
 // a synthetic upgrade request (remakeReqs) and a ResponseWriter that discards the 101
@@ -29,13 +31,12 @@ import (
 // state is a message's, its write state is used only by the close handshake (and by
 // compression and its own Ping, which such a connection never uses), and the read limit is
 // set again. Making it again costs ~3 µs and ~2 KB of garbage (BenchmarkCoderRemake):
-// connections that exchange whole small messages never pay it; one that sends a control
-// frame pays it once per reader episode that reads one. A reader episode that read a data
+// connections that exchange whole small messages, pings and pongs never pay it. A reader episode that read a data
 // message through coder's Conn (fragmented, or larger than the read buffer) keeps it
 // (pollConn.keepWS): such a peer is likely to send another, and making it again per message
 // cost 17% more CPU per 8 KiB echo. It is dropped at the end of the first episode that
-// reads no data message through it; for an idle peer, the one that reads the pong to
-// keepalive's next ping.
+// reads no data message through it (for an idle peer, the one that reads the pong to
+// keepalive's next ping).
 //
 // Who may touch Conn.ws, and when (the rules the code below keeps):
 //
@@ -135,8 +136,12 @@ func (c *Conn) coder() *websocket.Conn {
 	return ws
 }
 
+// testHookRemake, if set, runs each time a connection's coder Conn is made again (tests only).
+var testHookRemake atomic.Pointer[func(c *Conn)]
+
 // remakeLocked makes the connection's coder/websocket Conn again: see above. c.mu is held.
 func (c *Conn) remakeLocked() *websocket.Conn {
+	stepHook(&testHookRemake, c)
 	pc := c.pc
 	br := bufio.NewReaderSize(pc, minReadBuffer)
 	w := remakePool.Get().(*remakeWriter)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -353,4 +354,53 @@ func TestReadinessCloseRacesRemakeForPing(t *testing.T) {
 		require.NoError(t, testutil.Recv(t, ls.closed, "OnClose"))
 		require.NoError(t, rc.nc.Close())
 	}
+}
+
+// Pings and pongs between messages are taken past coder/websocket (frameGuard.takeControl):
+// a connection that dropped its Conn answers the peer's pings, and reads keepalive's pongs,
+// without making it again; a fragmented message does make it. (Before takeControl, each
+// ping and pong made it again.)
+func TestReadinessPingPongMakeNoCoderConn(t *testing.T) {
+	ls := startLazy(t, Options{PingInterval: pingTestInterval, PongTimeout: wait})
+	var remakes atomic.Int32
+	hook := func(*Conn) { remakes.Add(1) }
+	testHookRemake.Store(&hook)
+	t.Cleanup(func() { testHookRemake.Store(nil) })
+	rc := rawDial(t, ls.url)
+	sc := testutil.Recv(t, ls.opened, "OnOpen")
+	ls.idle(t, sc, "after the upgrade")
+	// The peer's pings, answered (keepalive's, which may come meanwhile, answered too).
+	for i := range 5 {
+		rc.send(frameBytes(finBit|opPing, []byte("c"+strconv.Itoa(i))))
+	}
+	for pongs := 0; pongs < 5; {
+		op, p := rc.read()
+		if op == opPing {
+			rc.send(frameBytes(finBit|opPong, p))
+			continue
+		}
+		require.Equal(t, byte(opPong), op)
+		require.Equal(t, "c"+strconv.Itoa(pongs), string(p))
+		pongs++
+	}
+	// Keepalive's pings, answered: the connection stays up through several intervals.
+	for range 3 {
+		op, p := rc.read()
+		require.Equal(t, byte(opPing), op)
+		rc.send(frameBytes(finBit|opPong, p))
+	}
+	ls.idle(t, sc, "after pings and pongs")
+	require.Zero(t, remakes.Load(), "a ping or a pong made coder's Conn again")
+	rc.send(frameBytes(opText, []byte("a")), frameBytes(finBit|opCont, []byte("b")))
+	for {
+		op, p := rc.read()
+		if op == opPing {
+			rc.send(frameBytes(finBit|opPong, p))
+			continue
+		}
+		require.Equal(t, byte(opText), op)
+		require.Equal(t, "ab", string(p))
+		break
+	}
+	require.Equal(t, int32(1), remakes.Load())
 }

@@ -33,14 +33,15 @@
 // coder/websocket Conn, only its structs (about 1.2 KB; listed in BENCHMARKS.md): the reader
 // drops coder's Conn (and the buffers it reads and writes through) when it lets the
 // connection go, and it is made again, with coder's own Accept on a synthetic request,
-// when a frame needs it (a control frame, a fragmented or large message, the close
-// handshake), and kept while the peer's messages keep needing it. When bytes
+// when a frame needs it (a close frame, a fragmented or large message, the close
+// handshake: pings and pongs are taken past it, as whole small messages are), and kept
+// while the peer's messages keep needing it. When bytes
 // arrive, the poller's goroutine runs the readers of the batch itself (no hand-off per
 // wake-up), and one of a few runner goroutines of a run list runs what it passes on, which
-// reads the messages with coder/websocket, which still parses the frames and answers pings
-// and close frames (the commonest message, a whole unfragmented text or binary frame already
-// in the read buffer, is taken from it directly by the frame guard, which checks every
-// frame anyway: one parse, one unmasking copy); at a message boundary with the socket empty
+// reads the messages with coder/websocket, which still parses the frames and answers close
+// frames (the commonest message, a whole unfragmented text or binary frame already in the
+// read buffer, and whole pings and pongs, are taken from it directly by the frame guard,
+// which checks every frame anyway: one parse, one unmasking copy); at a message boundary with the socket empty
 // it lets the connection go at once (no lingering for a busy peer's next message: measured,
 // it cost more than the wake-ups it saved), and after a short read that brought one message
 // it takes the socket for empty without a second read(2) (bytes that come later come with

@@ -149,3 +149,76 @@ func TestGuardTakeMessageRateLimit(t *testing.T) {
 	require.Equal(t, 2, asked, "the limit was asked twice for one frame")
 	require.ErrorIs(t, g.fail.cause, ErrRateLimited)
 }
+
+// takeControl takes exactly the whole pings and pongs at a boundary, unmasked, and leaves
+// the guard as scanning the frame would have; anything else it leaves to coder/websocket
+// and scan, with the guard untouched.
+func TestGuardTakeControl(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		op    byte
+		data  []byte
+	}{
+		{"ping", frameBytes(finBit|opPing, []byte("are you there")), opcodePing, []byte("are you there")},
+		{"empty pong", frameBytes(finBit|opPong, nil), opcodePong, []byte{}},
+		{"ping of 125 bytes", frameBytes(finBit|opPing, pattern(125)), opcodePing, pattern(125)},
+	} {
+		next := frameBytes(opCont, nil) // a continuation with nothing to continue: scan fails it
+		var g frameGuard
+		op, data, n := g.takeControl(append(bytes.Clone(tc.frame), next...))
+		require.Equal(t, len(tc.frame), n, tc.name)
+		require.Equal(t, tc.op, op, tc.name)
+		require.Equal(t, tc.data, data, tc.name)
+		var s frameGuard
+		require.Equal(t, len(tc.frame), s.scan(tc.frame), tc.name)
+		require.Equal(t, s, g, tc.name)
+		require.Equal(t, s.scan(next), g.scan(next), tc.name)
+		require.Equal(t, s.fail.reason, g.fail.reason, tc.name)
+	}
+	unmasked := frameBytes(finBit|opPing, []byte("p"))
+	unmasked[1] &^= 0x80
+	ping := frameBytes(finBit|opPing, []byte("p"))
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"text", frameBytes(finBit|opText, []byte("hello"))},
+		{"close", frameBytes(finBit|opCloseF, closePayload(1000, ""))},
+		{"fragmented ping", frameBytes(opPing, []byte("p"))},
+		{"ping over 125 bytes", frameBytes(finBit|opPing, make([]byte, 126))},
+		{"RSV1", frameBytes(finBit|0x40|opPong, nil)},
+		{"unmasked", unmasked},
+		{"incomplete", ping[:len(ping)-1]},
+	} {
+		var g frameGuard
+		_, data, n := g.takeControl(bytes.Clone(tc.b))
+		require.Zero(t, n, tc.name)
+		require.Nil(t, data, tc.name)
+		require.Equal(t, frameGuard{}, g, tc.name)
+	}
+	// Inside a fragmented message: a ping there is coder's (the guard is not at a boundary).
+	var g frameGuard
+	first := frameBytes(opText, []byte("he"))
+	require.Equal(t, len(first), g.scan(first))
+	_, _, n := g.takeControl(ping)
+	require.Zero(t, n)
+}
+
+// A ping the rate limit denies is not taken, and scan fails it for the rate limit without
+// asking the limit a second time; a pong takes no token.
+func TestGuardTakeControlRateLimit(t *testing.T) {
+	asked := 0
+	g := frameGuard{allow: func() bool { asked++; return false }}
+	pong := frameBytes(finBit|opPong, nil)
+	_, _, n := g.takeControl(bytes.Clone(pong))
+	require.Equal(t, len(pong), n)
+	require.Zero(t, asked)
+	ping := frameBytes(finBit|opPing, []byte("p"))
+	_, _, n = g.takeControl(bytes.Clone(ping))
+	require.Zero(t, n)
+	require.Equal(t, 1, asked)
+	require.Less(t, g.scan(ping), len(ping))
+	require.Equal(t, 1, asked, "the limit was asked twice for one frame")
+	require.ErrorIs(t, g.fail.cause, ErrRateLimited)
+}

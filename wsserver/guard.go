@@ -330,7 +330,42 @@ func (g *frameGuard) takeMessage(b []byte, limit int64) (typ websocket.MessageTy
 	return websocket.MessageType(op), data, hl + l
 }
 
+// takeControl is takeMessage for a ping or a pong: when b starts with a whole ping or pong
+// frame (FIN, no reserved bit, masked, at most 125 bytes of payload) at a message boundary
+// that passes every check of scan (a ping takes a token of the rate limit as scan would;
+// a denied one is marked for scan to fail, not asked twice), it unmasks the payload in place
+// in b and returns the opcode, the payload (a slice of b) and the frame's length, which the
+// caller consumes; the guard is left as scanning the frame would have. For anything else
+// n == 0 and the guard is as it was.
+func (g *frameGuard) takeControl(b []byte) (op byte, payload []byte, n int) {
+	if len(b) < 6 || !g.boundary() || g.flags&(gClosed|gDenied) != 0 {
+		return 0, nil, 0
+	}
+	b0, b1 := b[0], b[1]
+	op = b0 & 0x0f
+	if b0&0xf0 != 0x80 || op != opcodePing && op != opcodePong || b1&0x80 == 0 {
+		return 0, nil, 0 // not final, a reserved bit, another opcode, or unmasked
+	}
+	l := int(b1 & 0x7f)
+	if l > 125 || len(b) < 6+l {
+		return 0, nil, 0 // over 125 bytes (scan fails it), or not whole in b
+	}
+	if op == opcodePing && g.denied() {
+		g.set(gDenied, true)
+		return 0, nil, 0
+	}
+	payload = b[6 : 6+l]
+	unmaskCopy(payload, payload, [4]byte(b[2:6]))
+	// The guard's state after scanning the frame whole (a control frame between messages
+	// leaves the message flags as they were).
+	g.hlen = uint8(copy(g.hdr[:], b[:6]))
+	g.need, g.left, g.kpos, g.clen = 0, 0, 0, 0
+	g.op = op
+	return op, payload, 6 + l
+}
+
 // unmaskCopy copies src into dst (as long), unmasked with key from the payload's first byte.
+// dst may be src (in place).
 func unmaskCopy(dst, src []byte, key [4]byte) {
 	k := uint64(binary.LittleEndian.Uint32(key[:]))
 	k |= k << 32

@@ -297,10 +297,13 @@ func (pc *pollConn) ours() bool {
 // quiet): errWouldBlock when the socket is empty; any other error is left for coder to
 // read, so that it ends the connection as it does. Then, when the buffer starts with a
 // whole message in one frame that the guard takes (frameGuard.takeMessage), it returns
-// that message (ok): coder/websocket's Reader is not called for it.
-func (pc *pollConn) prefill() (typ websocket.MessageType, data []byte, ok bool, err error) {
+// that message (ok): coder/websocket's Reader is not called for it. In direct mode a whole
+// ping or pong is taken the same way (frameGuard.takeControl): ctl is its opcode, data its
+// payload (valid until the next read), for the caller to hand to the hooks coder would have
+// called (control): a keepalive round does not make coder's Conn again (coder.go).
+func (pc *pollConn) prefill() (typ websocket.MessageType, data []byte, ctl byte, ok bool, err error) {
 	if !pc.enter() {
-		return 0, nil, false, nil
+		return 0, nil, 0, false, nil
 	}
 	if !pc.ours() {
 		pc.drained = false // see below
@@ -326,7 +329,7 @@ func (pc *pollConn) prefill() (typ websocket.MessageType, data []byte, ok bool, 
 				pc.skips++
 				pc.putBuf()
 				pc.flags.And(^flagOutside)
-				return 0, nil, false, errWouldBlock
+				return 0, nil, 0, false, errWouldBlock
 			}
 			err = pc.fill()
 			if confirm {
@@ -345,13 +348,29 @@ func (pc *pollConn) prefill() (typ websocket.MessageType, data []byte, ok bool, 
 		}
 		if err == nil && pc.off < pc.n {
 			var n int
-			typ, data, n = pc.guard.takeMessage((*pc.buf)[pc.off:pc.n], pc.c.s.opts.ReadLimit)
+			b := (*pc.buf)[pc.off:pc.n]
+			typ, data, n = pc.guard.takeMessage(b, pc.c.s.opts.ReadLimit)
+			if n == 0 && pc.c.bw.direct {
+				ctl, data, n = pc.guard.takeControl(b)
+			}
 			pc.off += n
-			ok = n > 0
+			ok = n > 0 && ctl == 0
 		}
 	}
 	pc.flags.And(^flagOutside)
-	return typ, data, ok, err
+	return typ, data, ctl, ok, err
+}
+
+// control does for a ping or pong that prefill took what coder/websocket does when it reads
+// one in direct mode: it calls the same hooks, with the reader's context (the ping's answer
+// is written by Conn.onPing, which may wait for the socket: outside flagOutside).
+func (pc *pollConn) control(op byte, p []byte) {
+	a := pc.c.s.accept
+	if op == opcodePing {
+		a.OnPingReceived((*readCtx)(pc.c), p)
+	} else if a.OnPongReceived != nil {
+		a.OnPongReceived((*readCtx)(pc.c), p)
+	}
 }
 
 // dropCoder lets the connection's coder/websocket Conn go, and the buffers it reads and
@@ -594,9 +613,13 @@ var errHandedOff = errors.New("wsserver: another reader has the connection")
 // when a reader started while the handler ran inline.
 func (pc *pollConn) step() error {
 	c, on := pc.c, pc.flags.Load()&flagsOn
-	typ, data, taken, err := pc.prefill()
+	typ, data, ctl, taken, err := pc.prefill()
 	if err != nil {
 		return err
+	}
+	if ctl != 0 {
+		pc.control(ctl, data)
+		return nil
 	}
 	if !taken {
 		if typ, data, err = c.readMessage(); err != nil {
