@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -80,15 +81,13 @@ type worker struct {
 	direct  int          // handed items taken in a row while others waited in the roots
 	running *Queue       // the innermost queue whose blocks the worker runs, while specifics are used (specific.go)
 
-	// next is the drain of a queue that the worker's own block made runnable (Go's runnext):
-	// the worker runs it as soon as that block returns, with no lock, no goroutine woken and
-	// no other core touching it, unless work of the pool waits in the roots by then (QoS
-	// order: it then goes to its root first). While it waits there, other workers may take it
-	// under e.mu (a spinner before it gives up, the monitor, the worker's own Sync).
-	nextState atomic.Int32 // nextEmpty, nextFull or nextBusy
-	next      item         // written by the worker (while empty), read by whoever takes it
-	nextRoot  *Queue
-	nextQoS   QoS // nextRoot's class, for the worker alone (others may be clearing nextRoot)
+	// local holds the drains of queues that the worker's own blocks made runnable (Go's
+	// runnext, as a small ring): the worker runs them as soon as its block returns, with no
+	// lock, no goroutine woken and no other core touching them, unless work of the pool of
+	// their class or above waits in the roots by then (see takeHanded). While they wait there,
+	// others may take them all to their roots under e.mu (a spinner before it gives up, the
+	// monitor, the worker's own Sync): see localRing.
+	local localRing
 }
 
 // maxDirect is how many handed drains in a row a worker may run while items of the same
@@ -97,14 +96,109 @@ type worker struct {
 // at most this many.
 const maxDirect = 16
 
-// The states of worker.next: only the worker fills an empty slot; another worker takes it
-// under e.mu, from full to busy and back to empty once it has read and cleared the slot; the
-// worker itself takes it from full to empty at once (it writes the slot only after that).
-const (
-	nextEmpty int32 = iota
-	nextFull
-	nextBusy
-)
+// localSize is how many handed drains a worker keeps (a power of two); one more goes to its
+// root under e.mu.
+const localSize = 32
+
+// localRing is a worker's handed drains. Its word packs the index of the next one to run
+// (head, low 16 bits), of the next free entry (tail, the 16 bits above) and stealBit. Only
+// the worker adds entries and takes them one at a time, each with one CAS of the word, so
+// the entries between head and tail are read by the worker alone; another goroutine, under
+// e.mu (so one at a time), takes them all: it sets stealBit, which makes the worker's CAS
+// fail, reads and clears the entries, and stores the word empty. The worker writes an entry
+// before its CAS publishes it, at tail, outside what a taker reads.
+type localRing struct {
+	word    atomic.Uint64
+	entries [localSize]localEntry
+}
+
+type localEntry struct {
+	it   item
+	root *Queue
+}
+
+const stealBit = 1 << 32
+
+func ringWord(head, tail uint16) uint64 { return uint64(head) | uint64(tail)<<16 }
+
+func ringIdx(x uint64) (head, tail uint16) { return uint16(x), uint16(x >> 16) }
+
+// put adds an entry; the ring's worker calls it. It reports false if the ring is full or
+// being taken.
+func (r *localRing) put(root *Queue, it item) bool {
+	for {
+		x := r.word.Load()
+		h, t := ringIdx(x)
+		if x&stealBit != 0 || t-h >= localSize {
+			return false
+		}
+		e := &r.entries[t%localSize]
+		e.it, e.root = it, root
+		if r.word.CompareAndSwap(x, ringWord(h, t+1)) {
+			return true
+		}
+		*e = localEntry{} // taken meanwhile: look again
+	}
+}
+
+// peek returns the root of the next entry, nil if none; e.mu is held, so that no taker
+// clears the entry meanwhile.
+func (r *localRing) peek() *Queue {
+	x := r.word.Load()
+	if h, t := ringIdx(x); h != t {
+		return r.entries[h%localSize].root
+	}
+	return nil
+}
+
+// next returns the ring's word and whether it holds an entry the worker may take (take);
+// the ring's worker calls it.
+func (r *localRing) next() (uint64, bool) {
+	x := r.word.Load()
+	h, t := ringIdx(x)
+	return x, x&stealBit == 0 && h != t
+}
+
+// take takes the next entry, which next saw in word x, unless a taker took it meanwhile.
+// The entry is read only once the CAS made it the worker's: a taker may be clearing it.
+func (r *localRing) take(x uint64) (item, bool) {
+	h, t := ringIdx(x)
+	if !r.word.CompareAndSwap(x, ringWord(h+1, t)) {
+		return item{}, false
+	}
+	e := &r.entries[h%localSize]
+	it := e.it
+	*e = localEntry{}
+	return it, true
+}
+
+// size is how many entries the ring holds.
+func (r *localRing) size() int32 {
+	h, t := ringIdx(r.word.Load())
+	return int32(t - h)
+}
+
+// takeAll hands every entry to fn and empties the ring; e.mu is held (any goroutine).
+func (r *localRing) takeAll(fn func(root *Queue, it item)) {
+	var x uint64
+	for {
+		x = r.word.Load()
+		if h, t := ringIdx(x); h == t {
+			return
+		}
+		if r.word.CompareAndSwap(x, x|stealBit) {
+			break
+		}
+	}
+	h, t := ringIdx(x)
+	for i := h; i != t; i++ {
+		e := &r.entries[i%localSize]
+		root, it := e.root, e.it
+		*e = localEntry{}
+		fn(root, it)
+	}
+	r.word.Store(ringWord(t, t))
+}
 
 // workerTable finds the worker running on a goroutine without a lock: one slot per hash of
 // the goroutine, taken by the first worker that hashes there. A worker that finds its slot
@@ -167,8 +261,7 @@ func (e *executor) push(root *Queue, it item) {
 	e.mu.Lock()
 	var p *pool
 	if w != nil {
-		p = w.p
-		e.reclaimLocked(w) // handed before this item: it goes to its root first
+		p = w.p // what w was handed stays in its ring: drains of other queues, no order among them
 	} else {
 		// Not a worker (or one missing from workerTable, whose bubble is its pool's).
 		e.mu.Unlock()
@@ -225,19 +318,18 @@ func (e *executor) pushLocked(p *pool, root *Queue, it item) {
 }
 
 // hand keeps the drain of a queue that worker w's block (the caller) made runnable in w's
-// next slot, for w to run once that block returns: no lock, and no goroutine woken when
-// another worker is already looking for work or no CPU is free. It reports false if the
-// slot is taken: the item then goes to its root.
+// ring, for w to run once that block returns: no lock, and no goroutine woken when another
+// worker is already looking for work or no CPU is free. It reports false if the drain is of
+// another root than the one w runs (its class) or the ring is full: the item then goes to
+// its root.
 func (e *executor) hand(w *worker, root *Queue, it item) bool {
-	if w.nextState.Load() != nextEmpty {
+	if root != w.root || !w.local.put(root, it) {
 		return false
 	}
 	p := w.p
-	w.next, w.nextRoot, w.nextQoS = it, root, root.QoS()
-	w.nextState.Store(nextFull)
 	// The block may go on for long, or wait for the queue it just made runnable: with a CPU
 	// free and nobody looking for work, start a worker that will look (as Go's wakep). The
-	// spinner, for its part, clears spinner before it looks at the slots one last time
+	// spinner, for its part, clears spinner before it looks at the rings one last time
 	// (spinLocked), so one of the two sees the other.
 	if p.spinner.Load() || !e.roomFor(p) {
 		return true
@@ -261,57 +353,39 @@ func (e *executor) roomFor(p *pool) bool {
 	return w-p.blocked.Load() < e.capLocked(p) && w < maxWorkers
 }
 
-// takeHanded returns worker w's next item if w may run it now, with no lock: nothing of a
-// higher class waits in the roots, nothing of its class either or w took fewer than maxDirect
-// handed items in a row, it is of the class w already counts as, and w is not one too many
-// (GOMAXPROCS shrank, lending ended). It costs
-// one atomic write and counts nothing: the monitor sees such a worker's progress by the CPU
-// it uses (a busy worker is never helped), and takes what waits there long (monitor).
+// takeHanded returns worker w's next handed item if w may run it now, with no lock: it is of
+// the root w runs, nothing of a higher class waits in the roots, nothing of its class either
+// or w took fewer than maxDirect handed items in a row, and w is not one too many
+// (GOMAXPROCS shrank, lending ended). It costs one CAS and counts nothing: the monitor sees
+// such a worker's progress by the CPU it uses (a busy worker is never helped), and takes
+// what waits there long (monitor).
 func (e *executor) takeHanded(w *worker) (*Queue, item, bool) {
-	p := w.p
-	if w.nextState.Load() != nextFull || w.nextQoS != w.qos || p.classes.Load()>>(w.qos+1) != 0 ||
-		p.workers.Load()-p.blocked.Load() > e.capLocked(p) {
+	// What w's ring holds is of w.root: hand takes drains of that root only, and the ring
+	// is emptied before w runs another (work).
+	x, has := w.local.next()
+	if !has || w.root == nil {
 		return nil, item{}, false
 	}
-	if e.queued.Load() != 0 {
-		if w.direct >= maxDirect {
+	p := w.p
+	if waiting := p.classes.Load() >> w.qos; waiting != 0 {
+		if waiting != 1 || w.direct >= maxDirect {
 			return nil, item{}, false
 		}
 		w.direct++
 	}
-	if !w.nextState.CompareAndSwap(nextFull, nextEmpty) {
+	if p.workers.Load()-p.blocked.Load() > e.capLocked(p) {
 		return nil, item{}, false
 	}
-	root, it := w.nextRoot, w.next
-	w.next, w.nextRoot = item{}, nil
-	return root, it, true
+	it, ok := w.local.take(x)
+	return w.root, it, ok
 }
 
-// takeNext empties w's next slot, if full, and returns what it held.
-func (e *executor) takeNext(w *worker) (*Queue, item, bool) {
-	if w.nextState.Load() != nextFull || !w.nextState.CompareAndSwap(nextFull, nextBusy) {
-		return nil, item{}, false
-	}
-	root, it := e.emptyNext(w)
-	return root, it, true
-}
-
-// emptyNext returns what w's next slot holds and empties it; the caller moved it to busy.
-func (e *executor) emptyNext(w *worker) (*Queue, item) {
-	root, it := w.nextRoot, w.next
-	w.next, w.nextRoot = item{}, nil
-	w.nextState.Store(nextEmpty)
-	return root, it
-}
-
-// reclaimLocked moves w's next item, if any, to its root; e.mu is held.
+// reclaimLocked moves w's handed items, if any, to their roots; e.mu is held.
 func (e *executor) reclaimLocked(w *worker) {
-	if root, it, ok := e.takeNext(w); ok {
-		e.pushLocked(w.p, root, it)
-	}
+	w.local.takeAll(func(root *Queue, it item) { e.pushLocked(w.p, root, it) })
 }
 
-// reclaimPoolLocked moves the next items of all workers of pool p to their roots.
+// reclaimPoolLocked moves the handed items of all workers of pool p to their roots.
 func (e *executor) reclaimPoolLocked(p *pool) {
 	for _, w := range e.list {
 		if w.p == p {
@@ -320,12 +394,12 @@ func (e *executor) reclaimPoolLocked(p *pool) {
 	}
 }
 
-// handedLocked counts the items waiting in the next slots of pool p's workers.
+// handedLocked counts the items waiting in the rings of pool p's workers.
 func (e *executor) handedLocked(p *pool) int32 {
 	var n int32
 	for _, w := range e.list {
-		if w.p == p && w.nextState.Load() == nextFull {
-			n++
+		if w.p == p {
+			n += w.local.size()
 		}
 	}
 	return n
@@ -340,7 +414,7 @@ func (e *executor) rootContended() bool {
 		return true
 	}
 	w := workerOf(goid.G())
-	return w != nil && w.nextState.Load() == nextFull
+	return w != nil && w.local.size() > 0
 }
 
 // workerLocked returns the worker running on goroutine g, or nil if g is not a worker.
@@ -431,8 +505,22 @@ func (e *executor) work(p *pool) {
 	w.slotted = workerSlot(w.g).CompareAndSwap(nil, w)
 	var last *Queue // the root whose item ran last, while a drain's labels are still set
 	for p.workers.Load()-p.blocked.Load() <= e.capLocked(p) {
-		e.reclaimLocked(w) // it waits behind what is in the roots now
+		// The ring's drains wait in their roots, where any worker takes them, unless the
+		// roots' highest waiting class is theirs: then this worker runs one item of their root
+		// (it gave its ring maxDirect turns while that waited) and goes on with its ring.
+		hr := w.local.peek()
+		if hr != nil {
+			if c := p.classes.Load(); c == 0 || QoS(bits.Len32(c)-1) != hr.QoS() {
+				e.reclaimLocked(w)
+			}
+		}
 		root, it, ok := e.popLocked(p)
+		if hr != nil && (!ok || root != hr) {
+			e.reclaimLocked(w) // a ring holds drains of the root its worker runs only
+			if !ok {
+				root, it, ok = e.popLocked(p)
+			}
+		}
 		if !ok {
 			if p.spinner.Load() {
 				break
@@ -446,7 +534,7 @@ func (e *executor) work(p *pool) {
 			}
 			continue
 		}
-		w.root = root // a handed item taken below is of the same class, so of the same root
+		w.root = root // hand takes drains of this root only
 		w.direct = 0
 		w.now.Store(int32(root.QoS()))
 		if w.qos != root.QoS() {

@@ -12,7 +12,7 @@ import (
 	"github.com/dispatchkit/dispatchkit/internal/testutil"
 )
 
-// A block that makes an idle queue runnable hands its drain to its own worker (worker.next).
+// A block that makes an idle queue runnable hands its drain to its own worker (worker.local).
 // These tests pin what must hold while a drain waits there: it never waits behind a block
 // that does not end, it never jumps ahead of higher-class work, and it never leaves with a
 // worker that stops being one.
@@ -169,4 +169,60 @@ func TestAWorkerEndedByGoexitLeavesNoHandedDrainBehind(t *testing.T) {
 		"the drain handed while the other worker left stayed in its worker's slot")
 	syncDone(t, a)
 	syncDone(t, d)
+}
+
+// Several drains handed by one block that waits for all of them: other workers take them
+// from its ring (lending off: a drain left in the ring hangs the test).
+func TestHandedDrainsRunWhileTheirWorkerWaitsForThem(t *testing.T) {
+	withProcs(t, 2)
+	scarceWorkers(t)
+	a := NewSerial("a")
+	qs := []*Queue{NewSerial("x"), NewSerial("y"), NewSerial("z")}
+	for round := range 100 {
+		ran, done := make(chan struct{}, len(qs)), make(chan bool, 1)
+		a.Async(func() {
+			for _, q := range qs {
+				q.Async(func() { ran <- struct{}{} }) // idle: handed to this worker
+			}
+			timeout := time.After(waitTimeout)
+			for range qs {
+				select {
+				case <-ran:
+				case <-timeout:
+					done <- false
+					return
+				}
+			}
+			done <- true
+		})
+		require.True(t, testutil.Recv(t, done, "the block waiting for its handed drains"), "round %d", round)
+	}
+	syncDone(t, a)
+}
+
+// A block that makes more queues runnable than its worker's ring holds: the ones beyond go
+// to their root, and every one runs, on one worker.
+func TestMoreHandedDrainsThanTheRingHoldsAllRun(t *testing.T) {
+	withProcs(t, 1)
+	scarceWorkers(t)
+	const n = 3 * localSize
+	qs := make([]*Queue, n)
+	for i := range qs {
+		qs[i] = NewSerial("q")
+	}
+	var ran atomic.Int32
+	done := make(chan struct{})
+	NewSerial("a").Async(func() {
+		for _, q := range qs {
+			q.Async(func() {
+				if ran.Add(1) == n {
+					close(done)
+				}
+			})
+		}
+	})
+	testutil.Recv(t, done, "the handed drains")
+	for _, q := range qs {
+		syncDone(t, q)
+	}
 }
