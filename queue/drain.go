@@ -1,6 +1,9 @@
 package queue
 
-import "runtime"
+import (
+	"runtime"
+	"sync/atomic"
+)
 
 // drain runs a batch of q's blocks on goroutine g. It is itself a block of q's target (or a
 // root worker's item): this is how a queue's blocks run on its target.
@@ -63,6 +66,9 @@ func (q *Queue) drainSerial(g uintptr) {
 			q.foldLone()
 		}
 		if released {
+			if f := loneReleasedHook.Load(); f != nil {
+				(*f)(q)
+			}
 			return
 		}
 		q.mu.Lock()
@@ -172,6 +178,10 @@ func (q *Queue) drainSerial(g uintptr) {
 		}
 	}
 }
+
+// loneReleasedHook, when set (by tests), is called by a lone drainer right after it gave its
+// queue back, before it returns: whoever takes the queue meanwhile must see the block counted.
+var loneReleasedHook atomic.Pointer[func(*Queue)]
 
 // endLoneLocked makes the lone drainer g, whose block ended its goroutine (runtime.Goexit),
 // an ordinary one: the owner under the lock, its block counted in acc (it counts in done as

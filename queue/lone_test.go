@@ -143,13 +143,33 @@ func TestLoneCountsFoldIntoTheQueuesTotals(t *testing.T) {
 }
 
 // A lone block is counted before its queue is given back: a Sync that takes the queue next
-// sees it in Stats.Executed.
+// sees it in Stats.Executed. The hook holds the lone drainer just after it gave the queue
+// back, which is where the block was counted before the fix (after the releasing CAS): the
+// Sync then takes the idle queue in that window every time.
 func TestALoneBlockIsCountedBeforeItsQueueIsIdle(t *testing.T) {
 	q := NewSerial("lone-count")
-	for i := range 200 {
+	released := make(chan struct{}, 1)
+	resume := make(chan struct{})
+	hook := func(r *Queue) {
+		if r != q {
+			return
+		}
+		released <- struct{}{}
+		<-resume
+	}
+	loneReleasedHook.Store(&hook)
+	t.Cleanup(func() {
+		loneReleasedHook.Store(nil)
+		close(resume) // a drainer held when the test failed goes on
+	})
+	for i := range 20 {
 		q.Async(func() {})
+		testutil.Recv(t, released, "the lone drainer to give the queue back")
 		var executed uint64
 		q.Sync(func() { executed = q.Stats().Executed })
-		require.EqualValues(t, i+1, executed)
+		require.EqualValues(t, i+1, executed, "the lone block is counted once its queue is idle")
+		resume <- struct{}{}
 	}
+	waitFor(t, "the queue to go idle", func() bool { return q.hold.Load() == 0 })
+	require.NoError(t, closeWithin(q))
 }
