@@ -46,8 +46,12 @@ func warm(t *testing.T, cs ...*websocket.Conn) {
 // watchdog cedes the poller's role, and a new leader reads the other connection. (Without
 // the watchdog the leader waits in the handler and nobody collects the other connection's
 // edge: the handler times out.)
+//
+// The handler that waits and the one it waits for need two slots of the handler queue at
+// once: twoPs (under -cpu 1 the Global root is one slot wide and the second never starts).
 func TestReadinessLeaderCedesToAHandlerThatWaits(t *testing.T) {
 	onePoller(t)
+	twoPs(t)
 	handled := make(chan struct{})
 	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) {
 		switch string(m.Data) {
@@ -79,8 +83,10 @@ func TestReadinessLeaderCedesToAHandlerThatWaits(t *testing.T) {
 // from ceding), a's handler waits for b's message, and b is served by a runner. (With the
 // rest of the batch left to the old leader, which runs it after a's handler, a's handler
 // times out.) It also shows that edges that come while the leader runs a reader are not lost.
+// a's handler and b's run at once: twoPs, as above.
 func TestReadinessCedeHandsOnTheRestOfTheBatch(t *testing.T) {
 	onePoller(t)
+	twoPs(t)
 	entered, release, handled := make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) {
 		var ch chan struct{}
