@@ -121,8 +121,14 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 		// Held by another Sync caller that took it so: spin briefly, it is about to finish.
 		if mine := holdBusy | holdFast | uint64(me)<<holdShift; uint64(me) < 1<<(64-holdShift) &&
 			(q.hold.CompareAndSwap(0, mine) || q.spinForSync(mine)) {
-			if t := q.target.Load(); t.kind == rootKind {
+			t := q.target.Load()
+			if t.kind == rootKind {
 				return q.syncSerial(ctx, me, t, fn, cfn)
+			}
+			if t.kind == concurrentKind {
+				if root := t.takeSyncSlot(me); root != nil {
+					return q.syncSlot(ctx, me, t, root, fn, cfn)
+				}
 			}
 			q.releaseSerialSync(me) // a chain to acquire: the general path below
 		}
@@ -161,6 +167,39 @@ func (q *Queue) syncSerial(ctx context.Context, me uintptr, root *Queue, fn func
 		return nil
 	}
 	defer q.releaseSerialSync(me)
+	return q.syncRunHeld(ctx, me, root, fn, cfn)
+}
+
+// takeSyncSlot is the short way of a Sync onto a serial queue that the caller took with
+// the hold word's CAS and whose target is q, a concurrent queue: it gives the caller a slot
+// of q at once, under q's lock, and returns q's target, when that is a root and the slot is
+// free (takeLocked: q runnable, nothing queued, no barrier, width not reached) and the
+// caller holds no part of q already (a block or Sync of q's, or of a queue under it: the
+// general path runs the Sync in that slot, or reports a deadlock). Else it takes nothing
+// and returns nil: the general path decides. q keeps its target while a slot is held
+// (SetTarget wants it inactive and idle).
+func (q *Queue) takeSyncSlot(me uintptr) *Queue {
+	q.mu.Lock()
+	if q.holdsLocked(me) || !q.takeLocked(me, false) {
+		q.mu.Unlock()
+		return nil
+	}
+	q.mu.Unlock()
+	if root := q.target.Load(); root.kind == rootKind {
+		return root
+	}
+	q.releaseSync(me) // a longer chain: the general path
+	return nil
+}
+
+// syncSlot runs a Sync block for a caller that holds q (a serial queue, with the hold
+// word's CAS) and a slot of its target t, a concurrent queue on root (takeSyncSlot), and
+// gives them back, the slot first (as releaseChain does). The chain being q and t, that is
+// all syncChain would have acquired, without planning it, q's lock, or a slot of
+// syncTable (the caller's stack marks it: syncRunHeld).
+func (q *Queue) syncSlot(ctx context.Context, me uintptr, t, root *Queue, fn func(), cfn func(context.Context)) error {
+	defer q.releaseSerialSync(me)
+	defer t.releaseSync(me)
 	return q.syncRunHeld(ctx, me, root, fn, cfn)
 }
 
