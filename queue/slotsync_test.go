@@ -93,13 +93,21 @@ func TestASlotSyncTellsTheObserverAndSeesSpecifics(t *testing.T) {
 	require.Contains(t, r.list(), "finished slot-obs-q sync span=span-slot-obs-q panic=<nil>")
 }
 
-// syncWaits starts a Sync onto q and checks that it has not run (it waits on the general
-// path); it returns a channel that reports whether the block, once run, found q taken with
-// the lock (not the short way).
+// syncWaits starts a Sync onto q, waits until it has taken q, and checks that it has not run
+// (it waits on the general path); it returns a channel that reports, once the Sync has returned, whether its block
+// found q taken with the lock (not the short way). Sent from the block, it could come while
+// the Sync still held its target's slot.
 func syncWaits(t *testing.T, q *Queue, what string) <-chan bool {
 	t.Helper()
 	done := make(chan bool, 1)
-	go q.Sync(func() { done <- !fastHeld(q) })
+	go func() {
+		var general bool
+		q.Sync(func() { general = !fastHeld(q) })
+		done <- general // once Sync returned: what it held is given back
+	}()
+	// Until the caller has taken q (the general path takes it, then waits for the target),
+	// "not run yet" would prove nothing: the goroutine may not have called Sync at all.
+	waitFor(t, what+" to take its queue", func() bool { return q.hold.Load() != 0 || len(done) > 0 })
 	notYet(t, done, what)
 	return done
 }
