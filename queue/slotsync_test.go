@@ -105,9 +105,13 @@ func syncWaits(t *testing.T, q *Queue, what string) <-chan bool {
 		q.Sync(func() { general = !fastHeld(q) })
 		done <- general // once Sync returned: what it held is given back
 	}()
-	// Until the caller has taken q (the general path takes it, then waits for the target),
-	// "not run yet" would prove nothing: the goroutine may not have called Sync at all.
-	waitFor(t, what+" to take its queue", func() bool { return q.hold.Load() != 0 || len(done) > 0 })
+	// Until the caller has taken q on the general path (it takes q under the lock, then
+	// waits for the target), "not run yet" would prove nothing: the goroutine may not have
+	// called Sync at all, or be trying the short way (holdFast), which it gives up.
+	waitFor(t, what+" to take its queue", func() bool {
+		h := q.hold.Load()
+		return h != 0 && h&holdFast == 0 || len(done) > 0
+	})
 	notYet(t, done, what)
 	return done
 }
@@ -177,6 +181,8 @@ func TestASlotSyncFallsBackWhenTheCallerHoldsTheTarget(t *testing.T) {
 		q.Sync(func() { done <- [2]int{boolInt(fastHeld(q)), c.Stats().Running} })
 	})
 	require.Equal(t, [2]int{0, 1}, testutil.Recv(t, done, "from a block of the target"))
+	// That block still holds its slot as it sends: wait until it gives it back.
+	waitFor(t, "the target's block to end", func() bool { return c.Stats().Running == 0 })
 	other.Sync(func() { q.Sync(func() { fast, running = fastHeld(q), c.Stats().Running }) })
 	require.False(t, fast, "from a Sync onto a sibling")
 	require.Equal(t, 1, running, "the sibling's slot, no second one")
