@@ -1,7 +1,6 @@
 package wsserver
 
 import (
-	"strings"
 	"testing"
 	"time"
 
@@ -137,29 +136,7 @@ func TestReadinessCedeHandsOnTheRestOfTheBatch(t *testing.T) {
 func TestReadinessLeaderCedesMidFrame(t *testing.T) {
 	onePoller(t)
 	holdLeaders(t)
-	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) { _ = c.Send(m) }},
-		readiness(Options{PingInterval: -1}))
-	addr := strings.TrimPrefix(ts.url, "ws://")
-	slow, err := rawUpgrade(addr)
-	require.NoError(t, err)
-	defer slow.Close()
-	other := dial(t, ts.url)
-	defer other.CloseNow()
-	warm(t, other)
-	frame := clientFrame(true, 1, []byte("patience"))
-	for i, b := range frame[:len(frame)-1] {
-		_, err := slow.Write([]byte{b})
-		require.NoError(t, err)
-		write(t, other, "ping "+string(rune('a'+i)))
-		_, got := read(t, other)
-		require.Equal(t, "ping "+string(rune('a'+i)), got)
-	}
-	_, err = slow.Write(frame[len(frame)-1:])
-	require.NoError(t, err)
-	_ = slow.SetDeadline(time.Now().Add(wait))
-	op, p := readFrame(t, slow)
-	require.Equal(t, byte(0x81), op)
-	require.Equal(t, "patience", p)
+	trickleBesideAnother(t, readiness(Options{PingInterval: -1}), true)
 }
 
 // The last connection closed from its own handler, run inline on the leader: stopping the

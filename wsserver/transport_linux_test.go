@@ -131,20 +131,28 @@ func TestReadinessEarlyBytes(t *testing.T) {
 // Slowloris: a frame trickled a byte at a time blocks neither the (single) handler worker
 // nor another connection; its reader waits alone, and the message arrives whole.
 func TestReadinessSlowlorisBlocksNobody(t *testing.T) {
-	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) { _ = c.Send(m) }},
-		readiness(Options{HandlerWidth: 1}))
-	addr := strings.TrimPrefix(ts.url, "ws://")
-	slow, err := rawUpgrade(addr)
+	trickleBesideAnother(t, readiness(Options{HandlerWidth: 1}), false)
+}
+
+// trickleBesideAnother starts an echo server with opts, trickles a frame to it a byte at a
+// time on one connection and, between two bytes, has another connection's message echoed
+// (after a first one that warms it up, if warm): the other connection is served while the
+// slow frame's reader waits, and the slow message arrives whole.
+func trickleBesideAnother(t *testing.T, opts Options, warmUp bool) {
+	t.Helper()
+	ts := start(t, HandlerFuncs{Message: func(c *Conn, m Message) { _ = c.Send(m) }}, opts)
+	slow, err := rawUpgrade(strings.TrimPrefix(ts.url, "ws://"))
 	require.NoError(t, err)
 	defer slow.Close()
 	other := dial(t, ts.url)
 	defer other.CloseNow()
-
+	if warmUp {
+		warm(t, other)
+	}
 	frame := clientFrame(true, 1, []byte("patience"))
 	for i, b := range frame[:len(frame)-1] {
 		_, err := slow.Write([]byte{b})
 		require.NoError(t, err)
-		// Between two bytes of the slow frame, the other connection is served.
 		write(t, other, "ping "+string(rune('a'+i)))
 		_, got := read(t, other)
 		require.Equal(t, "ping "+string(rune('a'+i)), got)
