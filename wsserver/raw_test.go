@@ -135,6 +135,15 @@ func (c *rawClient) read() (byte, []byte) {
 	return op, p
 }
 
+// echoed sends msg as one text frame and requires it back in the server's next frame.
+func (c *rawClient) echoed(msg string) {
+	c.t.Helper()
+	c.send(clientFrame(true, opText, []byte(msg)))
+	op, p := c.read()
+	require.Equal(c.t, byte(opText), op)
+	require.Equal(c.t, msg, string(p))
+}
+
 // expectClose reads until the server's close frame and returns its code (1005 for none),
 // failing on a data frame.
 func (c *rawClient) expectClose() (int, string) {

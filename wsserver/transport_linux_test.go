@@ -625,29 +625,21 @@ func TestReadinessWakeUpReadsOnce(t *testing.T) {
 func TestReadinessReadAfterSeveralMessages(t *testing.T) {
 	ts, armed, empty := echoCountingReads(t)
 	rc := rawDial(t, ts.url)
-	nc, br := rc.nc, rc.br
-	_ = nc.SetDeadline(time.Now().Add(wait))
-	_, err := nc.Write(clientFrame(true, 1, []byte("zero")))
-	require.NoError(t, err)
-	_, p := readFrame(t, br)
-	require.Equal(t, "zero", p)
+	rc.echoed("zero")
 	testutil.Recv(t, armed, "the socket registered with its poller")
 
 	empty.Store(0)
 	// Two messages in one write: one segment, one read.
-	_, err = nc.Write(append(clientFrame(true, 1, []byte("a")), clientFrame(true, 1, []byte("b"))...))
-	require.NoError(t, err)
+	rc.send(clientFrame(true, opText, []byte("a")), clientFrame(true, opText, []byte("b")))
 	for _, want := range []string{"a", "b"} {
-		_, p = readFrame(t, br)
-		require.Equal(t, want, p)
+		op, p := rc.read()
+		require.Equal(t, byte(opText), op)
+		require.Equal(t, want, string(p))
 	}
 	testutil.Recv(t, armed, "the connection let go after a and b")
 	require.Equal(t, int32(1), empty.Load(), "reads that found the socket empty after a and b")
 
-	_, err = nc.Write(clientFrame(true, 1, []byte("c")))
-	require.NoError(t, err)
-	_, p = readFrame(t, br)
-	require.Equal(t, "c", p)
+	rc.echoed("c")
 	testutil.Recv(t, armed, "the connection let go after c")
 	require.Equal(t, int32(1), empty.Load(), "reads that found the socket empty after c")
 }
@@ -665,16 +657,10 @@ func TestReadinessFINBehindAMessageIsRead(t *testing.T) {
 			Close:   func(*Conn, error) { close(closed) },
 		}, readiness(Options{PingInterval: -1}))
 		rc := rawDial(t, ts.url)
-		nc, br := rc.nc, rc.br
-		_ = nc.SetDeadline(time.Now().Add(wait))
-		_, err := nc.Write(clientFrame(true, 1, []byte("zero")))
-		require.NoError(t, err)
-		_, p := readFrame(t, br)
-		require.Equal(t, "zero", p)
-		_, err = nc.Write(clientFrame(true, 1, []byte("last")))
-		require.NoError(t, err)
-		require.NoError(t, nc.(*net.TCPConn).CloseWrite())
+		rc.echoed("zero")
+		rc.send(clientFrame(true, opText, []byte("last")))
+		require.NoError(t, rc.nc.(*net.TCPConn).CloseWrite())
 		testutil.Recv(t, closed, "OnClose after the FIN, round "+strconv.Itoa(i))
-		_ = nc.Close()
+		_ = rc.nc.Close()
 	}
 }
