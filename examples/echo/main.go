@@ -32,6 +32,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -45,12 +46,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", ":8080", "address to listen on")
-	withPprof := flag.Bool("pprof", false, "serve net/http/pprof under /debug/pprof/")
-	natsURL := flag.String("nats", "", "NATS server URL: share the broadcast room with the other nodes on it")
-	readLimit := flag.Int64("readlimit", 0, "largest message accepted, in bytes (0: wsserver's default, 32 KiB; -1: no limit)")
-	compress := flag.Bool("compress", false, "accept permessage-deflate (RFC 7692) when the client offers it")
-	flag.Parse()
+	cfg, _ := parseFlags(flag.CommandLine, os.Args[1:]) // CommandLine exits on an error
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	shutdownTelemetry, err := otelsetup.Setup(ctx, "echo")
@@ -58,30 +54,52 @@ func main() {
 		log.Fatal(err)
 	}
 	defer shutdownTelemetry(context.Background())
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	var broker wsserver.Broker // an interface: nil unless -nats, never a nil *natsbroker.Broker
 	var nb *natsbroker.Broker
-	if *natsURL != "" {
-		if nb, err = natsbroker.Connect(*natsURL, natsbroker.Options{}); err != nil {
+	if cfg.natsURL != "" {
+		if nb, err = natsbroker.Connect(cfg.natsURL, natsbroker.Options{}); err != nil {
 			log.Fatal(err)
 		}
-		broker = nb
+		cfg.opts.Broker = nb // an interface: set only with -nats, never to a nil *natsbroker.Broker
 	}
 	log.Printf("echo: serving ws://%s/ws", ln.Addr())
-	opts := wsserver.Options{Broker: broker, ReadLimit: *readLimit}
-	if *compress {
-		opts.CompressionMode = websocket.CompressionContextTakeover
-	}
-	err = run(ctx, ln, *withPprof, opts)
+	err = run(ctx, ln, cfg.pprof, cfg.opts)
 	if nb != nil {
 		err = errors.Join(err, nb.Close())
 	}
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// config is what the command line asks for.
+type config struct {
+	addr    string
+	pprof   bool
+	natsURL string
+	opts    wsserver.Options // what -readlimit and -compress set
+}
+
+// parseFlags parses the command's arguments with fs (flag.CommandLine in main; the
+// conformance test parses the README's command with it).
+func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
+	var cfg config
+	fs.StringVar(&cfg.addr, "addr", ":8080", "address to listen on")
+	fs.BoolVar(&cfg.pprof, "pprof", false, "serve net/http/pprof under /debug/pprof/")
+	fs.StringVar(&cfg.natsURL, "nats", "", "NATS server URL: share the broadcast room with the other nodes on it")
+	readLimit := fs.Int64("readlimit", 0, "largest message accepted, in bytes (0: wsserver's default, 32 KiB; -1: no limit)")
+	compress := fs.Bool("compress", false, "accept permessage-deflate (RFC 7692) when the client offers it")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	cfg.opts.ReadLimit = *readLimit
+	if *compress {
+		cfg.opts.CompressionMode = websocket.CompressionContextTakeover
+	}
+	return cfg, nil
 }
 
 // newServer is the whole application: echo, or broadcast what starts with "B" (to every
