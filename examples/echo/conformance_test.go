@@ -743,3 +743,44 @@ func extraCases() []abCase {
 }
 
 func withRSVFrame(f frame, rsv byte) frame { f.rsv = rsv; return f }
+
+// TestConformanceHandshake checks the upgrade as Autobahn's client makes it (abHandshake:
+// no Origin unless its spec sets one, "Upgrade: WebSocket", the host as IP:port): on /ws,
+// and on / (a spec's URL without a path). An Origin of the server's own host passes (a spec
+// may set "origin" to it); coder/websocket's Accept refuses any other origin with 403, as
+// the command sets no OriginPatterns: a spec must not set another origin.
+func TestConformanceHandshake(t *testing.T) {
+	for _, tr := range conformanceTransports {
+		t.Run(tr.String(), func(t *testing.T) {
+			addr := startConformanceServer(t, tr)
+			for _, tc := range []struct {
+				name   string
+				path   string
+				origin string
+				status int
+			}{
+				{"ws", "/ws", "", 101},
+				{"root", "/", "", 101},
+				{"same origin", "/ws", "http://" + addr, 101},
+				{"other origin", "/ws", "http://example.com", 403},
+				{"other path", "/other", "", 404},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					c, resp := dialRaw(t, addr, 1, conformanceWait, dialOptions{path: tc.path, origin: tc.origin})
+					require.Equal(t, tc.status, resp.StatusCode, resp.Status)
+					if tc.status != 101 {
+						return
+					}
+					c.send(textFrame("Hello, world!"))
+					c.expect(msgEvent("Hello, world!"))
+					c.send(closeFrame(1000, ""))
+					_, cl, err := c.next()
+					require.NoError(t, err)
+					require.Equal(t, &closeSeen{code: 1000}, cl)
+					_, _, err = c.next()
+					require.ErrorIs(t, err, errServerClosed)
+				})
+			}
+		})
+	}
+}

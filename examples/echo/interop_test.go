@@ -188,7 +188,7 @@ func TestInteropChromium(t *testing.T) {
 	script, err := os.ReadFile("testdata/interop_browser.js")
 	require.NoError(t, err)
 	url := startEcho(t, "-readlimit", "1048576")
-	page := "http" + strings.TrimSuffix(strings.TrimPrefix(url, "ws"), "/ws") + "/" // same origin as /ws
+	page := "http" + strings.TrimSuffix(strings.TrimPrefix(url, "ws"), "/ws") + "/page" // same origin as /ws
 
 	ctx, cancel := context.WithTimeout(context.Background(), interopTimeout)
 	defer cancel()

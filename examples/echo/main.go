@@ -1,6 +1,7 @@
 // Command echo is the smallest server on wsserver, and the one the load generator measures.
 //
-// It serves WebSocket connections on /ws (by default on :8080) and echoes every message back
+// It serves WebSocket connections on /ws (and on /, for clients given a URL without a path;
+// by default on :8080) and echoes every message back
 // to its sender, except a message that starts with "B", which is broadcast to every
 // connection, as the benchmark peers do. Each connection's callbacks run on its own serial
 // queue, all of them on one shared queue as wide as the machine has cores; sending never
@@ -127,6 +128,7 @@ func run(ctx context.Context, ln net.Listener, withPprof bool, opts wsserver.Opt
 	srv := newServer(opts)
 	mux := http.NewServeMux()
 	mux.Handle("/ws", srv)
+	mux.Handle("/{$}", srv) // the path of a URL without one, as a conformance suite's spec often has
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
