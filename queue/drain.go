@@ -6,13 +6,15 @@ import (
 )
 
 // drain runs a batch of q's blocks on goroutine g. It is itself a block of q's target (or a
-// root worker's item): this is how a queue's blocks run on its target.
-func (q *Queue) drain(g uintptr) {
+// root worker's item): this is how a queue's blocks run on its target. first, if not nil, is
+// the block that made the idle plain serial queue q runnable, handed with the drain
+// (executor.handFirst) instead of put in the batch.
+func (q *Queue) drain(g uintptr, first func()) {
 	prev, had, on := enterRunning(q, g)
 	defer leaveRunning(g, prev, had, on)
 	q.setLabels()
 	if q.kind == serialKind {
-		q.drainSerial(g)
+		q.drainSerial(g, first)
 	} else {
 		q.drainConcurrent(g)
 	}
@@ -23,7 +25,7 @@ func (q *Queue) drain(g uintptr) {
 // then yields: it queues itself again at the back of its target, keeping what is left in its
 // private batch. It stops early for a Sync caller (which it hands the queue to) or when the
 // queue is suspended; then it puts what it took back in front of the pending blocks.
-func (q *Queue) drainSerial(g uintptr) {
+func (q *Queue) drainSerial(g uintptr, first func()) {
 	// inBlock is set while a block (or a child's drain) runs: if it ends the goroutine with
 	// runtime.Goexit, the deferred call gives the queue back as a returning block would.
 	var counted uint64
@@ -39,8 +41,6 @@ func (q *Queue) drainSerial(g uintptr) {
 			q.serialDrainerExited(counted, inBlock == inOwnBlock)
 		}
 	}()
-	// What runBlock looks at for a plain block, fixed at the queue's creation: read once.
-	lean := q.limit == 0 && q.cfg == nil
 	ran, total := 0, 0
 	// A lone episode: the one block a submitter handed the idle queue without the lock, and
 	// nothing queued since (the word is exactly the submitter's). The drainer takes the queue
@@ -48,13 +48,27 @@ func (q *Queue) drainSerial(g uintptr) {
 	// executed at once, not in acc and done) and gives the queue back with another CAS, no
 	// lock: whoever takes the queue next sees the block counted, as after any drain. Anything
 	// that came meanwhile (a block or Sync caller queued, a Suspend, a Close) changed the
-	// word, and the drainer goes on as any other, under the lock.
-	if w := holdBusy | holdFirst | holdLone | uint64(g)<<holdShift; q.batch.n == 1 && !q.counted &&
-		uint64(g) < 1<<(64-holdShift) && q.hold.CompareAndSwap(holdBusy|holdFirst, w) {
+	// word, and the drainer goes on as any other, under the lock. The block comes with the
+	// drain (first, the batch empty: a hand-off from the submitter's worker), or waits in the
+	// batch.
+	w := holdBusy | holdFirst | holdLone | uint64(g)<<holdShift
+	fits := uint64(g) < 1<<(64-holdShift)
+	if first != nil && (!fits || !q.hold.CompareAndSwap(holdBusy|holdFirst, w)) {
+		q.batch.pushBack(item{fn: first}) // an ordinary drain: the block goes first
+		first = nil
+	}
+	if first != nil || q.batch.n == 1 && !q.counted && fits && q.hold.CompareAndSwap(holdBusy|holdFirst, w) {
 		lone = true
-		it := q.batch.popFront()
+		it := item{fn: first}
+		if first == nil {
+			it = q.batch.popFront()
+		}
 		inBlock = inOwnBlock
-		q.runBlock(it, g)
+		if it.x == nil {
+			it.fn() // runBlock's hot path: the queue is plain (submitPlain made it holdFirst)
+		} else {
+			q.runBlock(it, g)
+		}
 		inBlock = notInBlock
 		lone = false
 		fold := q.lone.Add(1) >= loneFold
@@ -84,6 +98,10 @@ func (q *Queue) drainSerial(g uintptr) {
 		q.owner = g
 		q.countFirstLocked()
 	}
+	// What runBlock looks at for a plain block, fixed at the queue's creation: read once, and
+	// not by a lone drainer (its queue is plain), which touches nothing more of the
+	// drainer's part than it needs.
+	lean := q.limit == 0 && q.cfg == nil
 	for {
 		if !q.runnableLocked() {
 			q.releaseSerialLocked()

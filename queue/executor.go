@@ -107,14 +107,21 @@ const localSize = 32
 // e.mu (so one at a time), takes them all: it sets stealBit, which makes the worker's CAS
 // fail, reads and clears the entries, and stores the word empty. The worker writes an entry
 // before its CAS publishes it, at tail, outside what a taker reads.
+//
+// An entry is the queue whose drain it is, and the block that made an idle plain serial
+// queue runnable if the submitter handed it with the drain (Queue.submitPlain): the drain
+// runs it from here, so that the hop touches neither the queue's batch nor its cache line.
+// Every entry is of one root, root, which the worker sets under e.mu whenever it starts on an
+// item of a root (work), when the ring is empty or already of that root.
 type localRing struct {
 	word    atomic.Uint64
+	root    *Queue // the root of the entries; written by the worker under e.mu
 	entries [localSize]localEntry
 }
 
 type localEntry struct {
-	it   item
-	root *Queue
+	q     *Queue
+	first func() // nil, or the first block of q, in neither its batch nor its items
 }
 
 const stealBit = 1 << 32
@@ -123,9 +130,9 @@ func ringWord(head, tail uint16) uint64 { return uint64(head) | uint64(tail)<<16
 
 func ringIdx(x uint64) (head, tail uint16) { return uint16(x), uint16(x >> 16) }
 
-// put adds an entry; the ring's worker calls it. It reports false if the ring is full or
-// being taken.
-func (r *localRing) put(root *Queue, it item) bool {
+// put adds the drain of q, a queue on r.root, with q's first block if first is not nil; the
+// ring's worker calls it. It reports false if the ring is full or being taken.
+func (r *localRing) put(q *Queue, first func()) bool {
 	for {
 		x := r.word.Load()
 		h, t := ringIdx(x)
@@ -133,7 +140,7 @@ func (r *localRing) put(root *Queue, it item) bool {
 			return false
 		}
 		e := &r.entries[t%localSize]
-		e.it, e.root = it, root
+		e.q, e.first = q, first
 		if r.word.CompareAndSwap(x, ringWord(h, t+1)) {
 			return true
 		}
@@ -141,12 +148,11 @@ func (r *localRing) put(root *Queue, it item) bool {
 	}
 }
 
-// peek returns the root of the next entry, nil if none; e.mu is held, so that no taker
-// clears the entry meanwhile.
+// peek returns the root of the entries, nil if there are none; e.mu is held.
 func (r *localRing) peek() *Queue {
 	x := r.word.Load()
 	if h, t := ringIdx(x); h != t {
-		return r.entries[h%localSize].root
+		return r.root
 	}
 	return nil
 }
@@ -161,15 +167,15 @@ func (r *localRing) next() (uint64, bool) {
 
 // take takes the next entry, which next saw in word x, unless a taker took it meanwhile.
 // The entry is read only once the CAS made it the worker's: a taker may be clearing it.
-func (r *localRing) take(x uint64) (item, bool) {
+func (r *localRing) take(x uint64) (localEntry, bool) {
 	h, t := ringIdx(x)
 	if !r.word.CompareAndSwap(x, ringWord(h+1, t)) {
-		return item{}, false
+		return localEntry{}, false
 	}
 	e := &r.entries[h%localSize]
-	it := e.it
+	got := *e
 	*e = localEntry{}
-	return it, true
+	return got, true
 }
 
 // size is how many entries the ring holds.
@@ -178,7 +184,9 @@ func (r *localRing) size() int32 {
 	return int32(t - h)
 }
 
-// takeAll hands every entry to fn and empties the ring; e.mu is held (any goroutine).
+// takeAll hands every entry's drain to fn with its root and empties the ring; e.mu is held
+// (any goroutine). A first block goes to its queue's batch, where a drain from the root finds
+// it: nobody else touches the batch of a queue whose drain has not started.
 func (r *localRing) takeAll(fn func(root *Queue, it item)) {
 	var x uint64
 	for {
@@ -193,9 +201,12 @@ func (r *localRing) takeAll(fn func(root *Queue, it item)) {
 	h, t := ringIdx(x)
 	for i := h; i != t; i++ {
 		e := &r.entries[i%localSize]
-		root, it := e.root, e.it
+		q, first := e.q, e.first
 		*e = localEntry{}
-		fn(root, it)
+		if first != nil {
+			q.batch.pushBack(item{fn: first})
+		}
+		fn(r.root, item{child: q})
 	}
 	r.word.Store(ringWord(t, t))
 }
@@ -255,7 +266,7 @@ func (e *executor) refreshProcs() { e.cpus.Store(int32(runtime.GOMAXPROCS(0))) }
 func (e *executor) push(root *Queue, it item) {
 	g := goid.G()
 	w := workerOf(g)
-	if w != nil && it.child != nil && it.child != w.cur && e.hand(w, root, it) {
+	if w != nil && it.child != nil && it.child != w.cur && e.hand(w, root, it.child, nil) {
 		return
 	}
 	e.mu.Lock()
@@ -322,8 +333,8 @@ func (e *executor) pushLocked(p *pool, root *Queue, it item) {
 // worker is already looking for work or no CPU is free. It reports false if the drain is of
 // another root than the one w runs (its class) or the ring is full: the item then goes to
 // its root.
-func (e *executor) hand(w *worker, root *Queue, it item) bool {
-	if root != w.root || !w.local.put(root, it) {
+func (e *executor) hand(w *worker, root, q *Queue, first func()) bool {
+	if root != w.root || !w.local.put(q, first) {
 		return false
 	}
 	p := w.p
@@ -359,25 +370,34 @@ func (e *executor) roomFor(p *pool) bool {
 // (GOMAXPROCS shrank, lending ended). It costs one CAS and counts nothing: the monitor sees
 // such a worker's progress by the CPU it uses (a busy worker is never helped), and takes
 // what waits there long (monitor).
-func (e *executor) takeHanded(w *worker) (*Queue, item, bool) {
+func (e *executor) takeHanded(w *worker) (*Queue, item, func(), bool) {
 	// What w's ring holds is of w.root: hand takes drains of that root only, and the ring
 	// is emptied before w runs another (work).
 	x, has := w.local.next()
 	if !has || w.root == nil {
-		return nil, item{}, false
+		return nil, item{}, nil, false
 	}
 	p := w.p
 	if waiting := p.classes.Load() >> w.qos; waiting != 0 {
 		if waiting != 1 || w.direct >= maxDirect {
-			return nil, item{}, false
+			return nil, item{}, nil, false
 		}
 		w.direct++
 	}
 	if p.workers.Load()-p.blocked.Load() > e.capLocked(p) {
-		return nil, item{}, false
+		return nil, item{}, nil, false
 	}
-	it, ok := w.local.take(x)
-	return w.root, it, ok
+	got, ok := w.local.take(x)
+	return w.root, item{child: got.q}, got.first, ok
+}
+
+// handFirst hands the drain of q, a plain serial queue on root that the caller made busy
+// with its block fn (Queue.submitPlain), to the caller's worker with fn in the same ring
+// entry, as push would hand the drain alone. It reports false, having done nothing, if the
+// caller is not a worker that may keep it: fn then goes to q's batch and the drain to push.
+func (e *executor) handFirst(root, q *Queue, fn func()) bool {
+	w := workerOf(goid.G())
+	return w != nil && q != w.cur && e.hand(w, root, q, fn)
 }
 
 // reclaimLocked moves w's handed items, if any, to their roots; e.mu is held.
@@ -534,14 +554,18 @@ func (e *executor) work(p *pool) {
 			}
 			continue
 		}
-		w.root = root // hand takes drains of this root only
+		w.root = root       // hand takes drains of this root only
+		w.local.root = root // the ring is empty or of root already (above)
 		w.direct = 0
 		w.now.Store(int32(root.QoS()))
 		if w.qos != root.QoS() {
 			e.setWorkerQoS(w, root.QoS())
 		}
 		e.mu.Unlock()
-		for ok { // the item, then what its blocks handed this worker, while nothing else waits
+		// The item, then what its blocks handed this worker (with first, a handed drain's
+		// first block), while nothing else waits.
+		var first func()
+		for ok {
 			w.home, w.cur = root, it.child
 			if it.child != nil {
 				w.home = it.child.target.Load()
@@ -552,7 +576,10 @@ func (e *executor) work(p *pool) {
 				block = root
 				prev, had, on = enterRunning(root, w.g)
 			}
-			if root.runBlock(it, w.g) {
+			if first != nil {
+				runFirst(it.child, first, w.g)
+				last = root
+			} else if root.runBlock(it, w.g) {
 				root.finished(1)
 			} else {
 				last = root
@@ -562,7 +589,7 @@ func (e *executor) work(p *pool) {
 				block = nil
 			}
 			exited = false
-			root, it, ok = e.takeHanded(w)
+			root, it, first, ok = e.takeHanded(w)
 		}
 		e.mu.Lock()
 		w.root, w.home, w.cur = nil, nil, nil

@@ -569,10 +569,13 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 func (q *Queue) submitPlain(it item) bool {
 	if q.hold.Load() == 0 && q.hold.CompareAndSwap(0, holdBusy|holdFirst) {
 		// The queue was idle, runnable and open, and is the caller's until the drainer it
-		// starts runs: the block goes in the drainer's batch (its inline slot), with no lock.
-		// The drainer counts it in acc (accepted counts it meanwhile).
-		q.batch.pushBack(it)
-		q.target.Load().submitChild(q)
+		// starts runs: the block goes with the drain into the caller's worker's ring, or else
+		// in the drainer's batch (its inline slot), with no lock. The drainer counts it in acc
+		// (accepted counts it meanwhile).
+		if t := q.target.Load(); it.x != nil || t.kind != rootKind || !exec.handFirst(t, q, it.fn) {
+			q.batch.pushBack(it)
+			t.submitChild(q)
+		}
 		q.inheritQoS() // override.go
 		return true
 	}

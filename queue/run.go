@@ -14,7 +14,7 @@ func (q *Queue) runBlock(it item, g uintptr) bool {
 		if it.child.flags.Load()&flagChildBoost != 0 {
 			exec.childStarted(it.child) // the override this drain asked for ends
 		}
-		it.child.drain(g)
+		it.child.drain(g, nil)
 		if q.kind != rootKind {
 			q.setLabels() // back to this queue's name after the child's batch
 		}
@@ -38,6 +38,15 @@ func (q *Queue) runBlock(it item, g uintptr) bool {
 	}
 	q.runSlow(it)
 	return true
+}
+
+// runFirst is runBlock for the drain of c handed to a worker with c's first block, fn
+// (executor.handFirst), on a root.
+func runFirst(c *Queue, fn func(), g uintptr) {
+	if c.flags.Load()&flagChildBoost != 0 {
+		exec.childStarted(c) // the override this drain asked for ends
+	}
+	c.drain(g, fn)
 }
 
 // runSlow runs a block that has a context, an observer or a panic handler.
