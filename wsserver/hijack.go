@@ -562,7 +562,7 @@ func (w *batchWriter) tryControl(fp *[]byte) int {
 // rawWrite is one write(2) of rawBuf on the socket; it never waits for the socket.
 func (w *batchWriter) rawWrite(fd uintptr) bool {
 	for {
-		n, err := sysWrite(syscall.Write, fd, *w.rawBuf)
+		n, err := nbWrite(fd, *w.rawBuf)
 		if err == syscall.EINTR {
 			continue
 		}

@@ -505,7 +505,7 @@ func (s *pollSet) leading() bool {
 // the epoll fd to turn readable.
 func (p *poller) take(fd uintptr) bool {
 	for {
-		n, err := unix.EpollWait(int(fd), p.evs, 0)
+		n, err := epollTake(int(fd), p.evs)
 		switch {
 		case errors.Is(err, unix.EINTR):
 			continue

@@ -478,13 +478,13 @@ func (pc *pollConn) tryRead(b []byte) (int, error) {
 
 func (pc *pollConn) rawRead(fd uintptr) bool {
 	for {
-		n, err := unix.Read(int(fd), pc.rawP)
+		n, err := nbRead(fd, pc.rawP)
 		if err == unix.EINTR {
 			continue
 		}
 		pc.rawN = int32(max(n, 0)) // n <= len(rawP), the pooled buffer or a Read's p (< 2 GiB)
 		if err != nil {
-			pc.rawErr = syscall.EIO // unix.Read returns Errno errors only
+			pc.rawErr = syscall.EIO // nbRead returns Errno errors only
 			if e, ok := err.(syscall.Errno); ok {
 				pc.rawErr = e
 			}
