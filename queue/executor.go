@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/dispatchkit/dispatchkit/internal/goid"
 )
@@ -73,11 +74,11 @@ type worker struct {
 	g       uintptr
 	p       *pool
 	root    *Queue       // the root whose item the worker runs now, under e.mu (a handed item's is the same)
-	home    *Queue       // the root that item belongs to (a drain moved up by an override is not root's): read by the worker alone
+	home    uintptr      // the root that item belongs to (a drain moved up by an override is not root's): read by the worker alone
 	qos     QoS          // the class counted in executor.running
 	now     atomic.Int32 // root's QoS while it has one, else -1: read without e.mu (workerQoS)
 	slotted bool         // registered in workerTable
-	cur     *Queue       // the queue whose drain the worker runs as its root item (its own yields are no hand-off)
+	cur     uintptr      // the queue whose drain the worker runs as its root item (its own yields are no hand-off)
 	direct  int          // handed items taken in a row while others waited in the roots
 	running *Queue       // the innermost queue whose blocks the worker runs, while specifics are used (specific.go)
 
@@ -216,6 +217,11 @@ func (r *localRing) takeAll(fn func(root *Queue, it item)) {
 // taken is not listed, and its pushes take the slow path (which still finds its pool).
 var workerTable [256]atomic.Pointer[worker]
 
+// addr is q's address, for a worker's fields that only compare queues (home, cur): they are
+// written for every item a worker runs, and a plain word costs no write barrier while the GC
+// marks. A queue compared so is alive while the worker runs its item.
+func addr(q *Queue) uintptr { return uintptr(unsafe.Pointer(q)) }
+
 func workerSlot(g uintptr) *atomic.Pointer[worker] {
 	return &workerTable[(uint64(g)*0x9E3779B97F4A7C15)>>56]
 }
@@ -266,7 +272,7 @@ func (e *executor) refreshProcs() { e.cpus.Store(int32(runtime.GOMAXPROCS(0))) }
 func (e *executor) push(root *Queue, it item) {
 	g := goid.G()
 	w := workerOf(g)
-	if w != nil && it.child != nil && it.child != w.cur && e.hand(w, root, it.child, nil) {
+	if w != nil && it.child != nil && addr(it.child) != w.cur && e.hand(w, root, it.child, nil) {
 		return
 	}
 	e.mu.Lock()
@@ -397,7 +403,7 @@ func (e *executor) takeHanded(w *worker) (*Queue, item, func(), bool) {
 // caller is not a worker that may keep it: fn then goes to q's batch and the drain to push.
 func (e *executor) handFirst(root, q *Queue, fn func()) bool {
 	w := workerOf(goid.G())
-	return w != nil && q != w.cur && e.hand(w, root, q, fn)
+	return w != nil && addr(q) != w.cur && e.hand(w, root, q, fn)
 }
 
 // reclaimLocked moves w's handed items, if any, to their roots; e.mu is held.
@@ -566,9 +572,9 @@ func (e *executor) work(p *pool) {
 		// first block), while nothing else waits.
 		var first func()
 		for ok {
-			w.home, w.cur = root, it.child
+			w.home, w.cur = addr(root), addr(it.child)
 			if it.child != nil {
-				w.home = it.child.target.Load()
+				w.home = addr(it.child.target.Load())
 			}
 			exited = true
 			if it.child == nil {
@@ -592,7 +598,7 @@ func (e *executor) work(p *pool) {
 			root, it, first, ok = e.takeHanded(w)
 		}
 		e.mu.Lock()
-		w.root, w.home, w.cur = nil, nil, nil
+		w.root, w.home, w.cur = nil, 0, 0
 		w.now.Store(-1)
 	}
 	e.reclaimLocked(w) // leaving for the CPU cap: the workers that stay take it
@@ -740,7 +746,7 @@ func (e *executor) runningOn(g uintptr, root *Queue) bool {
 	defer e.mu.Unlock()
 	for _, w := range e.list {
 		if w.g == g {
-			return w.home == root // the caller's own entry: it wrote home itself
+			return w.home == addr(root) // the caller's own entry: it wrote home itself
 		}
 	}
 	return false

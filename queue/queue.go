@@ -38,7 +38,8 @@ const (
 // operations because those do not take the lock. The only changes made without the lock are
 // a CAS from 0 (the queue idle, runnable and open) by a Sync caller or a submitter, a Sync
 // caller's CAS from exactly its own word back to 0, and a drainer's CAS from exactly
-// holdBusy|holdFirst (the submitter's word: one block, in the batch, nothing queued since)
+// holdBusy|holdFirst (the submitter's word: one block, in the batch or travelling with the
+// drain, nothing queued since)
 // to its lone word and back to 0 (drainSerial).
 const (
 	holdBusy    uint64 = 1 << iota // held, or a drainer is scheduled (a serial queue's active)
@@ -46,7 +47,7 @@ const (
 	holdClosed                     // closed: flagClosed's copy, so that a CAS from 0 fails
 	holdFast                       // held by a Sync caller that took it without the lock ...
 	holdQueued                     // ... (or holdFirst is set) and something was queued since: its release locks
-	holdFirst                      // a submitter put a block in the batch without the lock
+	holdFirst                      // a submitter put a block in the batch, or handed it with the drain, without the lock
 	holdLone                       // held by a drainer running that block alone, without the lock (drainSerial)
 	holdShift   = 8                // the fast Sync caller's or lone drainer's goroutine, above the bits
 )
