@@ -482,10 +482,13 @@ func (c *abClient) sendMessage(op byte, payload []byte, fragSize int) {
 func (c *abClient) deflateMessage(p []byte) []byte {
 	c.t.Helper()
 	c.cbuf.Reset()
-	if c.compress == nil || c.deflate.clientNoContext {
+	switch {
+	case c.compress == nil:
 		w, err := flate.NewWriter(&c.cbuf, flate.BestSpeed)
 		require.NoError(c.t, err)
 		c.compress = w
+	case c.deflate.clientNoContext:
+		c.compress.Reset(&c.cbuf) // as new: no reference to earlier messages
 	}
 	_, err := c.compress.Write(p)
 	require.NoError(c.t, err)
