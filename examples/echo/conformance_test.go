@@ -612,50 +612,33 @@ func closeCases() []abCase {
 // binary, echoed whole. big adds the 16 MiB ones (TestConformanceLimits).
 func limitCases(big bool) []abCase {
 	var cs []abCase
-	type size struct {
-		id    string // Autobahn's case for the text message (the binary one is 9.2 or 9.4)
-		n, fr int    // message size, fragment size (0: one frame)
-		chop  int    // write size (0: one write)
+	// Autobahn's cases for the text message; the binary one is 9.2, 9.4 or 9.6. Its payloads
+	// start with 'B': the echo broadcasts them (to its only member).
+	sizes := []struct {
+		id    string
+		n, fr int // message size, fragment size (0: one frame)
+		chop  int // write size (0: as the socket takes it)
 		isBig bool
-	}
-	sizes := []size{
+	}{
 		{id: "9.1.1", n: 64 << 10}, {id: "9.1.3", n: 1 << 20}, {id: "9.1.6", n: 16 << 20, isBig: true},
-		{id: "9.3.6", n: 4 << 20, fr: 64 << 10}, {id: "9.3.1", n: 256 << 10, fr: 64},
+		{id: "9.3.6", n: 4 << 20, fr: 64 << 10}, {id: "x.9.3.1", n: 256 << 10, fr: 64},
 		{id: "x.9.3", n: 16 << 20, fr: 64 << 10, isBig: true},
-		{id: "9.5.6", n: 1 << 20, chop: 2048}, {id: "9.5.1", n: 64 << 10, chop: 64},
+		{id: "9.5.6", n: 1 << 20, chop: 2048}, {id: "x.9.5.1", n: 64 << 10, chop: 64},
 	}
+	binaryID := strings.NewReplacer("9.1.", "9.2.", "9.3.", "9.4.", "9.5.", "9.6.", "x.9.3", "x.9.4")
 	for _, s := range sizes {
 		if s.isBig != big {
 			continue
 		}
 		for _, binary := range []bool{false, true} {
-			id := s.id
+			id, op, pattern := s.id, byte(opText), "BAsd7&jh23"
 			if binary {
-				id = strings.Replace(strings.Replace(strings.Replace(id, "9.1.", "9.2.", 1), "9.3.", "9.4.", 1), "9.5.", "9.6.", 1)
-				if strings.HasPrefix(id, "x.") {
-					id += "b"
-				}
+				id, op, pattern = binaryID.Replace(id), opBinary, "\x00\xfe\x23\xfa\xf0"
 			}
-			if s.id == "9.3.1" || s.id == "9.5.1" {
-				id = "x." + id // Autobahn's case with a smaller message
-			}
-			payload := []byte(repeat("BAsd7&jh23", s.n)) // a 'B' first: the echo broadcasts it (to its only member)
-			op, ev := byte(opText), msgEvent
-			if binary {
-				payload, op, ev = []byte(repeat("\x00\xfe\x23\xfa\xf0", s.n)), opBinary, func(s string) event { return binEvent([]byte(s)) }
-			}
-			fr := s.fr
 			cs = append(cs, abCase{id: id, run: func(c *abClient) {
-				fs := []frame{{op: op, payload: payload}}
-				if fr > 0 {
-					fs = fragments(op, payload, fr)
-				}
-				if s.chop > 0 {
-					c.sendChopped(s.chop, fs...)
-				} else {
-					c.send(fs...)
-				}
-			}, want: []event{ev(string(payload))}, end: closeNormal, wait: 4 * conformanceWait})
+				c.sendStream(op, pattern, s.n, s.fr, s.chop)
+				c.expectStream(op, pattern, s.n)
+			}, end: closeNormal, wait: 4 * conformanceWait})
 		}
 	}
 	if !big {
@@ -694,7 +677,8 @@ func bytesOf(b byte, n int) []byte {
 }
 
 // TestConformanceLimits runs the 9.x cases that move 16 MiB messages, in one frame and in
-// 64 KiB frames (Autobahn's 9.1.6 and 9.2.6, and this test's x.9.3 and x.9.3b).
+// 64 KiB frames (Autobahn's 9.1.6 and 9.2.6, and this test's x.9.3 and x.9.4): the client
+// streams them, never holding one whole.
 func TestConformanceLimits(t *testing.T) {
 	cases := limitCases(true)
 	for _, tr := range conformanceTransports {

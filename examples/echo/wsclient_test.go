@@ -102,21 +102,7 @@ func fragments(op byte, payload []byte, size int) []frame {
 
 // bytes returns the frame on the wire: masked with the next key of the client's generator.
 func (c *abClient) bytes(f frame) []byte {
-	b0 := f.op&0x0f | (f.rsv&7)<<4
-	if !f.more {
-		b0 |= 0x80
-	}
-	b := []byte{b0}
-	switch n := len(f.payload); {
-	case n <= 125:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
-	}
-	key := c.rng.Uint32()
-	b = binary.BigEndian.AppendUint32(b, key)
+	b := c.header(f.op, !f.more, f.rsv, len(f.payload))
 	mask := b[len(b)-4:]
 	h := len(b)
 	b = append(b, f.payload...)
@@ -127,6 +113,25 @@ func (c *abClient) bytes(f frame) []byte {
 		c.closeSent = true
 	}
 	return b
+}
+
+// header returns a frame's header for a payload of n bytes, ending with its mask key, the
+// next of the client's generator.
+func (c *abClient) header(op byte, fin bool, rsv byte, n int) []byte {
+	b0 := op&0x0f | (rsv&7)<<4
+	if fin {
+		b0 |= 0x80
+	}
+	b := []byte{b0}
+	switch {
+	case n <= 125:
+		b = append(b, 0x80|byte(n))
+	case n <= 0xffff:
+		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
+	}
+	return binary.BigEndian.AppendUint32(b, c.rng.Uint32())
 }
 
 // send writes the frames in one write, as Autobahn's client does with frames a case sends
@@ -276,29 +281,9 @@ func sendableCode(code int) bool {
 
 // readFrame reads one server frame.
 func (c *abClient) readFrame() (fin bool, rsv, op byte, payload []byte, err error) {
-	if err := c.nc.SetReadDeadline(time.Now().Add(c.wait)); err != nil {
+	fin, rsv, op, n, err := c.readHeader()
+	if err != nil {
 		return false, 0, 0, nil, err
-	}
-	var h [10]byte
-	if _, err := io.ReadFull(c.br, h[:2]); err != nil {
-		return false, 0, 0, nil, readErr(err)
-	}
-	fin, rsv, op = h[0]&0x80 != 0, h[0]>>4&7, h[0]&0x0f
-	if h[1]&0x80 != 0 {
-		return false, 0, 0, nil, errors.New("server sent a masked frame")
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		if _, err := io.ReadFull(c.br, h[2:4]); err != nil {
-			return false, 0, 0, nil, readErr(err)
-		}
-		n = uint64(binary.BigEndian.Uint16(h[2:4]))
-	case 127:
-		if _, err := io.ReadFull(c.br, h[2:10]); err != nil {
-			return false, 0, 0, nil, readErr(err)
-		}
-		n = binary.BigEndian.Uint64(h[2:10])
 	}
 	if n > 64<<20 {
 		return false, 0, 0, nil, fmt.Errorf("server frame of %d bytes", n)
@@ -308,6 +293,35 @@ func (c *abClient) readFrame() (fin bool, rsv, op byte, payload []byte, err erro
 		return false, 0, 0, nil, readErr(err)
 	}
 	return fin, rsv, op, payload, nil
+}
+
+// readHeader reads a server frame's header; the payload's n bytes follow in c.br.
+func (c *abClient) readHeader() (fin bool, rsv, op byte, n uint64, err error) {
+	if err := c.nc.SetReadDeadline(time.Now().Add(c.wait)); err != nil {
+		return false, 0, 0, 0, err
+	}
+	var h [10]byte
+	if _, err := io.ReadFull(c.br, h[:2]); err != nil {
+		return false, 0, 0, 0, readErr(err)
+	}
+	fin, rsv, op = h[0]&0x80 != 0, h[0]>>4&7, h[0]&0x0f
+	if h[1]&0x80 != 0 {
+		return false, 0, 0, 0, errors.New("server sent a masked frame")
+	}
+	n = uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		if _, err := io.ReadFull(c.br, h[2:4]); err != nil {
+			return false, 0, 0, 0, readErr(err)
+		}
+		n = uint64(binary.BigEndian.Uint16(h[2:4]))
+	case 127:
+		if _, err := io.ReadFull(c.br, h[2:10]); err != nil {
+			return false, 0, 0, 0, readErr(err)
+		}
+		n = binary.BigEndian.Uint64(h[2:10])
+	}
+	return fin, rsv, op, n, nil
 }
 
 // readErr tells the end of the stream (or a reset) from a timeout.
@@ -522,4 +536,101 @@ func (c *abClient) inflate(p []byte) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// sendStream sends a message of n bytes of pattern (repeated) in frames of fr bytes (0: one
+// frame), masking as it goes, in writes of chop bytes (0: 64 KiB at most): a 16 MiB message
+// is never whole in memory.
+func (c *abClient) sendStream(op byte, pattern string, n, fr, chop int) {
+	c.t.Helper()
+	if fr <= 0 {
+		fr = max(n, 1)
+	}
+	rep := repeat(pattern, 64<<10+len(pattern))
+	buf := make([]byte, 0, 64<<10)
+	flush := func() {
+		for i := 0; i < len(buf); {
+			j := len(buf)
+			if chop > 0 {
+				j = min(i+chop, j)
+			}
+			c.write(buf[i:j])
+			i = j
+		}
+		buf = buf[:0]
+	}
+	for off := 0; off == 0 || off < n; off += fr {
+		l := min(fr, n-off)
+		fop := op
+		if off > 0 {
+			fop = opCont
+		}
+		if len(buf)+14 > cap(buf) {
+			flush()
+		}
+		buf = append(buf, c.header(fop, off+l == n, 0, l)...)
+		key := [4]byte(buf[len(buf)-4:])
+		for i := 0; i < l; {
+			if len(buf) == cap(buf) {
+				flush()
+			}
+			k := min(l-i, cap(buf)-len(buf))
+			start := len(buf)
+			buf = append(buf, rep[(off+i)%len(pattern):][:k]...)
+			maskAt(buf[start:], key, i)
+			i += k
+		}
+	}
+	flush()
+}
+
+// maskAt masks b, the payload's bytes from offset pos, with key (a word at a time).
+func maskAt(b []byte, key [4]byte, pos int) {
+	var k8 [8]byte
+	for i := range k8 {
+		k8[i] = key[(pos+i)&3]
+	}
+	w := binary.LittleEndian.Uint64(k8[:])
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^w)
+	}
+	for ; i < len(b); i++ {
+		b[i] ^= key[(pos+i)&3]
+	}
+}
+
+// expectStream reads the server's next message and requires it to be of type op and to hold
+// n bytes of pattern (repeated), comparing as it reads; a ping or a pong before it fails.
+func (c *abClient) expectStream(op byte, pattern string, n int) {
+	c.t.Helper()
+	rep := repeat(pattern, 64<<10+len(pattern))
+	off := 0
+	for first := true; ; first = false {
+		fin, rsv, fop, l, err := c.readHeader()
+		require.NoError(c.t, err, "reading the echo of a %d-byte message, %d bytes in", n, off)
+		if first {
+			require.Equal(c.t, op, fop, "the echo's opcode")
+		} else {
+			require.Equal(c.t, byte(opCont), fop, "a continuation frame of the echo")
+		}
+		require.Zero(c.t, rsv)
+		require.LessOrEqual(c.t, off+int(l), n, "the echo is longer than the message")
+		buf := make([]byte, min(l, 64<<10))
+		for left := int(l); left > 0; {
+			k := min(left, len(buf))
+			require.NoError(c.t, c.nc.SetReadDeadline(time.Now().Add(c.wait)))
+			_, err := io.ReadFull(c.br, buf[:k])
+			require.NoError(c.t, err, "reading the echo, %d bytes in", off)
+			if !bytes.Equal(buf[:k], []byte(rep[off%len(pattern):][:k])) {
+				require.FailNow(c.t, "the echo differs", "in bytes %d-%d", off, off+k)
+			}
+			off += k
+			left -= k
+		}
+		if fin {
+			require.Equal(c.t, n, off, "the echo's length")
+			return
+		}
+	}
 }
