@@ -443,8 +443,12 @@ func (pc *pollConn) fill() error {
 		_ = pc.sock().SetReadDeadline(time.Time{})
 	}
 	pc.getBuf()
-	// The edges recorded so far are for bytes this read gets.
-	pc.state.CompareAndSwap(readerAgain, readerRunning)
+	// The edges recorded so far are for bytes this read gets. (Looked at first: with none
+	// recorded, as at most reads, no locked instruction. An edge that comes after the look
+	// stays recorded, which costs one more read at most.)
+	if pc.state.Load() == readerAgain {
+		pc.state.CompareAndSwap(readerAgain, readerRunning)
+	}
 	n, err := pc.tryRead(*pc.buf)
 	pc.drained = n > 0 && n < len(*pc.buf)
 	switch {

@@ -100,7 +100,11 @@ func (c *Conn) received(typ websocket.MessageType, data []byte) error {
 
 // admit is received without the dispatch: whether the message goes to the handler.
 func (c *Conn) admit(typ websocket.MessageType, data []byte) (Message, bool, error) {
-	c.heard.Store(c.s.ka.epoch.Load())
+	if e := c.s.ka.epoch.Load(); c.heard.Load() != e {
+		// Only the reader writes heard once the connection is open: looked at first, it is
+		// stored (an exchange, a locked instruction) once per keepalive tick at most.
+		c.heard.Store(e)
+	}
 	if c.state.Load() != stateOpen {
 		return Message{}, false, nil // closing: the handshake is under way, late messages are dropped
 	}
