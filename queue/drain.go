@@ -43,21 +43,25 @@ func (q *Queue) drainSerial(g uintptr, first func()) {
 	}()
 	ran, total := 0, 0
 	// A lone episode: the one block a submitter handed the idle queue without the lock, and
-	// nothing queued since (the word is exactly the submitter's). The drainer takes the queue
-	// with one CAS that names it the owner, runs the block, counts it in lone (accepted and
-	// executed at once, not in acc and done) and gives the queue back with another CAS, no
-	// lock: whoever takes the queue next sees the block counted, as after any drain. Anything
-	// that came meanwhile (a block or Sync caller queued, a Suspend, a Close) changed the
-	// word, and the drainer goes on as any other, under the lock. The block comes with the
+	// nothing queued since (the word is exactly the submitter's, with the lone count). The
+	// drainer takes the queue with one CAS that names it the owner, runs the block, and gives
+	// the queue back with another CAS that also counts the block in the word's lone count
+	// (accepted and executed at once, not in acc and done), no lock: whoever takes the queue
+	// next sees the block counted, as after any drain. Anything that came meanwhile (a block
+	// or Sync caller queued, a Suspend, a Close) changed the word, and the drainer goes on as
+	// any other, under the lock, as it does when the count is full. The block comes with the
 	// drain (first, the batch empty: a hand-off from the submitter's worker), or waits in the
 	// batch.
-	w := holdBusy | holdFirst | holdLone | uint64(g)<<holdShift
-	fits := uint64(g) < 1<<(64-holdShift)
-	if first != nil && (!fits || !q.hold.CompareAndSwap(holdBusy|holdFirst, w)) {
+	h := q.hold.Load()
+	c := h & holdCount // only lone drainers change it, and only this one while the word is its
+	w := holdBusy | holdFirst | holdLone | uint64(g)<<holdShift | c
+	lonely := h == holdBusy|holdFirst|c && uint64(g) < 1<<(64-holdShift)
+	if first != nil && (!lonely || !q.hold.CompareAndSwap(h, w)) {
 		q.batch.pushBack(item{fn: first}) // an ordinary drain: the block goes first
 		first = nil
+		lonely = false
 	}
-	if first != nil || q.batch.n == 1 && !q.counted && fits && q.hold.CompareAndSwap(holdBusy|holdFirst, w) {
+	if first != nil || lonely && q.batch.n == 1 && !q.counted && q.hold.CompareAndSwap(h, w) {
 		lone = true
 		it := item{fn: first}
 		if first == nil {
@@ -71,26 +75,33 @@ func (q *Queue) drainSerial(g uintptr, first func()) {
 		}
 		inBlock = notInBlock
 		lone = false
-		fold := q.lone.Add(1) >= loneFold
-		if q.flags.Load()&flagAsyncBoost != 0 { // after the count, as finished
-			exec.asyncProgress(q)
-		}
-		released := q.hold.CompareAndSwap(w, 0)
-		if fold {
-			q.foldLone()
-		}
-		if released {
+		if c != holdCount && q.hold.CompareAndSwap(w, c+holdCountOne) { // counted and given back
+			if q.flags.Load()&flagAsyncBoost != 0 { // after the count, as finished
+				exec.asyncProgress(q)
+			}
 			if f := loneReleasedHook.Load(); f != nil {
 				(*f)(q)
 			}
 			return
 		}
+		// Something came meanwhile, or the count is full: the count and this block go into
+		// acc and done, under the lock (the word first: executed, read without the lock, is
+		// low meanwhile, never high), and the drainer holds the queue as any other.
 		q.mu.Lock()
-		q.hold.And((1<<holdShift - 1) &^ (holdLone | holdQueued))
+		n := loneCount(q.hold.Load()) + 1
+		q.hold.And(holdBits &^ (holdLone | holdQueued))
+		q.acc += n
+		q.done.Add(n)
 		q.owner = g
-		q.counted = true // in lone, where the block stays
+		q.counted = true // the block holdFirst says of is in acc
+		// After the count, as finished.
+		if q.flags.Load()&flagAsyncBoost != 0 {
+			q.mu.Unlock()
+			exec.asyncProgress(q)
+			q.mu.Lock()
+		}
 		if q.closed && q.live() == 0 {
-			q.fireCloseLocked() // as finished does for a block counted in done
+			q.fireCloseLocked() // as finished does
 		}
 		ran, total = 1, 1
 	} else {

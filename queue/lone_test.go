@@ -36,7 +36,7 @@ func TestABlockQueuedDuringALoneEpisodeRunsAfterIt(t *testing.T) {
 	g.open()
 	testutil.Recv(t, ran, "the block queued during the lone episode")
 	syncDone(t, q)
-	require.Zero(t, q.hold.Load())
+	require.Zero(t, q.hold.Load()&^holdCount)
 	s := q.Stats()
 	require.EqualValues(t, 2, s.Executed)
 	require.Zero(t, s.Pending)
@@ -114,32 +114,52 @@ func TestALoneBlockThatCallsGoexitLeavesItsQueueIdleAndCounted(t *testing.T) {
 		testutil.Recv(t, exited, "the block that calls Goexit")
 		syncDone(t, q)
 	}
-	waitFor(t, "the queue to go idle", func() bool { return q.hold.Load() == 0 })
+	waitFor(t, "the queue to go idle", func() bool { return idleWord(q.hold.Load()) })
 	s := q.Stats()
 	require.EqualValues(t, 3, s.Executed)
 	require.Zero(t, s.Pending)
 	require.NoError(t, closeWithin(q))
 }
 
-// lone's 32 bits never wrap: the lone drainer that counts the loneFold-th block folds the
-// count into acc and done, and the queue's figures do not move.
+// The hold word's lone count never wraps: the lone drainer that finds it full folds it, with
+// its own block, into acc and done under the lock, and the queue's figures do not move.
 func TestLoneCountsFoldIntoTheQueuesTotals(t *testing.T) {
 	q := NewSerial("lone-fold")
-	q.lone.Store(loneFold - 2) // as if that many lone episodes had run
+	full := loneCount(holdCount)
+	q.hold.Store((full - 1) << holdCountShift) // as if that many lone episodes had run
 	before := q.Stats().Executed
-	require.EqualValues(t, loneFold-2, before)
+	require.EqualValues(t, full-1, before)
 	for range 2 { // nothing else comes: each block runs in a lone episode
 		q.Async(func() {})
-		waitFor(t, "the queue to go idle", func() bool { return q.hold.Load() == 0 })
+		waitFor(t, "the queue to go idle", func() bool { return idleWord(q.hold.Load()) })
 	}
-	waitFor(t, "the fold", func() bool { return q.lone.Load() == 0 })
+	require.Zero(t, q.hold.Load(), "the count folded")
 	s := q.Stats()
-	require.EqualValues(t, loneFold, s.Executed)
+	require.EqualValues(t, full+1, s.Executed)
 	require.Zero(t, s.Pending)
 	q.mu.Lock()
-	require.EqualValues(t, loneFold, q.acc)
+	require.EqualValues(t, full+1, q.acc)
 	require.Zero(t, q.live())
 	q.mu.Unlock()
+}
+
+// A lone block counts in the hold word: Stats sees it, and a Sync or Async onto the idle
+// queue takes it with the count in the word, which they keep.
+func TestTheLoneCountStaysInTheIdleQueuesWord(t *testing.T) {
+	q := NewSerial("lone-word")
+	for i := 1; i <= 3; i++ {
+		q.Async(func() {})
+		waitFor(t, "the queue to go idle", func() bool { return q.hold.Load()&holdBusy == 0 })
+	}
+	require.EqualValues(t, 3, loneCount(q.hold.Load()), "three lone episodes")
+	var held uint64
+	q.Sync(func() { held = q.hold.Load() })
+	require.Equal(t, holdFast, held&holdFast, "the Sync took the idle queue without the lock")
+	require.EqualValues(t, 3, loneCount(held))
+	require.Equal(t, 3*holdCountOne, q.hold.Load(), "given back with the count")
+	s := q.Stats()
+	require.EqualValues(t, 3, s.Executed)
+	require.Zero(t, s.Pending)
 }
 
 // A lone block is counted before its queue is given back: a Sync that takes the queue next
@@ -170,6 +190,6 @@ func TestALoneBlockIsCountedBeforeItsQueueIsIdle(t *testing.T) {
 		require.EqualValues(t, i+1, executed, "the lone block is counted once its queue is idle")
 		resume <- struct{}{}
 	}
-	waitFor(t, "the queue to go idle", func() bool { return q.hold.Load() == 0 })
+	waitFor(t, "the queue to go idle", func() bool { return idleWord(q.hold.Load()) })
 	require.NoError(t, closeWithin(q))
 }

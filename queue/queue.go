@@ -36,11 +36,11 @@ const (
 // queue and give it back, and an Async can hand an idle queue its block, with one atomic
 // operation each, without the lock. Everything else changes it under q.mu, with atomic
 // operations because those do not take the lock. The only changes made without the lock are
-// a CAS from 0 (the queue idle, runnable and open) by a Sync caller or a submitter, a Sync
-// caller's CAS from exactly its own word back to 0, and a drainer's CAS from exactly
-// holdBusy|holdFirst (the submitter's word: one block, in the batch or travelling with the
-// drain, nothing queued since)
-// to its lone word and back to 0 (drainSerial).
+// a CAS from an idle word (the queue idle, runnable and open: nothing in it but the lone
+// count, idleWord) by a Sync caller or a submitter, a Sync caller's CAS from exactly its own
+// word back to that count, and a drainer's CAS from exactly holdBusy|holdFirst and the count
+// (the submitter's word: one block, in the batch or travelling with the drain, nothing
+// queued since) to its lone word and back to the count plus one (drainSerial).
 const (
 	holdBusy    uint64 = 1 << iota // held, or a drainer is scheduled (a serial queue's active)
 	holdStopped                    // suspended or inactive: flagStopped's copy, under q.mu
@@ -49,8 +49,33 @@ const (
 	holdQueued                     // ... (or holdFirst is set) and something was queued since: its release locks
 	holdFirst                      // a submitter put a block in the batch, or handed it with the drain, without the lock
 	holdLone                       // held by a drainer running that block alone, without the lock (drainSerial)
-	holdShift   = 8                // the fast Sync caller's or lone drainer's goroutine, above the bits
+	holdShift   = 16               // the fast Sync caller's or lone drainer's goroutine, above the bits and the count
 )
+
+// The hold word's bits 8-15 count the blocks run in lone episodes (drainSerial), in neither acc
+// nor done: the lone drainer counts its block with the CAS that gives the queue back, and
+// folds the count into acc and done under the lock when it is full or the CAS fails. The
+// count is part of an idle queue's word: "idle, runnable and open" is a word with nothing
+// but the count (idleWord), and whoever takes the queue keeps the count in its word.
+const (
+	holdCountShift        = 8
+	holdCountOne   uint64 = 1 << holdCountShift
+	holdCount      uint64 = (1<<(holdShift-holdCountShift) - 1) << holdCountShift
+	holdBits       uint64 = holdCountOne - 1 // the flags
+)
+
+// loneCount is the lone count in hold word h.
+func loneCount(h uint64) uint64 { return (h & holdCount) >> holdCountShift }
+
+// idleWord reports whether hold word h is an idle, runnable and open serial queue's.
+func idleWord(h uint64) bool { return h&^holdCount == 0 }
+
+// takeIdle takes an idle, runnable and open serial queue with one CAS, its word becoming mine
+// with the lone count kept; it reports whether it did.
+func (q *Queue) takeIdle(mine uint64) bool {
+	h := q.hold.Load()
+	return idleWord(h) && q.hold.CompareAndSwap(h, h|mine)
+}
 
 // config holds what most queues do not set, so that a queue without it pays one nil check.
 type config struct {
@@ -131,9 +156,7 @@ type Queue struct {
 	// The drainer's part.
 	flags atomic.Uint32 // read without the lock by drainers between blocks and by finishing blocks
 	limit int32
-	// lone counts the blocks accepted and run in lone episodes (drainSerial), in neither acc
-	// nor done until a lone drainer folds them in (foldLone); 32 bits fit the padding here.
-	lone  atomic.Uint32
+	_     uint32
 	cfg   *config
 	batch deque // serial: blocks the drainer took; only the queue's holder touches it
 	done  atomic.Uint64
@@ -148,33 +171,19 @@ func (q *Queue) live() uint64 { return q.acc + q.first() - q.done.Load() }
 
 // accepted is the number of blocks the queue accepted, the one a submitter handed an idle
 // queue without the lock included, before its drainer counts it in acc; q.mu must be held.
-// A lone drainer's block is left out until it is counted in lone, not counted twice
-// meanwhile: an override's end (over) can come early, never late.
+// A lone drainer's block is left out until it is counted in the lone count, not counted
+// twice meanwhile: an override's end (over) can come early, never late.
 func (q *Queue) accepted() uint64 {
-	n := q.acc + uint64(q.lone.Load())
-	if q.hold.Load()&holdLone == 0 {
+	h := q.hold.Load()
+	n := q.acc + loneCount(h)
+	if h&holdLone == 0 {
 		n += q.first()
 	}
 	return n
 }
 
 // executed is the number of accepted blocks that finished.
-func (q *Queue) executed() uint64 { return q.done.Load() + uint64(q.lone.Load()) }
-
-// loneFold is how many blocks lone counts before the lone drainer that counts the last of
-// them folds them into acc and done, long before its 32 bits could wrap.
-const loneFold = 1 << 30
-
-// foldLone moves what lone counts into acc and done. Readers under q.mu see the two move
-// together; executed, read without the lock, is low meanwhile (an override lasts a little
-// longer, never ends early).
-func (q *Queue) foldLone() {
-	q.mu.Lock()
-	n := uint64(q.lone.Swap(0))
-	q.acc += n
-	q.done.Add(n)
-	q.mu.Unlock()
-}
+func (q *Queue) executed() uint64 { return q.done.Load() + loneCount(q.hold.Load()) }
 
 // first is 1 while a block handed to the idle queue without the lock is counted nowhere else.
 func (q *Queue) first() uint64 {
@@ -568,7 +577,7 @@ func (q *Queue) submit(ctx context.Context, it item, k BlockKind, mode submitMod
 // returns false, having done nothing, if the queue is closed: submit's slow path reports
 // that as its mode says.
 func (q *Queue) submitPlain(it item) bool {
-	if q.hold.Load() == 0 && q.hold.CompareAndSwap(0, holdBusy|holdFirst) {
+	if q.takeIdle(holdBusy | holdFirst) {
 		// The queue was idle, runnable and open, and is the caller's until the drainer it
 		// starts runs: the block goes with the drain into the caller's worker's ring, or else
 		// in the drainer's batch (its inline slot), with no lock. The drainer counts it in acc

@@ -47,7 +47,7 @@ func TestASyncOntoASerialQueueOnAConcurrentOneTakesASlotAtOnce(t *testing.T) {
 		require.Equal(t, 1, running, "ctx %v: one slot of the target", withCtx)
 		require.ErrorIs(t, nested, ErrWouldDeadlock)
 		require.True(t, inSib, "ctx %v: a nested Sync onto a sibling runs in the slot held", withCtx)
-		require.Zero(t, q.hold.Load())
+		require.Zero(t, q.hold.Load()&^holdCount)
 		require.Zero(t, c.Stats().Running)
 		require.False(t, root.IsCurrent())
 	}
@@ -65,7 +65,7 @@ func TestASlotSyncThatPanicsGivesBackTheSlotAndTheQueue(t *testing.T) {
 		})
 	})
 	require.True(t, fast)
-	require.Zero(t, q.hold.Load())
+	require.Zero(t, q.hold.Load()&^holdCount)
 	require.Zero(t, c.Stats().Running)
 	// The only slot is free again: a Sync and an Async run.
 	ran := make(chan struct{})
@@ -190,7 +190,7 @@ func TestASlotSyncFallsBackWhenTheCallerHoldsTheTarget(t *testing.T) {
 	var err error
 	c.BarrierSync(func() { err = q.SyncContext(t.Context(), func(context.Context) {}) })
 	require.ErrorIs(t, err, ErrWouldDeadlock)
-	require.Zero(t, q.hold.Load())
+	require.Zero(t, q.hold.Load()&^holdCount)
 	require.Zero(t, c.Stats().Running)
 }
 

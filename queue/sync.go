@@ -40,7 +40,7 @@ func (q *Queue) Sync(fn func()) {
 		me := goid.G()
 		if uint64(me) < 1<<(64-holdShift) && q.plainSync() &&
 			q.target.Load().kind == rootKind && // (looked at again once the queue is held)
-			q.hold.CompareAndSwap(0, holdBusy|holdFast|uint64(me)<<holdShift) {
+			q.takeIdle(holdBusy|holdFast|uint64(me)<<holdShift) {
 			if t := q.target.Load(); t.kind == rootKind {
 				q.syncPlain(me, t, fn)
 				return
@@ -120,7 +120,7 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 		// meanwhile. It stays idle while inactive (stopped), so its target is settled.
 		// Held by another Sync caller that took it so: spin briefly, it is about to finish.
 		if mine := holdBusy | holdFast | uint64(me)<<holdShift; uint64(me) < 1<<(64-holdShift) &&
-			(q.hold.CompareAndSwap(0, mine) || q.spinForSync(mine)) {
+			(q.takeIdle(mine) || q.spinForSync(mine)) {
 			t := q.target.Load()
 			if t.kind == rootKind {
 				return q.syncSerial(ctx, me, t, fn, cfn)
@@ -466,8 +466,8 @@ func (q *Queue) spinForSync(mine uint64) bool {
 	}
 	for range syncActiveSpins {
 		switch h := q.hold.Load(); {
-		case h == 0:
-			if q.hold.CompareAndSwap(0, mine) {
+		case idleWord(h):
+			if q.hold.CompareAndSwap(h, h|mine) {
 				return true
 			}
 		case h&(holdFast|holdQueued|holdStopped|holdClosed) != holdFast || h>>holdShift == mine>>holdShift:
@@ -497,7 +497,7 @@ func (q *Queue) takeLocked(me uintptr, barrier bool) bool {
 		return false
 	}
 	switch {
-	case q.kind == serialKind && q.hold.CompareAndSwap(0, holdBusy):
+	case q.kind == serialKind && q.takeIdle(holdBusy):
 		q.owner = me
 		return true
 	case q.kind == concurrentKind && barrier && q.active == 0 && q.inflight == 0:
@@ -567,14 +567,15 @@ func (q *Queue) releaseSync(me uintptr) {
 // the queue without the lock and nothing was queued since; else under the lock, to the Sync
 // caller first in line, or to a new drainer if blocks wait.
 func (q *Queue) releaseSerialSync(me uintptr) {
-	if q.hold.CompareAndSwap(holdBusy|holdFast|uint64(me)<<holdShift, 0) {
+	mine := holdBusy | holdFast | uint64(me)<<holdShift
+	if h := q.hold.Load(); h&^holdCount == mine && q.hold.CompareAndSwap(h, h&holdCount) {
 		return
 	}
 	q.mu.Lock()
 	if h := q.hold.Load(); h&holdFast != 0 {
 		// Held without the lock, and blocks came (or a Suspend): a holder like any other now.
 		// Nothing else changes the word while it is not 0 and the lock is held.
-		q.hold.Store(h & (holdBusy | holdStopped | holdClosed))
+		q.hold.Store(h & (holdBusy | holdStopped | holdClosed | holdCount))
 	}
 	q.owner = 0
 	if q.runnableLocked() && q.handToWaiterLocked() {
