@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
@@ -86,6 +87,11 @@ type violation struct {
 	cause   error
 	why     string
 	pending []byte // what the guard read after it, for the drain
+	// inFrame: the bad byte is inside a frame's payload. A peer that fails fast abandons
+	// the frame and sends its close frame where the payload would go on, so the drain may
+	// never find it: the server shuts its sending side after its close frame (Conn.fail), and
+	// the peer's end of the stream ends the drain.
+	inFrame bool
 }
 
 func (v *violation) Error() string { return fmt.Sprintf("wsserver: %s (%d)", v.reason, int(v.code)) }
@@ -159,6 +165,7 @@ func (g *frameGuard) scan(b []byte) int {
 		n := int(min(g.left, int64(len(b)-i)))
 		if bad := g.payload(b[i : i+n]); bad >= 0 {
 			g.left -= int64(bad) // the drain parses on from the bad byte
+			g.fail.inFrame = true
 			return i + bad
 		}
 		i += n
@@ -483,11 +490,17 @@ func peerCloseCode(code websocket.StatusCode) bool {
 	}
 }
 
+// testHookDrain, if set, runs when a drain starts (tests only).
+var testHookDrain atomic.Pointer[func()]
+
 // drain discards the input up to the peer's close frame (or the end of the stream, or the
 // deadline the close handshake set), then reports the violation again.
 func (g *frameGuard) drain() error {
 	if g.is(gDrained) || g.is(gPeerClose) {
 		return g.fail
+	}
+	if h := testHookDrain.Load(); h != nil {
+		(*h)()
 	}
 	g.set(gDrained, true)
 	pending := g.fail.pending

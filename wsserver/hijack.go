@@ -191,6 +191,7 @@ type batchWriter struct {
 
 	direct    bool
 	closeSent bool    // direct: a close frame went out; no data frame may follow it
+	shut      bool    // shut the sending side after the close frame (shutAfterClose)
 	resumable bool    // see timeout
 	rawN      int32   // beside the flags, in what would be padding (see raw below)
 	part      *[]byte // direct: the start of a frame coder/websocket is writing in pieces
@@ -292,7 +293,13 @@ func (w *batchWriter) writeLocked(p []byte) (int, error) {
 		w.closeSent = true
 	}
 	if !w.batching {
-		return w.nc.Write(p)
+		n, err := w.nc.Write(p)
+		if err == nil && w.shut && len(p) > 0 && p[0] == opClose {
+			if cw, ok := w.nc.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+			}
+		}
+		return n, err
 	}
 	b := *w.buf
 	if len(b)+len(p) > cap(b) {
@@ -370,6 +377,15 @@ func (w *batchWriter) flush() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.flushLocked()
+}
+
+// shutAfterClose makes the close frame, when it is written, shut the socket's sending side
+// (a FIN after it): the connection failed inside a frame, where the drain may not find the
+// peer's close frame (see violation.inFrame), and the peer's end of the stream ends it.
+func (w *batchWriter) shutAfterClose() {
+	w.mu.Lock()
+	w.shut = true
+	w.mu.Unlock()
 }
 
 // flushBeforeClose writes what a batch holds, under the writer's deadline.

@@ -327,6 +327,9 @@ func (c *Conn) panicked(r any, stack []byte) {
 // handshake, during which the guard drains the input, so that the socket then closes with
 // nothing unread.
 func (c *Conn) fail(v *violation) {
+	if v.inFrame {
+		c.bw.shutAfterClose()
+	}
 	c.mu.Lock()
 	var wait chan struct{}
 	if !c.closeDone {
