@@ -89,9 +89,10 @@ type violation struct {
 	pending []byte // what the guard read after it, for the drain
 	// inFrame: the bad byte is inside a frame's payload. A peer that fails fast abandons
 	// the frame and sends its close frame where the payload would go on, so the drain may
-	// never find it: the server shuts its sending side after its close frame (Conn.fail), and
-	// the peer's end of the stream ends the drain.
+	// never find it: the drain, which runs once the close frame went out, calls shut (set
+	// by Conn.fail) to shut the sending side, and the peer's end of the stream ends it.
 	inFrame bool
+	shut    func()
 }
 
 func (v *violation) Error() string { return fmt.Sprintf("wsserver: %s (%d)", v.reason, int(v.code)) }
@@ -490,7 +491,7 @@ func peerCloseCode(code websocket.StatusCode) bool {
 	}
 }
 
-// testHookDrain, if set, runs when a drain starts (tests only).
+// testHookDrain, if set, runs when a drain starts, after the shut (tests only).
 var testHookDrain atomic.Pointer[func()]
 
 // drain discards the input up to the peer's close frame (or the end of the stream, or the
@@ -498,6 +499,9 @@ var testHookDrain atomic.Pointer[func()]
 func (g *frameGuard) drain() error {
 	if g.is(gDrained) || g.is(gPeerClose) {
 		return g.fail
+	}
+	if g.fail.shut != nil {
+		g.fail.shut()
 	}
 	if h := testHookDrain.Load(); h != nil {
 		(*h)()

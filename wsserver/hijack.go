@@ -191,7 +191,6 @@ type batchWriter struct {
 
 	direct    bool
 	closeSent bool    // direct: a close frame went out; no data frame may follow it
-	shut      bool    // shut the sending side after the close frame (shutAfterClose)
 	resumable bool    // see timeout
 	rawN      int32   // beside the flags, in what would be padding (see raw below)
 	part      *[]byte // direct: the start of a frame coder/websocket is writing in pieces
@@ -293,13 +292,7 @@ func (w *batchWriter) writeLocked(p []byte) (int, error) {
 		w.closeSent = true
 	}
 	if !w.batching {
-		n, err := w.nc.Write(p)
-		if err == nil && w.shut && len(p) > 0 && p[0] == opClose {
-			if cw, ok := w.nc.(interface{ CloseWrite() error }); ok {
-				_ = cw.CloseWrite()
-			}
-		}
-		return n, err
+		return w.nc.Write(p)
 	}
 	b := *w.buf
 	if len(b)+len(p) > cap(b) {
@@ -379,13 +372,15 @@ func (w *batchWriter) flush() error {
 	return w.flushLocked()
 }
 
-// shutAfterClose makes the close frame, when it is written, shut the socket's sending side
-// (a FIN after it): the connection failed inside a frame, where the drain may not find the
-// peer's close frame (see violation.inFrame), and the peer's end of the stream ends it.
-func (w *batchWriter) shutAfterClose() {
+// shutSending shuts the socket's sending side (a FIN after what was written), unless a
+// batch holds frames not yet written. The drain calls it for a connection failed inside a
+// frame, once the close frame went out (see violation.inFrame).
+func (w *batchWriter) shutSending() {
 	w.mu.Lock()
-	w.shut = true
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	if cw, ok := w.nc.(interface{ CloseWrite() error }); ok && !w.batching {
+		_ = cw.CloseWrite()
+	}
 }
 
 // flushBeforeClose writes what a batch holds, under the writer's deadline.

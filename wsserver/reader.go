@@ -328,7 +328,7 @@ func (c *Conn) panicked(r any, stack []byte) {
 // nothing unread.
 func (c *Conn) fail(v *violation) {
 	if v.inFrame {
-		c.bw.shutAfterClose()
+		v.shut = c.bw.shutSending
 	}
 	c.mu.Lock()
 	var wait chan struct{}
