@@ -68,7 +68,9 @@
 // reason with 1007, at the first byte that cannot be valid. The messages read before it are
 // still handled and what their handlers send goes out before the close frame; the input is
 // then drained up to the peer's close, so that the socket never closes with unread data
-// (a reset could cost the peer what was written last).
+// (a reset could cost the peer what was written last). A failure inside a frame's payload
+// also shuts the sending side after the close frame: a peer that fails fast abandons the
+// frame, and its close frame, sent where the payload would go on, cannot be told apart.
 //
 // Options is a struct whose zero value is safe, as coder/websocket's AcceptOptions and
 // net/http's Server are: a server states only what it changes, and every field documents
