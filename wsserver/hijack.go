@@ -592,8 +592,3 @@ func (w *batchWriter) rawWrite(fd uintptr) bool {
 func sysRead[H ~int | ~uintptr](read func(H, []byte) (int, error), fd uintptr, p []byte) (int, error) {
 	return read(H(fd), p)
 }
-
-// sysWrite calls write with fd as the descriptor type of the platform (an int on Unix).
-func sysWrite[H ~int | ~uintptr](write func(H, []byte) (int, error), fd uintptr, p []byte) (int, error) {
-	return write(H(fd), p)
-}
