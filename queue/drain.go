@@ -3,6 +3,7 @@ package queue
 import (
 	"runtime"
 	"sync/atomic"
+	"time"
 )
 
 // drain runs a batch of q's blocks on goroutine g. It is itself a block of q's target (or a
@@ -113,6 +114,9 @@ func (q *Queue) drainSerial(g uintptr, first func()) {
 	// not by a lone drainer (its queue is plain), which touches nothing more of the
 	// drainer's part than it needs.
 	lean := q.limit == 0 && q.cfg == nil
+	waited := false    // the drainer slept for a batch (sleepForBatch) just before it locked
+	flood := false     // the last batch taken had floodBatch blocks or more
+	var tm *time.Timer // sleepForBatch's, made at its first sleep
 	for {
 		if !q.runnableLocked() {
 			q.releaseSerialLocked()
@@ -121,11 +125,11 @@ func (q *Queue) drainSerial(g uintptr, first func()) {
 		if q.batch.n == 0 {
 			switch {
 			case q.items.n == 0:
-				if total < 2 || !q.lingerLocked() {
+				if total < 2 || waited || !q.lingerLocked() {
 					q.releaseSerialLocked()
 					return
 				}
-			case q.items.n < batchSize && total >= batchSize:
+			case q.items.n < batchSize && total >= batchSize && !waited:
 				// A stream that this drainer outpaces: let a batch build up before taking
 				// it, rather than meeting the submitters on the lock for every few blocks.
 				q.pauseLocked()
@@ -133,8 +137,13 @@ func (q *Queue) drainSerial(g uintptr, first func()) {
 					continue
 				}
 			}
+			flood = q.plain && q.items.n >= floodBatch
+			if flood && q.extLocked().wake == nil {
+				q.ext.wake = make(chan struct{}, 1)
+			}
 			q.items, q.batch = q.batch, q.items
 		}
+		waited = false
 		// The target, read here with the submitters' lines in hand, for the checks between
 		// blocks: reading it there would take a line from the submitters every 32 blocks.
 		on := q.target.Load()
@@ -195,6 +204,16 @@ func (q *Queue) drainSerial(g uintptr, first func()) {
 			ran = 0
 		}
 		q.finished(counted)
+		if flood && q.batch.n == 0 && q.flags.Load()&flagStopped == 0 && !on.contended() {
+			// A flood: sleep until a batch waits rather than take the lock now (meeting the
+			// submitters on it) or spin beside them.
+			q.sleepForBatch(&tm)
+			q.mu.Lock()
+			q.hold.And(^holdHungry)
+			waited = true
+			ran = 0
+			continue
+		}
 		q.mu.Lock()
 		if ran >= batchSize && q.items.n > 0 && q.runnableLocked() && q.target.Load().contended() {
 			q.owner = 0
@@ -290,6 +309,45 @@ func (q *Queue) releaseSerialLocked() {
 	q.mu.Unlock()
 	if start {
 		q.startDrainers(1)
+	}
+}
+
+// sleepForBatch is called by the drainer of a flooded plain serial queue whose batch ran
+// out: it marks the hold word holdHungry and parks until a submitter, under q.mu, sees the
+// mark with floodBatch blocks queued (or a slow-path push: a Sync caller, a child's drain)
+// and wakes it (wakeDrainerLocked), or until floodWait has passed. The caller then takes
+// the lock, clears the mark and takes what is there.
+func (q *Queue) sleepForBatch(tm **time.Timer) {
+	ch := q.ext.wake
+	q.hold.Or(holdHungry)
+	if *tm == nil {
+		*tm = time.NewTimer(floodWait)
+	} else {
+		(*tm).Reset(floodWait)
+	}
+	select {
+	case <-ch:
+	case <-(*tm).C:
+	}
+	(*tm).Stop()
+}
+
+// floodBatch is the batch a flooded queue's drainer sleeps for, floodWait how long at most.
+const (
+	floodBatch int32 = 512
+	floodWait        = 50 * time.Microsecond
+)
+
+// wakeDrainerLocked is called under q.mu by a submitter that saw holdHungry in the word h: it
+// wakes the sleeping drainer once min blocks wait and the queue may run.
+func (q *Queue) wakeDrainerLocked(h uint64, min int32) {
+	if h&holdStopped != 0 || q.items.n < min {
+		return
+	}
+	q.hold.And(^holdHungry)
+	select {
+	case q.ext.wake <- struct{}{}:
+	default:
 	}
 }
 

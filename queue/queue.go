@@ -49,6 +49,7 @@ const (
 	holdQueued                     // ... (or holdFirst is set) and something was queued since: its release locks
 	holdFirst                      // a submitter put a block in the batch, or handed it with the drain, without the lock
 	holdLone                       // held by a drainer running that block alone, without the lock (drainSerial)
+	holdHungry                     // the drainer sleeps until a batch waits (sleepForBatch)
 	holdShift   = 16               // the fast Sync caller's or lone drainer's goroutine, above the bits and the count
 )
 
@@ -91,7 +92,8 @@ type extra struct {
 	closeFired bool
 	rejected   uint64
 	cancelled  uint64
-	specific   map[any]any // SetSpecific's values, keyed by *Key[T]
+	specific   map[any]any   // SetSpecific's values, keyed by *Key[T]
+	wake       chan struct{} // serial, flooded: wakes the drainer that sleeps for a batch (sleepForBatch)
 }
 
 // A Queue runs blocks (funcs): a serial queue one at a time in FIFO order, a concurrent queue
@@ -385,7 +387,7 @@ func (q *Queue) serialReleaseLocked() bool {
 		return true
 	}
 	q.counted = false
-	q.hold.And(^(holdBusy | holdFirst | holdQueued))
+	q.hold.And(^(holdBusy | holdFirst | holdQueued | holdHungry))
 	return false
 }
 
@@ -414,6 +416,9 @@ func (q *Queue) setStoppedLocked(stopped bool) bool {
 // caller starts them after unlocking.
 func (q *Queue) wakeLocked() int32 {
 	if q.kind == serialKind {
+		if h := q.hold.Load(); h&holdHungry != 0 {
+			q.wakeDrainerLocked(h, 1) // a Sync caller, a child's drain, a block of the slow path
+		}
 		if q.items.n > 0 && q.serialWakeLocked() {
 			return 1
 		}
@@ -598,6 +603,9 @@ func (q *Queue) submitPlain(it item) bool {
 	q.acc++
 	if it.x != nil || !q.items.tryPushFunc(it.fn) {
 		q.items.pushBack(it)
+	}
+	if h&holdHungry != 0 {
+		q.wakeDrainerLocked(h, floodBatch)
 	}
 	start := q.serialWakeLocked()
 	q.mu.Unlock()
