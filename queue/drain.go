@@ -207,7 +207,7 @@ func (q *Queue) drainSerial(g uintptr, first func()) {
 		if flood && q.batch.n == 0 && q.flags.Load()&flagStopped == 0 && !on.contended() {
 			// A flood: sleep until a batch waits rather than take the lock now (meeting the
 			// submitters on it) or spin beside them.
-			q.sleepForBatch(&tm)
+			q.sleepForBatch(g, &tm)
 			q.mu.Lock()
 			q.hold.And(^holdHungry)
 			waited = true
@@ -317,20 +317,34 @@ func (q *Queue) releaseSerialLocked() {
 // mark with floodBatch blocks queued (or a slow-path push: a Sync caller, a child's drain)
 // and wakes it (wakeDrainerLocked), or until floodWait has passed. The caller then takes
 // the lock, clears the mark and takes what is there.
-func (q *Queue) sleepForBatch(tm **time.Timer) {
+//
+// Asleep, the drainer counts as blocked (as a waiting Sync caller does), so that work coming
+// to its root meanwhile gets a worker instead of waiting out the sleep.
+func (q *Queue) sleepForBatch(g uintptr, tm **time.Timer) {
 	ch := q.ext.wake
 	q.hold.Or(holdHungry)
-	if *tm == nil {
-		*tm = time.NewTimer(floodWait)
-	} else {
-		(*tm).Reset(floodWait)
+	d := time.Duration(floodWaitTest.Load())
+	if d == 0 {
+		d = floodWait
 	}
+	if *tm == nil {
+		*tm = time.NewTimer(d)
+	} else {
+		(*tm).Reset(d)
+	}
+	p := exec.blockEnter(g)
 	select {
 	case <-ch:
 	case <-(*tm).C:
 	}
 	(*tm).Stop()
+	if p != nil {
+		exec.blockExit(p)
+	}
 }
+
+// floodWaitTest, when not zero, is floodWait in nanoseconds (tests).
+var floodWaitTest atomic.Int64
 
 // floodBatch is the batch a flooded queue's drainer sleeps for, floodWait how long at most.
 const (

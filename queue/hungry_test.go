@@ -118,3 +118,33 @@ func TestASleepingDrainerIsWokenForABatchOrASyncCaller(t *testing.T) {
 	q.Sync(func() {})
 	require.EqualValues(t, floodBatch+1, q.Stats().Executed) // floodBatch-1 Asyncs and the two pushed here
 }
+
+// A drainer asleep for a batch counts as blocked, as a waiting Sync caller does: work that
+// comes to the root meanwhile gets a worker of its own instead of waiting out the sleep. At
+// GOMAXPROCS=1, with no worker lent and the sleep made long, another queue's block ran only
+// once the flooded queue's drainer woke (this test timed out).
+func TestADrainerAsleepForABatchLetsOtherWorkRun(t *testing.T) {
+	withProcs(t, 1)
+	scarceWorkers(t)
+	floodWaitTest.Store(int64(time.Hour))
+	t.Cleanup(func() { floodWaitTest.Store(0) })
+	q := NewSerial("flooded")
+	q.Suspend()
+	for range floodBatch + 8 {
+		q.Async(func() {})
+	}
+	q.Resume() // the drainer takes them all at once: a flood; then it sleeps for the next batch
+	for deadline := time.Now().Add(waitTimeout); q.hold.Load()&holdHungry == 0; runtime.Gosched() {
+		require.True(t, time.Now().Before(deadline), "the drainer did not go to sleep for a batch: hold %#x", q.hold.Load())
+	}
+	ran := make(chan struct{})
+	NewSerial("other").Async(func() { close(ran) })
+	select {
+	case <-ran:
+	case <-time.After(waitTimeout):
+		t.Fatal("another queue's block waited for the sleeping drainer")
+	}
+	// A Sync wakes the drainer at once.
+	q.Sync(func() {})
+	require.EqualValues(t, floodBatch+8, q.Stats().Executed) // the Asyncs (a Sync is not counted there)
+}
