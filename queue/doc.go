@@ -12,7 +12,10 @@
 // so a server can give each connection its own. Goroutines come from the executor while
 // there is work (GOMAXPROCS workers running blocks, higher QoS first, plus the ones that make
 // up for blocked workers: see below), and a busy queue runs its blocks in batches and then
-// yields, so one flooded queue cannot starve the others. A block that makes an idle queue
+// yields, so one flooded queue cannot starve the others. The drainer of a flooded serial
+// queue (one that took 512 blocks or more at once) sleeps between batches until 512 more wait
+// or 50 µs have passed, rather than meet the submitters on the queue's lock; a Sync caller
+// wakes it at once, and asleep it counts as a blocked worker. A block that makes an idle queue
 // runnable hands that queue to its own worker, which runs it once the block returns, as Go's
 // scheduler does with runnext: no lock, no goroutine woken while another worker looks for
 // work. It never passes higher-QoS work waiting in the roots, and passes work of its own class
