@@ -117,6 +117,11 @@ func (q *Queue) drainSerial(g uintptr, first func()) {
 	waited := false    // the drainer slept for a batch (sleepForBatch) just before it locked
 	flood := false     // the last batch taken had floodBatch blocks or more
 	var tm *time.Timer // sleepForBatch's, made at its first sleep
+	// What sleepForBatch waits on, made at this drain's first flood: by this goroutine, so of
+	// its synctest bubble if it has one. A channel kept with the queue from one drain to the
+	// next would be the bubble's of whichever drainer made it, and a drainer or submitter
+	// outside that bubble touching it is a fatal error (TestAQueueFloodedInABubbleAndThenOutside).
+	var wake chan struct{}
 	for {
 		if !q.runnableLocked() {
 			q.releaseSerialLocked()
@@ -138,8 +143,13 @@ func (q *Queue) drainSerial(g uintptr, first func()) {
 				}
 			}
 			flood = q.plain && q.items.n >= floodBatch
-			if flood && q.extLocked().wake == nil {
-				q.ext.wake = make(chan struct{}, 1)
+			if flood {
+				if wake == nil {
+					wake = make(chan struct{}, 1)
+				}
+				// Submitters use it only while holdHungry is set, which only this drainer
+				// sets, after this.
+				q.extLocked().wake = wake
 			}
 			q.items, q.batch = q.batch, q.items
 		}
@@ -207,7 +217,7 @@ func (q *Queue) drainSerial(g uintptr, first func()) {
 		if flood && q.batch.n == 0 && q.flags.Load()&flagStopped == 0 && !on.contended() {
 			// A flood: sleep until a batch waits rather than take the lock now (meeting the
 			// submitters on it) or spin beside them.
-			q.sleepForBatch(g, &tm)
+			q.sleepForBatch(g, wake, &tm)
 			q.mu.Lock()
 			q.hold.And(^holdHungry)
 			waited = true
@@ -319,9 +329,9 @@ func (q *Queue) releaseSerialLocked() {
 // the lock, clears the mark and takes what is there.
 //
 // Asleep, the drainer counts as blocked (as a waiting Sync caller does), so that work coming
-// to its root meanwhile gets a worker instead of waiting out the sleep.
-func (q *Queue) sleepForBatch(g uintptr, tm **time.Timer) {
-	ch := q.ext.wake
+// to its root meanwhile gets a worker instead of waiting out the sleep. ch is the drain's
+// own channel (see drainSerial's wake).
+func (q *Queue) sleepForBatch(g uintptr, ch chan struct{}, tm **time.Timer) {
 	q.hold.Or(holdHungry)
 	d := time.Duration(floodWaitTest.Load())
 	if d == 0 {

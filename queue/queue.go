@@ -93,7 +93,7 @@ type extra struct {
 	rejected   uint64
 	cancelled  uint64
 	specific   map[any]any   // SetSpecific's values, keyed by *Key[T]
-	wake       chan struct{} // serial, flooded: wakes the drainer that sleeps for a batch (sleepForBatch)
+	wake       chan struct{} // serial, flooded: wakes the drainer that sleeps for a batch (sleepForBatch), made by that drain
 }
 
 // A Queue runs blocks (funcs): a serial queue one at a time in FIFO order, a concurrent queue
