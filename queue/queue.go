@@ -78,6 +78,14 @@ func (q *Queue) takeIdle(mine uint64) bool {
 	return idleWord(h) && q.hold.CompareAndSwap(h, h|mine)
 }
 
+// takeIdleSync is takeIdle for a Sync caller: it tries the word of a queue that never had a
+// lone episode (0) first, with no load before the CAS. A queue locked and unlocked by Syncs
+// alone keeps a 0 word, and under contention a load before the CAS would fetch the line
+// shared just before the CAS needs it exclusive (LockQueueSync +11-19% on the quiet machine).
+func (q *Queue) takeIdleSync(mine uint64) bool {
+	return q.hold.CompareAndSwap(0, mine) || q.takeIdle(mine)
+}
+
 // config holds what most queues do not set, so that a queue without it pays one nil check.
 type config struct {
 	panics func(recovered any, stack []byte)

@@ -40,7 +40,7 @@ func (q *Queue) Sync(fn func()) {
 		me := goid.G()
 		if uint64(me) < 1<<(64-holdShift) && q.plainSync() &&
 			q.target.Load().kind == rootKind && // (looked at again once the queue is held)
-			q.takeIdle(holdBusy|holdFast|uint64(me)<<holdShift) {
+			q.takeIdleSync(holdBusy|holdFast|uint64(me)<<holdShift) {
 			if t := q.target.Load(); t.kind == rootKind {
 				q.syncPlain(me, t, fn)
 				return
@@ -120,7 +120,7 @@ func (q *Queue) syncRun(ctx context.Context, barrier bool, fn func(), cfn func(c
 		// meanwhile. It stays idle while inactive (stopped), so its target is settled.
 		// Held by another Sync caller that took it so: spin briefly, it is about to finish.
 		if mine := holdBusy | holdFast | uint64(me)<<holdShift; uint64(me) < 1<<(64-holdShift) &&
-			(q.takeIdle(mine) || q.spinForSync(mine)) {
+			(q.takeIdleSync(mine) || q.spinForSync(mine)) {
 			t := q.target.Load()
 			if t.kind == rootKind {
 				return q.syncSerial(ctx, me, t, fn, cfn)
@@ -568,6 +568,9 @@ func (q *Queue) releaseSync(me uintptr) {
 // caller first in line, or to a new drainer if blocks wait.
 func (q *Queue) releaseSerialSync(me uintptr) {
 	mine := holdBusy | holdFast | uint64(me)<<holdShift
+	if q.hold.CompareAndSwap(mine, 0) {
+		return // a word without a lone count (see takeIdleSync)
+	}
 	if h := q.hold.Load(); h&^holdCount == mine && q.hold.CompareAndSwap(h, h&holdCount) {
 		return
 	}
