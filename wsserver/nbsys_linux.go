@@ -24,15 +24,7 @@ func nbRead(fd uintptr, p []byte) (int, error) {
 	if raceEnabled {
 		return syscall.Read(int(fd), p)
 	}
-	var b unsafe.Pointer
-	if len(p) > 0 {
-		b = unsafe.Pointer(&p[0])
-	}
-	n, _, e := syscall.RawSyscall(unix.SYS_READ, fd, uintptr(b), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
+	return rawIO(unix.SYS_READ, fd, p)
 }
 
 // nbWrite is write(2) on a non-blocking descriptor.
@@ -40,11 +32,16 @@ func nbWrite(fd uintptr, p []byte) (int, error) {
 	if raceEnabled {
 		return syscall.Write(int(fd), p)
 	}
+	return rawIO(unix.SYS_WRITE, fd, p)
+}
+
+// rawIO is read(2) or write(2) (trap) of p on fd, made raw.
+func rawIO(trap, fd uintptr, p []byte) (int, error) {
 	var b unsafe.Pointer
 	if len(p) > 0 {
 		b = unsafe.Pointer(&p[0])
 	}
-	n, _, e := syscall.RawSyscall(unix.SYS_WRITE, fd, uintptr(b), uintptr(len(p)))
+	n, _, e := syscall.RawSyscall(trap, fd, uintptr(b), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}
