@@ -309,26 +309,22 @@ func conformanceCases() []abCase {
 		abCase{id: "x.3.3", run: func(c *abClient) { c.send(withRSV(pongFrame("pong"), 2), pingFrame("")) }, end: failWith(1002)},
 	)
 
-	// 4.x Reserved opcodes.
+	// 4.x Reserved opcodes: the same five cases for the data opcodes 3-7 (4.1.x) and the
+	// control opcodes 11-15 (4.2.x).
 	op := func(o byte, payload string) frame { return frame{op: o, payload: []byte(payload)} }
-	add(
-		abCase{id: "4.1.1", run: func(c *abClient) { c.send(op(3, "")) }, end: failWith(1002)},
-		abCase{id: "4.1.2", run: func(c *abClient) { c.send(op(4, "reserved opcode payload")) }, end: failWith(1002)},
-		abCase{id: "4.1.3", run: func(c *abClient) { c.send(textFrame(hello), op(5, ""), pingFrame("")) },
-			want: []event{msgEvent(hello)}, end: failWith(1002)},
-		abCase{id: "4.1.4", run: func(c *abClient) { c.send(textFrame(hello), op(6, hello), pingFrame("")) },
-			want: []event{msgEvent(hello)}, end: failWith(1002)},
-		abCase{id: "4.1.5", run: func(c *abClient) { c.sendChopped(1, textFrame(hello), op(7, hello), pingFrame("")) },
-			want: []event{msgEvent(hello)}, end: failWith(1002)},
-		abCase{id: "4.2.1", run: func(c *abClient) { c.send(op(11, "")) }, end: failWith(1002)},
-		abCase{id: "4.2.2", run: func(c *abClient) { c.send(op(12, "reserved opcode payload")) }, end: failWith(1002)},
-		abCase{id: "4.2.3", run: func(c *abClient) { c.send(textFrame(hello), op(13, ""), pingFrame("")) },
-			want: []event{msgEvent(hello)}, end: failWith(1002)},
-		abCase{id: "4.2.4", run: func(c *abClient) { c.send(textFrame(hello), op(14, hello), pingFrame("")) },
-			want: []event{msgEvent(hello)}, end: failWith(1002)},
-		abCase{id: "4.2.5", run: func(c *abClient) { c.sendChopped(1, textFrame(hello), op(15, hello), pingFrame("")) },
-			want: []event{msgEvent(hello)}, end: failWith(1002)},
-	)
+	for i, ops := range [][5]byte{{3, 4, 5, 6, 7}, {11, 12, 13, 14, 15}} {
+		id := func(k int) string { return fmt.Sprintf("4.%d.%d", i+1, k) }
+		add(
+			abCase{id: id(1), run: func(c *abClient) { c.send(op(ops[0], "")) }, end: failWith(1002)},
+			abCase{id: id(2), run: func(c *abClient) { c.send(op(ops[1], "reserved opcode payload")) }, end: failWith(1002)},
+			abCase{id: id(3), run: func(c *abClient) { c.send(textFrame(hello), op(ops[2], ""), pingFrame("")) },
+				want: []event{msgEvent(hello)}, end: failWith(1002)},
+			abCase{id: id(4), run: func(c *abClient) { c.send(textFrame(hello), op(ops[3], hello), pingFrame("")) },
+				want: []event{msgEvent(hello)}, end: failWith(1002)},
+			abCase{id: id(5), run: func(c *abClient) { c.sendChopped(1, textFrame(hello), op(ops[4], hello), pingFrame("")) },
+				want: []event{msgEvent(hello)}, end: failWith(1002)},
+		)
+	}
 
 	// 5.x Fragmentation.
 	fragPing := func(o byte) []frame {
