@@ -128,26 +128,26 @@ func TestASlotSyncFallsBackWhenTheTargetHasNoFreeSlot(t *testing.T) {
 		c.Resume()
 		require.True(t, testutil.Recv(t, done, "the Sync after Resume"))
 	})
-	t.Run("full", func(t *testing.T) {
-		c := NewConcurrent("slot-full-c", WithWidth(1))
-		q := NewSerial("slot-full-q", WithTarget(c))
-		g := newGate()
-		c.Async(g.block)
-		testutil.Recv(t, g.started, "the block holding the only slot")
-		done := syncWaits(t, q, "a Sync under a full target")
-		g.open()
-		require.True(t, testutil.Recv(t, done, "the Sync once the slot is free"))
-	})
-	t.Run("barrier", func(t *testing.T) {
-		c := NewConcurrent("slot-barrier-c", WithWidth(4))
-		q := NewSerial("slot-barrier-q", WithTarget(c))
-		g := newGate()
-		c.BarrierAsync(g.block)
-		testutil.Recv(t, g.started, "the barrier")
-		done := syncWaits(t, q, "a Sync under a running barrier")
-		g.open()
-		require.True(t, testutil.Recv(t, done, "the Sync after the barrier"))
-	})
+	// A block holding the only slot (width 1), or a barrier running: the Sync waits for it.
+	for _, tc := range []struct {
+		name, holder string
+		width        int
+		hold         func(c *Queue, block func())
+	}{
+		{"full", "the block holding the only slot", 1, (*Queue).Async},
+		{"barrier", "the barrier", 4, (*Queue).BarrierAsync},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewConcurrent("slot-"+tc.name+"-c", WithWidth(tc.width))
+			q := NewSerial("slot-"+tc.name+"-q", WithTarget(c))
+			g := newGate()
+			tc.hold(c, g.block)
+			testutil.Recv(t, g.started, tc.holder)
+			done := syncWaits(t, q, "a Sync under "+tc.holder)
+			g.open()
+			require.True(t, testutil.Recv(t, done, "the Sync once "+tc.holder+" is done"))
+		})
+	}
 	t.Run("queued", func(t *testing.T) {
 		c := NewConcurrent("slot-queued-c", WithWidth(2))
 		q := NewSerial("slot-queued-q", WithTarget(c))
